@@ -1,0 +1,88 @@
+"""luno_wf: a typed, asyncio, event-driven workflow framework.
+
+A workflow is a state machine over an ``IntEnum`` of statuses; each run carries a typed
+object from status to status. Every move is one durable write of the run's record together
+with an outbox event, and events drive the next move.
+"""
+
+from __future__ import annotations
+
+from ._clock import Clock as Clock
+from ._clock import SystemClock as SystemClock
+from ._converter import default_converter as default_converter
+from ._event import ConnectorEvent as ConnectorEvent
+from ._event import Event as Event
+from ._event import Header as Header
+from ._event import OutboxEvent as OutboxEvent
+from ._filter import FilterKind as FilterKind
+from ._filter import OrderType as OrderType
+from ._filter import RecordFilter as RecordFilter
+from ._filter import filter_by_created_at_after as filter_by_created_at_after
+from ._filter import filter_by_created_at_before as filter_by_created_at_before
+from ._filter import filter_by_foreign_id as filter_by_foreign_id
+from ._filter import filter_by_run_state as filter_by_run_state
+from ._filter import filter_by_status as filter_by_status
+from ._naming import delete_topic as delete_topic
+from ._naming import make_role as make_role
+from ._naming import run_state_change_topic as run_state_change_topic
+from ._naming import topic as topic
+from ._outbox import OutboxData as OutboxData
+from ._outbox import decode_outbox_data as decode_outbox_data
+from ._outbox import encode_outbox_data as encode_outbox_data
+from ._outbox import make_outbox_event as make_outbox_event
+from ._record import Meta as Meta
+from ._record import Record as Record
+from ._runstate import RunState as RunState
+from ._timeoutrecord import TimeoutRecord as TimeoutRecord
+from .adapter import Ack as Ack
+from .adapter import BatchOutboxDeleter as BatchOutboxDeleter
+from .adapter import BatchSender as BatchSender
+from .adapter import ConnectorConstructor as ConnectorConstructor
+from .adapter import ConnectorConsumer as ConnectorConsumer
+from .adapter import EventReceiver as EventReceiver
+from .adapter import EventSender as EventSender
+from .adapter import EventStreamer as EventStreamer
+from .adapter import RecordStore as RecordStore
+from .adapter import RoleScheduler as RoleScheduler
+from .adapter import TimeoutStore as TimeoutStore
+
+__all__ = [
+    "Ack",
+    "BatchOutboxDeleter",
+    "BatchSender",
+    "Clock",
+    "ConnectorConstructor",
+    "ConnectorConsumer",
+    "ConnectorEvent",
+    "decode_outbox_data",
+    "default_converter",
+    "delete_topic",
+    "encode_outbox_data",
+    "Event",
+    "EventReceiver",
+    "EventSender",
+    "EventStreamer",
+    "filter_by_created_at_after",
+    "filter_by_created_at_before",
+    "filter_by_foreign_id",
+    "filter_by_run_state",
+    "filter_by_status",
+    "FilterKind",
+    "Header",
+    "make_outbox_event",
+    "make_role",
+    "Meta",
+    "OrderType",
+    "OutboxData",
+    "OutboxEvent",
+    "Record",
+    "RecordFilter",
+    "RecordStore",
+    "RoleScheduler",
+    "run_state_change_topic",
+    "RunState",
+    "SystemClock",
+    "TimeoutRecord",
+    "TimeoutStore",
+    "topic",
+]

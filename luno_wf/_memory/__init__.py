@@ -1,0 +1,1 @@
+"""In-memory adapters (public through :mod:`luno_wf.memory`)."""

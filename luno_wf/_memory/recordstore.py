@@ -1,0 +1,160 @@
+"""MemRecordStore: records and their outbox in one process."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable, Sequence
+
+from .._clock import Clock, SystemClock
+from .._event import OutboxEvent
+from .._filter import OrderType, RecordFilter, matches_filters
+from .._outbox import make_outbox_event
+from .._record import Record
+from ..errors import RecordNotFound, StaleRecord, WorkflowInProgress
+
+__all__ = ["MemRecordStore"]
+
+
+class MemRecordStore:
+    """A :class:`~luno_wf.adapter.RecordStore` held in memory.
+
+    It keeps the contract of the durable stores: each :meth:`store` writes the record and
+    its outbox row in one step (no ``await`` inside, so nothing interleaves), is a
+    compare-and-set on ``meta.version``, and refuses a second unfinished run of a foreign id.
+    """
+
+    def __init__(self, *, clock: Clock | None = None) -> None:
+        self._clock = clock or SystemClock()
+        self._records: dict[str, Record] = {}
+        self._seq: dict[str, int] = {}  # run id -> first-insertion position
+        self._latest: dict[tuple[str, str], str] = {}
+        self._unfinished: dict[tuple[str, str], str] = {}
+        self._outbox: dict[str, dict[str, OutboxEvent]] = {}
+        self._outbox_owner: dict[str, str] = {}
+
+    async def store(self, record: Record) -> None:
+        """Insert or compare-and-set update ``record`` and append its outbox row."""
+        self._store(record)
+
+    def _store(self, record: Record) -> None:
+        key = (record.workflow_name, record.foreign_id)
+        existing = self._records.get(record.run_id)
+        holder = self._unfinished.get(key)
+        if existing is None:
+            if holder is not None and not record.run_state.finished():
+                raise WorkflowInProgress(
+                    workflow_name=record.workflow_name,
+                    foreign_id=record.foreign_id,
+                    run_id=holder,
+                )
+        else:
+            if existing.meta.version != record.meta.version - 1:
+                raise StaleRecord(
+                    f"expected stored version {record.meta.version - 1}, "
+                    f"found {existing.meta.version}",
+                    workflow_name=record.workflow_name,
+                    foreign_id=record.foreign_id,
+                    run_id=record.run_id,
+                )
+            if holder not in (None, record.run_id) and not record.run_state.finished():
+                raise WorkflowInProgress(
+                    workflow_name=record.workflow_name,
+                    foreign_id=record.foreign_id,
+                    run_id=holder,
+                )
+
+        if existing is None:
+            self._seq[record.run_id] = len(self._seq)
+            newest = self._records.get(self._latest.get(key, ""))
+            if newest is None or record.created_at >= newest.created_at:
+                self._latest[key] = record.run_id
+        self._records[record.run_id] = record
+        if record.run_state.finished():
+            if holder == record.run_id:
+                del self._unfinished[key]
+        else:
+            self._unfinished[key] = record.run_id
+
+        outbox_id, data = make_outbox_event(record)
+        self._outbox.setdefault(record.workflow_name, {})[outbox_id] = OutboxEvent(
+            id=outbox_id,
+            workflow_name=record.workflow_name,
+            data=data,
+            created_at=self._clock.now(),
+        )
+        self._outbox_owner[outbox_id] = record.workflow_name
+
+    async def lookup(self, run_id: str) -> Record:
+        """The record of ``run_id``."""
+        try:
+            return self._records[run_id]
+        except KeyError:
+            raise RecordNotFound(run_id=run_id) from None
+
+    async def latest(self, workflow_name: str, foreign_id: str) -> Record:
+        """The newest-created run of the foreign id."""
+        run_id = self._latest.get((workflow_name, foreign_id))
+        if run_id is None:
+            raise RecordNotFound(workflow_name=workflow_name, foreign_id=foreign_id)
+        return self._records[run_id]
+
+    async def list(
+        self,
+        workflow_name: str,
+        *,
+        offset: int = 0,
+        limit: int = 25,
+        order: OrderType = OrderType.ASCENDING,
+        filters: Sequence[RecordFilter] = (),
+    ) -> builtins.list[Record]:
+        """Matching records in first-stored order (reversed for DESCENDING), paginated."""
+        if offset < 0 or limit < 0:
+            raise ValueError(f"offset and limit must be >= 0, got {offset=} {limit=}")
+        limit = limit or 25
+        # dict order is first-insertion order
+        records: Iterable[Record] = (
+            reversed(self._records.values())
+            if order == OrderType.DESCENDING
+            else self._records.values()
+        )
+        out: builtins.list[Record] = []
+        skipped = 0
+        for record in records:
+            if workflow_name and record.workflow_name != workflow_name:
+                continue
+            if not matches_filters(record, filters):
+                continue
+            if skipped < offset:
+                skipped += 1
+                continue
+            out.append(record)
+            if len(out) == limit:
+                break
+        return out
+
+    async def list_outbox_events(
+        self, workflow_name: str, limit: int
+    ) -> builtins.list[OutboxEvent]:
+        """Unpublished rows of the workflow, oldest first."""
+        rows = self._outbox.get(workflow_name)
+        if not rows:
+            return []
+        out: builtins.list[OutboxEvent] = []
+        for row in rows.values():
+            out.append(row)
+            if len(out) >= limit:
+                break
+        return out
+
+    async def delete_outbox_event(self, id: str) -> None:
+        """Remove a row; missing rows are ignored."""
+        owner = self._outbox_owner.pop(id, None)
+        if owner is not None:
+            del self._outbox[owner][id]
+
+    async def delete_outbox_events(self, ids: Sequence[str]) -> None:
+        """Remove many rows; missing rows are ignored."""
+        for id in ids:
+            owner = self._outbox_owner.pop(id, None)
+            if owner is not None:
+                del self._outbox[owner][id]

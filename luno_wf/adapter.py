@@ -1,0 +1,222 @@
+"""The interfaces adapters implement, as typing Protocols.
+
+The engine depends on nothing else: any object with these methods is an adapter, and the
+conformance suite (``luno-wf-adaptertest``) proves it behaves. The contracts follow
+luno/workflow's, tightened where noted:
+
+* :meth:`RecordStore.store` writes the record *and* its outbox row in one transaction, and
+  is a compare-and-set on ``record.meta.version``.
+* :meth:`EventReceiver.recv` returns ``(event, ack)``; events not acked are redelivered to
+  the next receiver of the same name.
+* :meth:`RoleScheduler.await_role` is an async context manager held for as long as the
+  caller works under the role.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timedelta
+from typing import Protocol, runtime_checkable
+
+from ._event import ConnectorEvent, Event, OutboxEvent
+from ._filter import OrderType, RecordFilter
+from ._record import Record
+from ._timeoutrecord import TimeoutRecord
+
+__all__ = [
+    "Ack",
+    "BatchOutboxDeleter",
+    "BatchSender",
+    "ConnectorConstructor",
+    "ConnectorConsumer",
+    "EventReceiver",
+    "EventSender",
+    "EventStreamer",
+    "RecordStore",
+    "RoleScheduler",
+    "TimeoutStore",
+]
+
+Ack = Callable[[], Awaitable[None]]
+"""Acknowledge a received event: the receiver's name will not see it again."""
+
+
+@runtime_checkable
+class RecordStore(Protocol):
+    """Durable storage of records, with a transactional outbox."""
+
+    async def store(self, record: Record) -> None:
+        """Insert or update ``record`` and write its outbox row, atomically.
+
+        A run id not yet stored is inserted. An existing one is updated only if the stored
+        version is ``record.meta.version - 1``; otherwise raise
+        :class:`~luno_wf.errors.StaleRecord`. Inserting a run while another run of the same
+        (workflow, foreign id) is unfinished raises
+        :class:`~luno_wf.errors.WorkflowInProgress`. The outbox row is
+        :func:`luno_wf.make_outbox_event` of the record as stored.
+        """
+        ...
+
+    async def lookup(self, run_id: str) -> Record:
+        """The record of ``run_id``; :class:`~luno_wf.errors.RecordNotFound` if none."""
+        ...
+
+    async def latest(self, workflow_name: str, foreign_id: str) -> Record:
+        """The most recently *created* run of the foreign id; ``RecordNotFound`` if none."""
+        ...
+
+    async def list(
+        self,
+        workflow_name: str,
+        *,
+        offset: int = 0,
+        limit: int = 25,
+        order: OrderType = OrderType.ASCENDING,
+        filters: Sequence[RecordFilter] = (),
+    ) -> builtins.list[Record]:
+        """Records of a workflow (all workflows if the name is empty), in first-stored order.
+
+        ``offset`` skips that many matching records in the requested order; ``limit`` 0
+        means 25.
+        """
+        ...
+
+    async def list_outbox_events(
+        self, workflow_name: str, limit: int
+    ) -> builtins.list[OutboxEvent]:
+        """Up to ``limit`` unpublished outbox rows of the workflow, oldest first."""
+        ...
+
+    async def delete_outbox_event(self, id: str) -> None:
+        """Remove a published outbox row; removing a missing one is not an error."""
+        ...
+
+
+@runtime_checkable
+class BatchOutboxDeleter(Protocol):
+    """Optional: a record store that deletes many published outbox rows in one call."""
+
+    async def delete_outbox_events(self, ids: Sequence[str]) -> None:
+        """Remove every row of ``ids``; missing ones are ignored."""
+        ...
+
+
+class EventSender(Protocol):
+    """Publishes events to one topic."""
+
+    async def send(self, foreign_id: str, status_type: int, headers: Mapping[str, str]) -> None:
+        """Publish one event; when this returns the event is durable."""
+        ...
+
+    async def close(self) -> None:
+        """Release resources; safe to call twice."""
+        ...
+
+
+@runtime_checkable
+class BatchSender(Protocol):
+    """Optional: a sender that publishes many events in one call, in order."""
+
+    async def send_many(self, events: Sequence[tuple[str, int, Mapping[str, str]]]) -> None:
+        """Publish ``(foreign_id, status_type, headers)`` triples; durable when this returns."""
+        ...
+
+
+class EventReceiver(Protocol):
+    """Reads one topic under a durable name; receivers sharing a name share the work."""
+
+    async def recv(self) -> tuple[Event, Ack]:
+        """Wait for the next event (cancellable) and return it with its ack."""
+        ...
+
+    async def close(self) -> None:
+        """Stop receiving; un-acked events go back to the name's other receivers. Safe twice."""
+        ...
+
+
+class EventStreamer(Protocol):
+    """Makes senders and receivers of topics."""
+
+    async def new_sender(self, topic: str) -> EventSender:
+        """A sender for ``topic``."""
+        ...
+
+    async def new_receiver(
+        self,
+        topic: str,
+        name: str,
+        *,
+        stream_from_latest: bool = False,
+        poll_frequency: timedelta | None = None,
+    ) -> EventReceiver:
+        """A receiver of ``topic`` resuming at the last position acked under ``name``.
+
+        With ``stream_from_latest`` and no position yet for ``name``, start at the head of
+        the topic as of this call (events sent after it are delivered).
+        ``poll_frequency`` is a hint for adapters that poll.
+        """
+        ...
+
+
+class RoleScheduler(Protocol):
+    """Grants roles so that each piece of work runs in exactly one place."""
+
+    def await_role(self, role: str) -> AbstractAsyncContextManager[None]:
+        """Hold ``role`` for the duration of an ``async with`` block.
+
+        Entering waits until this caller alone holds ``role`` (cancellable at once);
+        leaving releases it. If the role is lost while held, the body is cancelled
+        and :class:`~luno_wf.errors.RoleLost` is raised out of the block.
+        """
+        ...
+
+
+@runtime_checkable
+class TimeoutStore(Protocol):
+    """Durable storage of timeouts."""
+
+    async def create(
+        self, workflow_name: str, foreign_id: str, run_id: str, status: int, expire_at: datetime
+    ) -> None:
+        """Insert a timeout with a store-assigned increasing id."""
+        ...
+
+    async def complete(self, id: int) -> None:
+        """Mark a timeout as fired; it is no longer valid."""
+        ...
+
+    async def cancel(self, id: int) -> None:
+        """Remove a timeout; cancelling an unknown id is not an error."""
+        ...
+
+    async def list(self, workflow_name: str) -> builtins.list[TimeoutRecord]:
+        """The workflow's timeouts that are not completed, in id order."""
+        ...
+
+    async def list_valid(
+        self, workflow_name: str, status: int, now: datetime
+    ) -> builtins.list[TimeoutRecord]:
+        """Uncompleted timeouts of that status with ``expire_at <= now``, in id order."""
+        ...
+
+
+class ConnectorConsumer(Protocol):
+    """Reads events from an external source under one durable consumer name."""
+
+    async def recv(self) -> tuple[ConnectorEvent, Ack]:
+        """Wait for the next event (cancellable) and return it with its ack."""
+        ...
+
+    async def close(self) -> None:
+        """Stop reading; safe to call twice."""
+        ...
+
+
+class ConnectorConstructor(Protocol):
+    """Makes connector consumers."""
+
+    async def make(self, consumer_name: str) -> ConnectorConsumer:
+        """A consumer whose position is kept under ``consumer_name``."""
+        ...
