@@ -7,6 +7,7 @@ with an outbox event, and events drive the next move.
 
 from __future__ import annotations
 
+from ._builder import Builder as Builder
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
 from ._converter import default_converter as default_converter
@@ -26,14 +27,21 @@ from ._naming import delete_topic as delete_topic
 from ._naming import make_role as make_role
 from ._naming import run_state_change_topic as run_state_change_topic
 from ._naming import topic as topic
+from ._options import ExponentialBackoff as ExponentialBackoff
+from ._options import Options as Options
 from ._outbox import OutboxData as OutboxData
 from ._outbox import decode_outbox_data as decode_outbox_data
 from ._outbox import encode_outbox_data as encode_outbox_data
 from ._outbox import make_outbox_event as make_outbox_event
 from ._record import Meta as Meta
 from ._record import Record as Record
+from ._run import Run as Run
+from ._run import TypedRecord as TypedRecord
 from ._runstate import RunState as RunState
 from ._timeoutrecord import TimeoutRecord as TimeoutRecord
+from ._workflow import API as API
+from ._workflow import ProcessState as ProcessState
+from ._workflow import Workflow as Workflow
 from .adapter import Ack as Ack
 from .adapter import BatchOutboxDeleter as BatchOutboxDeleter
 from .adapter import BatchSender as BatchSender
@@ -48,6 +56,14 @@ from .adapter import TimeoutStore as TimeoutStore
 
 __all__ = [
     "Ack",
+    "API",
+    "Builder",
+    "ExponentialBackoff",
+    "Options",
+    "ProcessState",
+    "Run",
+    "TypedRecord",
+    "Workflow",
     "BatchOutboxDeleter",
     "BatchSender",
     "Clock",

@@ -28,3 +28,5 @@ class TimeoutRecord:
     completed: bool
     expire_at: datetime
     created_at: datetime
+    timer: int = 0
+    version: int = 0

@@ -178,9 +178,22 @@ class TimeoutStore(Protocol):
     """Durable storage of timeouts."""
 
     async def create(
-        self, workflow_name: str, foreign_id: str, run_id: str, status: int, expire_at: datetime
+        self,
+        workflow_name: str,
+        foreign_id: str,
+        run_id: str,
+        status: int,
+        expire_at: datetime,
+        *,
+        timer: int = 0,
+        version: int = 0,
     ) -> None:
-        """Insert a timeout with a store-assigned increasing id."""
+        """Insert a timeout with a store-assigned increasing id.
+
+        ``timer`` and ``version`` tie the row to the timer and the record version that made
+        it; a second create with the same ``(run_id, status, timer, version)`` is ignored
+        (so a redelivered event does not duplicate timeouts).
+        """
         ...
 
     async def complete(self, id: int) -> None:

@@ -20,13 +20,26 @@ class MemTimeoutStore:
         self._clock = clock or SystemClock()
         self._rows: dict[int, TimeoutRecord] = {}
         self._next_id = 1
+        self._keys: set[tuple[str, int, int, int]] = set()
 
     async def create(
-        self, workflow_name: str, foreign_id: str, run_id: str, status: int, expire_at: datetime
+        self,
+        workflow_name: str,
+        foreign_id: str,
+        run_id: str,
+        status: int,
+        expire_at: datetime,
+        *,
+        timer: int = 0,
+        version: int = 0,
     ) -> None:
-        """Insert a timeout."""
+        """Insert a timeout; a repeat of ``(run_id, status, timer, version)`` is ignored."""
         if expire_at.tzinfo is None:
             raise ValueError(f"expire_at must be timezone-aware, got {expire_at!r}")
+        key = (run_id, int(status), timer, version)
+        if key in self._keys:
+            return
+        self._keys.add(key)
         row = TimeoutRecord(
             id=self._next_id,
             workflow_name=workflow_name,
@@ -36,6 +49,8 @@ class MemTimeoutStore:
             completed=False,
             expire_at=expire_at,
             created_at=self._clock.now(),
+            timer=timer,
+            version=version,
         )
         self._rows[row.id] = row
         self._next_id += 1

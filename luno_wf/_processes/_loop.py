@@ -1,0 +1,141 @@
+"""The role-scheduled process loop and the generic consume loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .._event import Event
+from .._options import ExponentialBackoff, backoff_delay
+from ..adapter import EventReceiver
+from ..errors import RoleLost
+
+if TYPE_CHECKING:
+    from .._workflow import Workflow
+
+__all__ = ["Body", "ProcessSpec", "Progress", "consume", "with_receiver"]
+
+Progress = Callable[[], None]
+"""Called by a process body after each unit of work, resetting the error back-off."""
+Body = Callable[[Progress], Awaitable[None]]
+
+
+@attrs.define
+class ProcessSpec:
+    """One background process: it waits for its role, then runs its body under it.
+
+    Invariant: the body runs only while this process holds ``role`` cluster-wide. A body
+    error is logged, backed off and retried; cancellation always propagates.
+    """
+
+    wf: Workflow[Any, Any]
+    name: str
+    role: str
+    body: Body
+    backoff: timedelta | ExponentialBackoff
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        from .._workflow import ProcessState
+
+        wf = self.wf
+        attempts = 0
+
+        def progress() -> None:
+            nonlocal attempts
+            attempts = 0
+
+        wf.set_state(self.name, ProcessState.IDLE)
+        wf.process_started(self.name)
+        try:
+            while True:
+                wf.set_state(self.name, ProcessState.IDLE)
+                try:
+                    async with wf.scheduler.await_role(self.role):
+                        wf.set_state(self.name, ProcessState.RUNNING)
+                        await self.body(progress)
+                except RoleLost:
+                    wf.logger.warning(
+                        "role lost [role=%s], [process=%s]: waiting for it again",
+                        self.role,
+                        self.name,
+                    )
+                    continue
+                except Exception as err:
+                    attempts += 1
+                    wf.logger.error(
+                        "run error [role=%s], [process=%s]: %s",
+                        self.role,
+                        self.name,
+                        err,
+                        exc_info=err if wf.debug else None,
+                    )
+                    await asyncio.sleep(backoff_delay(self.backoff, attempts))
+        finally:
+            wf.set_state(self.name, ProcessState.SHUTDOWN)
+
+
+Handler = Callable[[Event], Awaitable[None]]
+Keep = Callable[[Event], bool]
+
+
+async def consume(
+    wf: Workflow[Any, Any],
+    receiver: EventReceiver,
+    handler: Handler,
+    *,
+    process_name: str,
+    progress: Progress,
+    lag: timedelta = timedelta(0),
+    lag_alert: timedelta = timedelta(0),
+    keep: Keep | None = None,
+) -> None:
+    """Receive events forever: wait out ``lag``, skip what ``keep`` rejects, handle, ack.
+
+    A handler error propagates without acking, so the event is redelivered after the
+    process restarts (the receiver is closed by the caller).
+    """
+    clock = wf.clock
+    while True:
+        event, ack = await receiver.recv()
+        if lag:
+            await clock.sleep_until(event.created_at + lag)
+        if lag_alert:
+            age = clock.now() - event.created_at
+            if age > lag_alert:
+                wf.logger.warning(
+                    "lag alert [process=%s]: event %s is %s old (alert at %s)",
+                    process_name,
+                    event.id,
+                    age,
+                    lag_alert,
+                )
+        if keep is not None and not keep(event):
+            await ack()
+            continue
+        await handler(event)
+        await ack()
+        progress()
+
+
+async def with_receiver(
+    wf: Workflow[Any, Any],
+    topic: str,
+    name: str,
+    poll_frequency: timedelta,
+    work: Callable[[EventReceiver], Awaitable[None]],
+    *,
+    stream_from_latest: bool = False,
+) -> None:
+    """Open a receiver, run ``work`` with it, and always close it."""
+    receiver = await wf.streamer.new_receiver(
+        topic, name, stream_from_latest=stream_from_latest, poll_frequency=poll_frequency
+    )
+    try:
+        await work(receiver)
+    finally:
+        await receiver.close()

@@ -1,0 +1,73 @@
+"""Storing the result of a step, callback or timeout (luno's updater)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .._run import RUN_STATE_UPDATED, SAVE_AND_REPEAT, SKIP, Run, _Sentinel
+from .._runstate import RunState
+from ..errors import InvalidTransition
+
+if TYPE_CHECKING:
+    from .._workflow import Workflow
+
+__all__ = ["apply_result"]
+
+
+async def apply_result(
+    wf: Workflow[Any, Any], current: int, result: object, run: Run[Any, Any]
+) -> bool:
+    """Store what a user function returned for ``run`` (at status ``current``).
+
+    Returns whether a record was written by this call. Raises
+    :class:`~luno_wf.errors.InvalidTransition` for a status the graph does not allow from
+    ``current`` (nothing is stored) and :class:`~luno_wf.errors.StaleRecord` if the run was
+    written elsewhere since it was loaded.
+    """
+    if isinstance(result, _Sentinel):
+        if result is SAVE_AND_REPEAT:
+            next_status = current
+        else:
+            assert result is SKIP or result is RUN_STATE_UPDATED
+            return False
+    elif result is None or result == 0:
+        return False
+    elif isinstance(result, wf.status_type):
+        next_status = int(result)
+        if not wf.graph.allows(current, next_status):
+            raise InvalidTransition(
+                f"current status not defined in graph: current={wf.status_type(current)!r}, "
+                f"next={result!r}; allowed: "
+                f"{[wf.status_type(s) for s in wf.graph.transitions(current)]}",
+                workflow_name=wf.name,
+                foreign_id=run.foreign_id,
+                run_id=run.run_id,
+                status=current,
+            )
+    else:
+        raise InvalidTransition(
+            f"a step must return a member of {wf.status_type.__name__} (or a Run control "
+            f"value), got {result!r}",
+            workflow_name=wf.name,
+            foreign_id=run.foreign_id,
+            run_id=run.run_id,
+            status=current,
+        )
+    record = run.record
+    finished = next_status != current and wf.graph.is_terminal(next_status)
+    updated = attrs.evolve(
+        record,
+        run_state=RunState.COMPLETED if finished else RunState.RUNNING,
+        status=next_status,
+        object=wf.codec.encode(run.object),
+        updated_at=wf.clock.now(),
+        meta=attrs.evolve(
+            record.meta,
+            status_description=wf.status_type(next_status).name,
+            version=record.meta.version + 1,
+        ),
+    )
+    await wf.write(updated)
+    return True

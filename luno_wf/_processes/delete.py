@@ -1,0 +1,79 @@
+"""The data-deletion consumer: RequestedDataDeleted -> DataDeleted."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .._event import Event
+from .._naming import delete_topic, make_role
+from .._runstate import RunState
+from ..errors import RecordNotFound, StaleRecord
+from ._loop import ProcessSpec, Progress, consume, with_receiver
+
+if TYPE_CHECKING:
+    from .._workflow import Workflow
+
+__all__ = ["DELETED_PLACEHOLDER", "process"]
+
+DELETED_PLACEHOLDER = b'{"result":"deleted"}'
+
+
+async def replacement(wf: Workflow[Any, Any], data: bytes) -> bytes:
+    """What a deleted run keeps instead of its object.
+
+    ``custom_delete`` decides if given; otherwise the object type's empty value when it can
+    be made without arguments (so the run still decodes), else luno's placeholder.
+    """
+    if wf.custom_delete is not None:
+        return wf.codec.encode(await wf.custom_delete(wf.codec.decode(data)))
+    try:
+        return wf.codec.encode(wf.object_type())
+    except Exception:
+        return DELETED_PLACEHOLDER
+
+
+def process(wf: Workflow[Any, Any]) -> ProcessSpec:
+    """The consumer that replaces the data of runs whose deletion was requested."""
+    role = make_role(wf.name, "delete-consumer")
+    name = "delete-consumer"
+    opts = wf.defaults
+
+    async def handle(event: Event) -> None:
+        try:
+            record = await wf.store.lookup(event.foreign_id)
+        except RecordNotFound:
+            wf.logger.error("delete: run %s not found; skipping", event.foreign_id)
+            return
+        if record.run_state != RunState.REQUESTED_DATA_DELETED:
+            return  # already deleted, or the request was for an older version
+        updated = attrs.evolve(
+            record,
+            run_state=RunState.DATA_DELETED,
+            object=await replacement(wf, record.object),
+            updated_at=wf.clock.now(),
+            meta=attrs.evolve(record.meta, version=record.meta.version + 1),
+        )
+        try:
+            await wf.write(updated)
+        except StaleRecord:
+            return  # written meanwhile; that write's event is handled on its own
+
+    def body(progress: Progress) -> Any:
+        return with_receiver(
+            wf,
+            delete_topic(wf.name),
+            role,
+            opts.polling_frequency,
+            lambda receiver: consume(
+                wf,
+                receiver,
+                handle,
+                process_name=name,
+                progress=progress,
+                lag_alert=opts.lag_alert,
+            ),
+        )
+
+    return ProcessSpec(wf, name, role, body, opts.err_backoff)

@@ -1,0 +1,83 @@
+"""The outbox publisher: sends stored outbox rows to the streamer, then deletes them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from .._naming import make_role
+from .._outbox import decode_outbox_data
+from ..adapter import BatchOutboxDeleter, BatchSender, EventSender
+from ._loop import ProcessSpec, Progress
+
+if TYPE_CHECKING:
+    from .._workflow import Workflow
+
+__all__ = ["LOOKUP_LIMIT", "process"]
+
+LOOKUP_LIMIT = 1000
+POLLING = timedelta(milliseconds=250)
+BACKOFF = timedelta(milliseconds=500)
+
+
+def process(wf: Workflow[Any, Any]) -> ProcessSpec:
+    """The outbox publisher of a workflow.
+
+    It wakes as soon as this process stores a record (so latency does not wait for a polling
+    interval) and polls every 250 ms for rows written by other processes.
+    """
+
+    async def body(progress: Progress) -> None:
+        senders: dict[str, EventSender] = {}
+        try:
+            while True:
+                wf.outbox_wake.clear()
+                rows = await wf.store.list_outbox_events(wf.name, LOOKUP_LIMIT)
+                if not rows:
+                    try:
+                        async with asyncio.timeout(POLLING.total_seconds()):
+                            await wf.outbox_wake.wait()
+                    except TimeoutError:
+                        pass
+                    continue
+                batches: dict[str, list[tuple[str, int, Mapping[str, str]]]] = {}
+                published: list[str] = []
+                for row in rows:
+                    try:
+                        data = decode_outbox_data(row.data)
+                        if not data.topic:
+                            raise ValueError("no topic header")
+                    except ValueError as err:
+                        # A row that cannot be decoded can never be published; dropping it
+                        # (loudly) beats blocking every later row behind it forever.
+                        wf.logger.error(
+                            "dropping undecodable outbox row %s of %s: %s", row.id, wf.name, err
+                        )
+                        published.append(row.id)
+                        continue
+                    batches.setdefault(data.topic, []).append(
+                        (data.run_id, data.type, data.headers)
+                    )
+                    published.append(row.id)
+                for topic_name, events in batches.items():
+                    sender = senders.get(topic_name)
+                    if sender is None:
+                        sender = senders[topic_name] = await wf.streamer.new_sender(topic_name)
+                    if isinstance(sender, BatchSender):
+                        await sender.send_many(events)
+                    else:
+                        for foreign_id, type_, headers in events:
+                            await sender.send(foreign_id, type_, headers)
+                if isinstance(wf.store, BatchOutboxDeleter):
+                    await wf.store.delete_outbox_events(published)
+                else:
+                    for row_id in published:
+                        await wf.store.delete_outbox_event(row_id)
+                progress()
+        finally:
+            for sender in senders.values():
+                await sender.close()
+
+    return ProcessSpec(wf, "outbox-consumer", make_role(wf.name, "outbox-consumer"), body, BACKOFF)

@@ -1,0 +1,64 @@
+"""Automatic retry of paused runs (``build(pause_retry=...)``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from .._event import Event
+from .._naming import make_role, run_state_change_topic
+from .._runstate import RunState
+from ..errors import InvalidRunStateTransition, RecordNotFound, StaleRecord
+from ._loop import ProcessSpec, Progress, consume, with_receiver
+from .hook import keep_run_state
+
+if TYPE_CHECKING:
+    from .._workflow import Workflow
+
+__all__ = ["process"]
+
+
+def process(wf: Workflow[Any, Any]) -> ProcessSpec:
+    """The consumer that resumes each paused run once it has been paused for ``pause_retry``."""
+    assert wf.pause_retry is not None
+    resume_after: timedelta = wf.pause_retry
+    role = make_role(wf.name, "paused-records-retry-consumer")
+    name = "paused-records-retry-consumer"
+    opts = wf.defaults
+    lag_alert = resume_after * 3
+    if lag_alert < timedelta(minutes=1):
+        lag_alert = resume_after + timedelta(minutes=5)
+
+    async def handle(event: Event) -> None:
+        try:
+            record = await wf.store.lookup(event.foreign_id)
+        except RecordNotFound:
+            return
+        if record.run_state != RunState.PAUSED:
+            return
+        if record.updated_at > wf.clock.now() - resume_after:
+            return  # paused again since; that pause has its own event
+        try:
+            await wf.controller(record).transition(RunState.RUNNING, "")
+        except (StaleRecord, InvalidRunStateTransition):
+            return
+
+    def body(progress: Progress) -> Any:
+        return with_receiver(
+            wf,
+            run_state_change_topic(wf.name),
+            role,
+            opts.polling_frequency,
+            lambda receiver: consume(
+                wf,
+                receiver,
+                handle,
+                process_name=name,
+                progress=progress,
+                lag=resume_after,
+                lag_alert=lag_alert,
+                keep=keep_run_state(RunState.PAUSED),
+            ),
+        )
+
+    return ProcessSpec(wf, name, role, body, opts.err_backoff)

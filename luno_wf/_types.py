@@ -1,0 +1,44 @@
+"""Type aliases for the functions users hand to the builder."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+
+if TYPE_CHECKING:
+    from ._event import ConnectorEvent
+    from ._run import Run, TypedRecord
+    from ._workflow import API
+
+__all__ = [
+    "CallbackFunc",
+    "ConnectorFunc",
+    "HookFunc",
+    "S",
+    "StepFunc",
+    "T",
+    "TimeoutFunc",
+    "TimerFunc",
+]
+
+T = TypeVar("T")
+"""The type of the object a run carries."""
+S = TypeVar("S", bound=enum.IntEnum)
+"""The workflow's status enum."""
+
+StepFunc: TypeAlias = "Callable[[Run[T, S]], Awaitable[S]]"
+"""A step: receives the run, returns the next status (or a ``Run`` control value)."""
+CallbackFunc: TypeAlias = "Callable[[Run[T, S], bytes], Awaitable[S]]"
+"""A callback: receives the run and the caller's payload, returns the next status."""
+TimerFunc: TypeAlias = "Callable[[Run[T, S], datetime], Awaitable[datetime | None]]"
+"""A timer: when the run's timeout should fire (None: no timeout)."""
+TimeoutFunc: TypeAlias = "Callable[[Run[T, S], datetime], Awaitable[S]]"
+"""A timeout: runs when the timer's moment has passed, returns the next status."""
+ConnectorFunc: TypeAlias = "Callable[[API[T, S], ConnectorEvent], Awaitable[None]]"
+"""A connector function: turns an external event into workflow calls."""
+HookFunc: TypeAlias = "Callable[[TypedRecord[T, S]], Awaitable[None]]"
+"""A run-state-change hook: called with the run after it was paused, cancelled or completed."""
+
+AnyFunc: TypeAlias = Callable[..., Awaitable[Any]]

@@ -1,0 +1,546 @@
+"""The :class:`Workflow`: a built workflow, its background processes and its API."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from types import TracebackType
+from typing import TYPE_CHECKING, Generic, Protocol
+
+import attrs
+import cattrs
+
+from ._clock import Clock, SystemClock
+from ._converter import Codec
+from ._options import Options, Resolved
+from ._record import Meta, Record
+from ._run import Run, RunStateController, TypedRecord
+from ._runstate import RunState
+from ._types import S, T
+from .adapter import EventStreamer, RecordStore, RoleScheduler, TimeoutStore
+from .errors import (
+    RecordNotFound,
+    RunFinished,
+    UnknownStatus,
+    WorkflowError,
+    WorkflowNotRunning,
+)
+
+if TYPE_CHECKING:
+    from ._builder import Builder
+    from ._processes._loop import ProcessSpec
+
+__all__ = ["API", "ProcessState", "Workflow"]
+
+
+class ProcessState(enum.IntEnum):
+    """The state of one background process (luno's values)."""
+
+    UNKNOWN = 0
+    SHUTDOWN = 1
+    """The process has exited."""
+    RUNNING = 2
+    """The process holds its role and is working."""
+    IDLE = 3
+    """The process is waiting for its role."""
+
+
+class API(Protocol[T, S]):
+    """What connector functions receive: the workflow's public verbs."""
+
+    @property
+    def name(self) -> str:
+        """The workflow's name."""
+        ...
+
+    async def trigger(
+        self, foreign_id: str, *, initial_value: T | None = None, start_at: S | None = None
+    ) -> str:
+        """Start a run; see :meth:`Workflow.trigger`."""
+        ...
+
+    async def callback(self, foreign_id: str, status: S, payload: bytes) -> None:
+        """Deliver a callback; see :meth:`Workflow.callback`."""
+        ...
+
+    async def await_status(
+        self,
+        foreign_id: str,
+        run_id: str,
+        status: S,
+        *,
+        poll_interval: timedelta = ...,
+    ) -> Run[T, S]:
+        """Wait for a status; see :meth:`Workflow.await_status`."""
+        ...
+
+
+class _Watch:
+    """Records this process wrote for one run, for :meth:`Workflow.await_status`."""
+
+    __slots__ = ("changed", "records")
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+        self.changed = asyncio.Event()
+
+
+class Workflow(Generic[T, S]):
+    """A built workflow. Start it with ``async with wf:`` (or :meth:`run` / :meth:`stop`).
+
+    While running, background processes (one per step shard, plus the outbox publisher,
+    hooks, timeouts, connectors, deletion and paused-run retry) each work under their own
+    role, so many processes can run the same workflow and every piece of work happens in
+    exactly one place.
+    """
+
+    def __init__(
+        self,
+        builder: Builder[T, S],
+        *,
+        streamer: EventStreamer,
+        store: RecordStore,
+        scheduler: RoleScheduler,
+        timeout_store: TimeoutStore | None,
+        clock: Clock | None,
+        converter: cattrs.Converter | None,
+        default_options: Options,
+        pause_retry: timedelta | None,
+        custom_delete: Callable[[T], Awaitable[T]] | None,
+        outbox: bool,
+        logger: logging.Logger | None,
+        debug: bool,
+    ) -> None:
+        self._name = builder.name
+        self.object_type = builder.object_type
+        self.status_type = builder.status_type
+        self.graph = builder.graph
+        self.steps = dict(builder.steps)
+        self.callbacks = {k: list(v) for k, v in builder.callbacks.items()}
+        self.timeouts = {k: list(v) for k, v in builder.timeouts.items()}
+        self.timeout_options = dict(builder.timeout_options)
+        self.connectors = dict(builder.connectors)
+        self.hooks = dict(builder.hooks)
+        self.streamer = streamer
+        self.store = store
+        self.scheduler = scheduler
+        self.timeout_store = timeout_store
+        self.clock: Clock = clock or SystemClock()
+        self.codec = Codec(builder.object_type, converter)
+        self.default_options = default_options
+        self.defaults = Resolved.of(Options(), default_options)
+        self.pause_retry = pause_retry
+        self.custom_delete = custom_delete
+        self.outbox_enabled = outbox
+        self.logger = logger or logging.getLogger("luno_wf")
+        self.debug = debug
+        self.default_start = self.status_type(self.graph.starting()[0])
+        self.error_counts: dict[tuple[str, str], int] = {}
+        self.outbox_wake = asyncio.Event()
+        self._watches: dict[str, list[_Watch]] = {}
+        self._states: dict[str, ProcessState] = {}
+        self._processes: list[ProcessSpec] = []
+        self._task: asyncio.Task[None] | None = None
+        self._ready: asyncio.Event | None = None
+        self._started = 0
+        self._stopped = False
+
+    # -- identity -----------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The workflow's name."""
+        return self._name
+
+    def __repr__(self) -> str:
+        return f"<Workflow {self._name!r} running={self.running}>"
+
+    @property
+    def running(self) -> bool:
+        """Whether :meth:`run` was called and :meth:`stop` was not."""
+        return self._task is not None and not self._stopped
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Start every background process (idempotent; needs a running event loop).
+
+        ``await`` :meth:`wait_ready` (or use ``async with``) to know they have all started.
+        """
+        if self._stopped:
+            raise WorkflowError(
+                "a stopped workflow cannot be run again; build a new one", workflow_name=self._name
+            )
+        if self._task is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "Workflow.run() needs a running event loop: call it from async code"
+            ) from None
+        from ._processes import all_processes
+
+        self._processes = all_processes(self)
+        self._ready = asyncio.Event()
+        for spec in self._processes:
+            self._states[spec.name] = ProcessState.IDLE
+        if not self._processes:
+            self._ready.set()
+        self._task = loop.create_task(self._supervise(), name=f"luno_wf:{self._name}")
+
+    async def wait_ready(self) -> None:
+        """Wait until every background process has started."""
+        if self._ready is None:
+            raise WorkflowNotRunning(workflow_name=self._name)
+        ready = asyncio.ensure_future(self._ready.wait())
+        assert self._task is not None
+        done, _ = await asyncio.wait({ready, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if ready not in done:
+            ready.cancel()
+            self._task.result()  # re-raise what ended the supervisor
+
+    def process_started(self, name: str) -> None:
+        """Called by each process once it runs (internal)."""
+        self._started += 1
+        if self._ready is not None and self._started >= len(self._processes):
+            self._ready.set()
+
+    async def _supervise(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            for spec in self._processes:
+                group.create_task(spec.run(), name=f"luno_wf:{self._name}:{spec.name}")
+
+    async def stop(self) -> None:
+        """Stop every background process and wait for them to exit.
+
+        Work in flight is cancelled at its next ``await``: a write either happened whole or
+        not at all, and an event whose work was not finished is redelivered to the next
+        process that takes the role.
+        """
+        if self._task is None or self._stopped:
+            self._stopped = True
+            return
+        self._stopped = True
+        task = self._task
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+        for name in self._states:
+            self._states[name] = ProcessState.SHUTDOWN
+
+    async def __aenter__(self) -> Workflow[T, S]:
+        self.run()
+        await self.wait_ready()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def states(self) -> dict[str, ProcessState]:
+        """Each background process's name and state."""
+        return dict(self._states)
+
+    def set_state(self, name: str, state: ProcessState) -> None:
+        """Record a process's state (internal)."""
+        self._states[name] = state
+
+    # -- writes -------------------------------------------------------------------------
+
+    async def write(self, record: Record) -> None:
+        """Store a record (with its outbox row) and wake the publisher and waiters (internal)."""
+        await self.store.store(record)
+        self.outbox_wake.set()
+        watches = self._watches.get(record.run_id)
+        if watches:
+            for watch in watches:
+                watch.records.append(record)
+                watch.changed.set()
+
+    def controller(self, record: Record) -> RunStateController:
+        """A run-state controller writing through this workflow (internal)."""
+        return RunStateController(record, self.write, self.clock.now)
+
+    def status_of(self, record: Record) -> S:
+        """The record's status as a member of the workflow's enum (internal)."""
+        try:
+            return self.status_type(record.status)
+        except ValueError:
+            raise UnknownStatus(
+                f"stored status {record.status} is not a member of {self.status_type.__name__}",
+                workflow_name=self._name,
+                run_id=record.run_id,
+                status=record.status,
+            ) from None
+
+    def build_run(self, record: Record) -> Run[T, S]:
+        """Decode a record into a Run; INITIATED is treated as RUNNING (internal)."""
+        if record.run_state == RunState.INITIATED:
+            record = attrs.evolve(record, run_state=RunState.RUNNING)
+        obj = self.codec.decode(record.object)
+        return Run(record, self.status_of(record), obj, self.controller(record))
+
+    def typed(self, record: Record) -> TypedRecord[T, S]:
+        """Decode a record into a TypedRecord (internal)."""
+        return TypedRecord(record, self.status_of(record), self.codec.decode(record.object))
+
+    def debug_log(self, message: str, **meta: object) -> None:
+        """Log a debug line when debug mode is on (internal)."""
+        if self.debug:
+            self.logger.debug("%s %s", message, meta)
+
+    # -- API ----------------------------------------------------------------------------
+
+    def _check_status(self, status: object) -> S:
+        if not isinstance(status, self.status_type):
+            raise UnknownStatus(
+                f"status must be a member of {self.status_type.__name__}, got {status!r}",
+                workflow_name=self._name,
+            )
+        if not self.graph.is_valid(int(status)):
+            raise UnknownStatus(
+                f"status provided is not configured for workflow: {status!r}",
+                workflow_name=self._name,
+                status=int(status),
+            )
+        return status
+
+    @staticmethod
+    def _check_foreign_id(foreign_id: object) -> str:
+        if not isinstance(foreign_id, str) or not foreign_id:
+            raise WorkflowError(f"foreign_id must be a non-empty string, got {foreign_id!r}")
+        return foreign_id
+
+    async def trigger(
+        self, foreign_id: str, *, initial_value: T | None = None, start_at: S | None = None
+    ) -> str:
+        """Start a run of ``foreign_id`` and return its run id.
+
+        Args:
+            foreign_id: The caller's business key; one unfinished run per foreign id.
+            initial_value: The object the run starts with (default: ``object_type()``).
+            start_at: The status to start in (default: the first starting point).
+
+        Raises:
+            WorkflowNotRunning: :meth:`run` was not called.
+            WorkflowInProgress: The foreign id has an unfinished run.
+            UnknownStatus: ``start_at`` is not a status of this workflow, or is terminal.
+
+        """
+        if not self.running:
+            raise WorkflowNotRunning(
+                "trigger failed: workflow is not running", workflow_name=self._name
+            )
+        self._check_foreign_id(foreign_id)
+        start = self.default_start if start_at is None else self._check_status(start_at)
+        if self.graph.is_terminal(int(start)):
+            raise UnknownStatus(
+                f"cannot start a run at terminal status {start!r}: nothing would ever move it",
+                workflow_name=self._name,
+                foreign_id=foreign_id,
+                status=int(start),
+            )
+        if initial_value is None:
+            try:
+                initial_value = self.object_type()
+            except TypeError as err:
+                raise TypeError(
+                    f"{self.object_type.__name__}() needs arguments; pass initial_value= to "
+                    f"trigger: {err}"
+                ) from None
+        elif not isinstance(initial_value, self.object_type):
+            raise TypeError(
+                f"initial_value must be a {self.object_type.__name__}, got "
+                f"{type(initial_value).__name__}"
+            )
+        now = self.clock.now()
+        run_id = str(uuid.uuid4())
+        record = Record(
+            workflow_name=self._name,
+            foreign_id=foreign_id,
+            run_id=run_id,
+            run_state=RunState.INITIATED,
+            status=int(start),
+            object=self.codec.encode(initial_value),
+            created_at=now,
+            updated_at=now,
+            meta=Meta(status_description=start.name, version=1, trace_origin=_trace_origin()),
+        )
+        await self.write(record)
+        return run_id
+
+    async def lookup(self, run_id: str) -> TypedRecord[T, S]:
+        """The run ``run_id``; raises :class:`~luno_wf.errors.RecordNotFound`."""
+        return self.typed(await self.store.lookup(run_id))
+
+    async def latest(self, foreign_id: str) -> TypedRecord[T, S]:
+        """The newest run of ``foreign_id``; raises :class:`~luno_wf.errors.RecordNotFound`."""
+        self._check_foreign_id(foreign_id)
+        return self.typed(await self.store.latest(self._name, foreign_id))
+
+    async def _control(self, run_id: str, target: RunState, reason: str) -> TypedRecord[T, S]:
+        record = await self.store.lookup(run_id)
+        if record.workflow_name != self._name:
+            raise RecordNotFound(
+                f"run belongs to workflow {record.workflow_name!r}",
+                workflow_name=self._name,
+                run_id=run_id,
+            )
+        updated = await self.controller(record).transition(target, reason)
+        return self.typed(updated)
+
+    async def pause(self, run_id: str, reason: str) -> TypedRecord[T, S]:
+        """Pause a run; its steps stop until :meth:`resume` (or the paused-run retry)."""
+        return await self._control(run_id, RunState.PAUSED, reason)
+
+    async def resume(self, run_id: str) -> TypedRecord[T, S]:
+        """Resume a paused run; its current status is processed again."""
+        return await self._control(run_id, RunState.RUNNING, "")
+
+    async def cancel(self, run_id: str, reason: str) -> TypedRecord[T, S]:
+        """Cancel a run for good."""
+        return await self._control(run_id, RunState.CANCELLED, reason)
+
+    async def delete_data(self, run_id: str, reason: str) -> TypedRecord[T, S]:
+        """Request deletion of a finished run's data; the record stays, its object is replaced."""
+        return await self._control(run_id, RunState.REQUESTED_DATA_DELETED, reason)
+
+    async def callback(self, foreign_id: str, status: S, payload: bytes) -> None:
+        """Deliver ``payload`` to the callbacks of ``status`` for the run of ``foreign_id``.
+
+        Raises:
+            CallbackNotAccepted: No callback on that status, or the foreign id's latest run is
+                not waiting in that status (or is paused, cancelled or deleted).
+            RecordNotFound: The foreign id has no run.
+
+        """
+        from ._processes.callback import deliver_callback
+
+        await deliver_callback(self, self._check_foreign_id(foreign_id), status, payload)
+
+    async def await_status(
+        self,
+        foreign_id: str,
+        run_id: str,
+        status: S,
+        *,
+        poll_interval: timedelta = timedelta(milliseconds=100),
+    ) -> Run[T, S]:
+        """Wait until run ``run_id`` is in ``status`` and return it as it was then.
+
+        The record is looked up first (so a status reached before the call counts); after
+        that, every write this process makes to the run is seen at once and the store is
+        polled every ``poll_interval`` for writes made elsewhere. A status that other
+        processes move through faster than the poll interval can be missed; a run's final
+        status never is.
+
+        Raises:
+            RunFinished: The run finished without reaching ``status``.
+            RecordNotFound: ``run_id`` is not a run of ``foreign_id`` in this workflow.
+
+        """
+        self._check_foreign_id(foreign_id)
+        self._check_status(status)
+        watch = _Watch()
+        self._watches.setdefault(run_id, []).append(watch)
+        try:
+            record: Record | None = None
+            try:
+                record = await self.store.lookup(run_id)
+            except RecordNotFound:
+                record = None
+            while True:
+                candidates = [*watch.records] if record is None else [record, *watch.records]
+                watch.records.clear()
+                watch.changed.clear()
+                for candidate in candidates:
+                    found = self._reached(candidate, foreign_id, status)
+                    if found is not None:
+                        return found
+                try:
+                    async with asyncio.timeout(poll_interval.total_seconds()):
+                        await watch.changed.wait()
+                    record = None
+                except TimeoutError:
+                    try:
+                        record = await self.store.lookup(run_id)
+                    except RecordNotFound:
+                        record = None
+        finally:
+            watches = self._watches[run_id]
+            watches.remove(watch)
+            if not watches:
+                del self._watches[run_id]
+
+    def _reached(self, record: Record, foreign_id: str, status: S) -> Run[T, S] | None:
+        if record.workflow_name != self._name or record.foreign_id != foreign_id:
+            raise RecordNotFound(
+                f"run is not a run of foreign id {foreign_id!r}",
+                workflow_name=self._name,
+                foreign_id=foreign_id,
+                run_id=record.run_id,
+            )
+        if record.status == int(status) and record.run_state not in (
+            RunState.REQUESTED_DATA_DELETED,
+            RunState.DATA_DELETED,
+        ):
+            return Run(
+                record,
+                self.status_of(record),
+                self.codec.decode(record.object),
+                self.controller(record),
+            )
+        if record.run_state.finished():
+            raise RunFinished(
+                f"run finished ({record.run_state}) at status "
+                f"{self.status_of(record)!r} without reaching {status!r}",
+                workflow_name=self._name,
+                foreign_id=foreign_id,
+                run_id=record.run_id,
+            )
+        return None
+
+    # -- options ------------------------------------------------------------------------
+
+    def resolve(self, options: Options) -> Resolved:
+        """Process options over the workflow defaults (internal)."""
+        return Resolved.of(options, self.default_options)
+
+    def count_error(self, process_name: str, run_id: str) -> int:
+        """Count an error of a run in a process; returns the count (internal)."""
+        key = (process_name, run_id)
+        count = self.error_counts.get(key, 0) + 1
+        self.error_counts[key] = count
+        return count
+
+    def clear_errors(self, process_name: str, run_id: str) -> None:
+        """Forget a run's errors in a process after a success (internal)."""
+        self.error_counts.pop((process_name, run_id), None)
+
+
+def _trace_origin(limit: int = 8) -> str:
+    """The caller's frames outside luno_wf, innermost first, one per line."""
+    lines: list[str] = []
+    frame = sys._getframe(2)
+    while frame is not None and len(lines) < limit:
+        filename = frame.f_code.co_filename
+        if "luno_wf" not in filename.replace("\\", "/").split("/")[-2:-1] and "asyncio" not in (
+            filename
+        ):
+            lines.append(f"{filename}:{frame.f_lineno} {frame.f_code.co_name}")
+        frame = frame.f_back  # type: ignore[assignment]
+    return "\n".join(lines)
