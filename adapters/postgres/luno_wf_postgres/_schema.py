@@ -1,0 +1,303 @@
+"""The schema every PostgreSQL adapter reads and writes, and :func:`migrate` that creates it.
+
+Everything lives in one PostgreSQL schema (``luno_wf`` unless told otherwise), so several
+independent deployments (or test runs) can share a database. The schema name is validated
+and always quoted with :class:`psycopg.sql.Identifier`; it is never pasted into SQL text.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from psycopg import AsyncConnection, sql
+from psycopg_pool import AsyncConnectionPool
+
+__all__ = ["DEFAULT_SCHEMA", "migrate", "notify_channel", "schema_identifier"]
+
+DEFAULT_SCHEMA = "luno_wf"
+
+# Leaves room for the "_events" suffix of the notification channel within PostgreSQL's
+# 63-byte identifier limit.
+_MAX_SCHEMA_LENGTH = 50
+_SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def schema_identifier(schema: str) -> sql.Identifier:
+    """Validate ``schema`` as a plain SQL identifier and return it quoted.
+
+    Raises:
+        ValueError: ``schema`` is empty, too long, or not letters, digits and underscores
+            starting with a letter or underscore.
+
+    """
+    if not isinstance(schema, str) or not _SCHEMA_RE.match(schema):
+        raise ValueError(
+            f"schema must be letters, digits and underscores, not starting with a digit; "
+            f"got {schema!r}"
+        )
+    if len(schema) > _MAX_SCHEMA_LENGTH:
+        raise ValueError(
+            f"schema must be at most {_MAX_SCHEMA_LENGTH} characters, got {len(schema)}: {schema!r}"
+        )
+    return sql.Identifier(schema)
+
+
+def notify_channel(schema: str) -> str:
+    """The LISTEN/NOTIFY channel on which senders announce new events of ``schema``."""
+    return f"{schema}_events"
+
+
+# One statement per entry, in order. `{s}` is the quoted schema. Every statement is
+# idempotent, so migrate() can run at every start-up.
+_STATEMENTS: tuple[str, ...] = (
+    "CREATE SCHEMA IF NOT EXISTS {s}",
+    # Runs. `seq` orders list() and breaks created_at ties in latest(); `version` is the
+    # compare-and-set key (it repeats meta's Version, kept as luno's JSON for Go readers).
+    # fillfactor leaves room for HOT updates: a step changes no indexed column.
+    """CREATE TABLE IF NOT EXISTS {s}.records (
+    run_id        text        PRIMARY KEY,
+    seq           bigint      GENERATED ALWAYS AS IDENTITY,
+    workflow_name text        NOT NULL,
+    foreign_id    text        NOT NULL,
+    run_state     integer     NOT NULL,
+    status        bigint      NOT NULL,
+    object        bytea       NOT NULL,
+    created_at    timestamptz NOT NULL,
+    updated_at    timestamptz NOT NULL,
+    version       bigint      NOT NULL,
+    meta          jsonb       NOT NULL
+) WITH (fillfactor = 80)""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS records_by_seq ON {s}.records (seq)",
+    "CREATE INDEX IF NOT EXISTS records_by_workflow ON {s}.records (workflow_name, seq)",
+    """CREATE INDEX IF NOT EXISTS records_by_foreign_id
+    ON {s}.records (workflow_name, foreign_id, created_at, seq)""",
+    # At most one unfinished run (not Completed 5, Cancelled 4, Data Deleted 6, Requested
+    # Data Deleted 7) per foreign id: the store's WorkflowInProgress comes from here.
+    """CREATE UNIQUE INDEX IF NOT EXISTS records_one_unfinished
+    ON {s}.records (workflow_name, foreign_id) WHERE run_state NOT IN (4, 5, 6, 7)""",
+    """CREATE TABLE IF NOT EXISTS {s}.outbox (
+    id            text        PRIMARY KEY,
+    seq           bigint      GENERATED ALWAYS AS IDENTITY,
+    workflow_name text        NOT NULL,
+    data          bytea       NOT NULL,
+    created_at    timestamptz NOT NULL
+)""",
+    "CREATE INDEX IF NOT EXISTS outbox_by_workflow ON {s}.outbox (workflow_name, seq)",
+    # Cancelled rows are kept (flagged) so that a repeated create of the same
+    # (run_id, status, timer, version) stays ignored, as the contract requires.
+    """CREATE TABLE IF NOT EXISTS {s}.timeouts (
+    id            bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    workflow_name text        NOT NULL,
+    foreign_id    text        NOT NULL,
+    run_id        text        NOT NULL,
+    status        bigint      NOT NULL,
+    timer         bigint      NOT NULL DEFAULT 0,
+    version       bigint      NOT NULL DEFAULT 0,
+    completed     boolean     NOT NULL DEFAULT false,
+    cancelled     boolean     NOT NULL DEFAULT false,
+    expire_at     timestamptz NOT NULL,
+    created_at    timestamptz NOT NULL
+)""",
+    """CREATE UNIQUE INDEX IF NOT EXISTS timeouts_once
+    ON {s}.timeouts (run_id, status, timer, version)""",
+    """CREATE INDEX IF NOT EXISTS timeouts_pending
+    ON {s}.timeouts (workflow_name, status, expire_at) WHERE NOT completed AND NOT cancelled""",
+    # The event log. Ids are global (an event's id is the same for every receiver) and,
+    # within a topic, committed in id order (see send_events), so a cursor never skips.
+    """CREATE TABLE IF NOT EXISTS {s}.events (
+    id            bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    topic         text        NOT NULL,
+    foreign_id    text        NOT NULL,
+    type          bigint      NOT NULL,
+    headers       jsonb       NOT NULL,
+    created_at    timestamptz NOT NULL,
+    stored_at     timestamptz NOT NULL DEFAULT now()
+)""",
+    "CREATE INDEX IF NOT EXISTS events_by_topic ON {s}.events (topic, id)",
+    # One durable position per (topic, receiver name): every event of the topic with an id
+    # at or below `position` has been handed out, and is acked unless a claim row remains.
+    """CREATE TABLE IF NOT EXISTS {s}.cursors (
+    topic         text        NOT NULL,
+    name          text        NOT NULL,
+    position      bigint      NOT NULL,
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (topic, name)
+)""",
+    # Handed out, not yet acked. A claim whose lease has lapsed (its receiver closed or died)
+    # is handed out again to the next receiver of the name.
+    """CREATE TABLE IF NOT EXISTS {s}.claims (
+    topic         text        NOT NULL,
+    name          text        NOT NULL,
+    event_id      bigint      NOT NULL,
+    owner         text        NOT NULL,
+    lease_until   timestamptz NOT NULL,
+    PRIMARY KEY (topic, name, event_id)
+)""",
+    # Append events to a topic. Senders of one topic are serialised by a transaction-scoped
+    # advisory lock taken before the ids are drawn, and the lock is released only after the
+    # commit is visible: so ids of a topic become visible in increasing order.
+    """CREATE OR REPLACE FUNCTION {s}.send_events(
+    p_topic text, p_foreign_ids text[], p_types bigint[], p_headers jsonb[],
+    p_created_at timestamptz
+) RETURNS void LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended({lock_prefix} || p_topic, 0));
+    INSERT INTO {s}.events (topic, foreign_id, type, headers, created_at)
+    SELECT p_topic, u.f, u.t, u.h, p_created_at
+    FROM unnest(p_foreign_ids, p_types, p_headers) WITH ORDINALITY AS u(f, t, h, n)
+    ORDER BY u.n;
+    PERFORM pg_notify({channel}, p_topic);
+END
+$fn$""",
+    # Claim up to p_limit events for one receiver, after recording its acks and renewing
+    # the leases of the events it still holds: lapsed claims of the name first (oldest
+    # first), then the next events after the name's cursor.
+    # The cursor row lock serialises receivers of one name, so no event goes to two.
+    """CREATE OR REPLACE FUNCTION {s}.claim_events(
+    p_topic text, p_name text, p_owner text, p_limit integer, p_lease interval,
+    p_acked bigint[], p_held bigint[]
+) RETURNS TABLE (id bigint, foreign_id text, type bigint, headers jsonb,
+                 created_at timestamptz)
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+DECLARE
+    v_from bigint;
+    v_to bigint;
+BEGIN
+    IF cardinality(p_acked) > 0 THEN
+        DELETE FROM {s}.claims c
+        WHERE c.topic = p_topic AND c.name = p_name AND c.event_id = ANY (p_acked);
+    END IF;
+    IF cardinality(p_held) > 0 THEN
+        UPDATE {s}.claims c SET lease_until = now() + p_lease
+        WHERE c.topic = p_topic AND c.name = p_name AND c.event_id = ANY (p_held)
+          AND c.owner = p_owner;
+    END IF;
+
+    RETURN QUERY
+    WITH taken AS (
+        UPDATE {s}.claims c SET owner = p_owner, lease_until = now() + p_lease
+        FROM (
+            SELECT l.event_id FROM {s}.claims l
+            WHERE l.topic = p_topic AND l.name = p_name AND l.lease_until < now()
+            ORDER BY l.event_id LIMIT p_limit
+            FOR UPDATE SKIP LOCKED
+        ) AS lapsed
+        WHERE c.topic = p_topic AND c.name = p_name AND c.event_id = lapsed.event_id
+        RETURNING c.event_id
+    )
+    SELECT e.id, e.foreign_id, e.type, e.headers, e.created_at
+    FROM {s}.events e JOIN taken ON e.id = taken.event_id
+    ORDER BY e.id;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+
+    SELECT k.position INTO v_from FROM {s}.cursors k
+    WHERE k.topic = p_topic AND k.name = p_name FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'luno_wf: no cursor for topic % and receiver name %', p_topic, p_name;
+    END IF;
+    SELECT max(x.id) INTO v_to FROM (
+        SELECT e.id FROM {s}.events e
+        WHERE e.topic = p_topic AND e.id > v_from ORDER BY e.id LIMIT p_limit
+    ) AS x;
+    IF v_to IS NULL THEN
+        RETURN;
+    END IF;
+    UPDATE {s}.cursors k SET position = v_to, updated_at = now()
+    WHERE k.topic = p_topic AND k.name = p_name;
+    INSERT INTO {s}.claims (topic, name, event_id, owner, lease_until)
+    SELECT p_topic, p_name, e.id, p_owner, now() + p_lease FROM {s}.events e
+    WHERE e.topic = p_topic AND e.id > v_from AND e.id <= v_to;
+    RETURN QUERY
+    SELECT e.id, e.foreign_id, e.type, e.headers, e.created_at FROM {s}.events e
+    WHERE e.topic = p_topic AND e.id > v_from AND e.id <= v_to
+    ORDER BY e.id;
+END
+$fn$""",
+)
+
+
+def migration_statements(schema: str = DEFAULT_SCHEMA) -> list[sql.Composed]:
+    """The statements :func:`migrate` runs, in order, for ``schema``."""
+    params = {
+        "s": schema_identifier(schema),
+        "lock_prefix": sql.Literal(f"{schema}.events:"),
+        "channel": sql.Literal(notify_channel(schema)),
+    }
+    return [sql.SQL(statement).format(**params) for statement in _STATEMENTS]
+
+
+async def migrate(
+    target: AsyncConnectionPool[Any] | AsyncConnection[Any],
+    schema: str = DEFAULT_SCHEMA,
+) -> None:
+    """Create (or bring up to date) the tables, indexes and functions of ``schema``.
+
+    Idempotent: running it again, or from several processes at once, is safe (a
+    transaction-scoped advisory lock serialises concurrent runs). Nothing is ever dropped.
+
+    Args:
+        target: An open :class:`psycopg_pool.AsyncConnectionPool`, or an
+            :class:`psycopg.AsyncConnection` not inside a transaction.
+        schema: The PostgreSQL schema to create the tables in; letters, digits and
+            underscores.
+
+    Raises:
+        ValueError: ``schema`` is not a valid identifier.
+        TypeError: ``target`` is neither a pool nor a connection.
+
+    """
+    statements = migration_statements(schema)
+    if isinstance(target, AsyncConnectionPool):
+        async with target.connection() as conn:
+            await _migrate(conn, schema, statements)
+    elif isinstance(target, AsyncConnection):
+        await _migrate(target, schema, statements)
+    else:  # pragma: no cover - guarded by the annotation
+        raise TypeError(
+            "migrate() needs a psycopg_pool.AsyncConnectionPool or a psycopg.AsyncConnection, "
+            f"got {type(target).__name__}"
+        )
+
+
+async def _migrate(conn: AsyncConnection[Any], schema: str, statements: list[sql.Composed]) -> None:
+    async with conn.transaction():
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{schema}.migrate",)
+        )
+        for statement in statements:
+            await conn.execute(statement)
+
+
+class Statements:
+    """SQL templates of one adapter, rendered for its schema on first use and cached.
+
+    Rendering needs a connection (for quoting rules), so it is deferred to the first query
+    rather than done in a constructor.
+    """
+
+    def __init__(self, schema: str, templates: dict[str, str]) -> None:
+        self._params = {
+            "s": schema_identifier(schema),
+            "lock_prefix": sql.Literal(f"{schema}.events:"),
+            "channel": sql.Literal(notify_channel(schema)),
+        }
+        self._templates = templates
+        self._rendered: dict[str, bytes] = {}
+
+    def get(self, name: str, conn: AsyncConnection[Any]) -> bytes:
+        """The statement ``name``, rendered as bytes ready for ``execute``."""
+        try:
+            return self._rendered[name]
+        except KeyError:
+            pass
+        composed = sql.SQL(self._templates[name]).format(**self._params)
+        rendered = self._rendered[name] = composed.as_bytes(conn)
+        return rendered
+
+    def compose(self, template: str, **parts: sql.Composable) -> sql.Composed:
+        """Compose an ad-hoc template with the schema's parameters and ``parts`` (not cached)."""
+        return sql.SQL(template).format(**self._params, **parts)

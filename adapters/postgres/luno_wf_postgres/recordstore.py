@@ -1,0 +1,340 @@
+"""PostgresRecordStore: runs and their transactional outbox in PostgreSQL."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg import errors, sql
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from luno_wf import (
+    Clock,
+    FilterKind,
+    Meta,
+    OrderType,
+    OutboxEvent,
+    Record,
+    RecordFilter,
+    RunState,
+    SystemClock,
+    make_outbox_event,
+)
+from luno_wf._filter import fold_filters
+from luno_wf.errors import RecordNotFound, StaleRecord, WorkflowInProgress
+
+from ._pool import autocommit
+from ._schema import DEFAULT_SCHEMA, Statements
+
+__all__ = ["PostgresRecordStore"]
+
+_COLUMNS = (
+    "run_id, workflow_name, foreign_id, run_state, status, object, created_at, updated_at, "
+    "version, meta"
+)
+
+_TEMPLATES = {
+    # A new run: the record and its outbox row in one statement. A run id already stored
+    # inserts nothing (count 0) and the caller tries the versioned update instead.
+    "insert": """
+WITH ins AS (
+    INSERT INTO {s}.records (run_id, workflow_name, foreign_id, run_state, status, object,
+                             created_at, updated_at, version, meta)
+    VALUES (%(run_id)s, %(workflow_name)s, %(foreign_id)s, %(run_state)s, %(status)s,
+            %(object)s, %(created_at)s, %(updated_at)s, %(version)s, %(meta)s)
+    ON CONFLICT (run_id) DO NOTHING
+    RETURNING 1
+), out AS (
+    INSERT INTO {s}.outbox (id, workflow_name, data, created_at)
+    SELECT %(outbox_id)s, %(workflow_name)s, %(data)s, %(outbox_created_at)s FROM ins
+)
+SELECT count(*) FROM ins""",
+    # An existing run: compare-and-set on the version, and the outbox row only if it won.
+    "update": """
+WITH upd AS (
+    UPDATE {s}.records SET
+        workflow_name = %(workflow_name)s, foreign_id = %(foreign_id)s,
+        run_state = %(run_state)s, status = %(status)s, object = %(object)s,
+        created_at = %(created_at)s, updated_at = %(updated_at)s,
+        version = %(version)s, meta = %(meta)s
+    WHERE run_id = %(run_id)s AND version = %(prev_version)s
+    RETURNING 1
+), out AS (
+    INSERT INTO {s}.outbox (id, workflow_name, data, created_at)
+    SELECT %(outbox_id)s, %(workflow_name)s, %(data)s, %(outbox_created_at)s FROM upd
+)
+SELECT count(*) FROM upd""",
+    "version": "SELECT version FROM {s}.records WHERE run_id = %s",
+    "holder": """
+SELECT run_id FROM {s}.records
+WHERE workflow_name = %s AND foreign_id = %s AND run_state NOT IN (4, 5, 6, 7)""",
+    "lookup": f"SELECT {_COLUMNS} FROM {{s}}.records WHERE run_id = %s",
+    "latest": f"""
+SELECT {_COLUMNS} FROM {{s}}.records WHERE workflow_name = %s AND foreign_id = %s
+ORDER BY created_at DESC, seq DESC LIMIT 1""",
+    "list_outbox": """
+SELECT id, workflow_name, data, created_at FROM {s}.outbox
+WHERE workflow_name = %s ORDER BY seq LIMIT %s""",
+    "delete_outbox": "DELETE FROM {s}.outbox WHERE id = %s",
+    "delete_outbox_many": "DELETE FROM {s}.outbox WHERE id = ANY(%s)",
+}
+
+_UNFINISHED_INDEX = "records_one_unfinished"
+_MAX_STORE_ATTEMPTS = 3  # insert and update can race with a concurrent insert once each
+
+
+def _utc(moment: datetime, what: str) -> datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{what} must be timezone-aware, got naive {moment!r}")
+    return moment.astimezone(UTC)
+
+
+def _meta_json(meta: Meta) -> dict[str, object]:
+    # luno's sqlstore keys, so Go services read the same rows.
+    return {
+        "RunStateReason": meta.run_state_reason,
+        "StatusDescription": meta.status_description,
+        "Version": meta.version,
+        "TraceOrigin": meta.trace_origin,
+    }
+
+
+def _meta_from(value: Mapping[str, Any] | None, version: int) -> Meta:
+    value = value or {}
+    return Meta(
+        run_state_reason=str(value.get("RunStateReason") or ""),
+        status_description=str(value.get("StatusDescription") or ""),
+        version=version,
+        trace_origin=str(value.get("TraceOrigin") or ""),
+    )
+
+
+def _record(row: Sequence[Any]) -> Record:
+    run_id, workflow_name, foreign_id, run_state, status, obj, created, updated, version, meta = row
+    return Record(
+        workflow_name=workflow_name,
+        foreign_id=foreign_id,
+        run_id=run_id,
+        run_state=RunState(run_state),
+        status=int(status),
+        object=bytes(obj),
+        created_at=created.astimezone(UTC),
+        updated_at=updated.astimezone(UTC),
+        meta=_meta_from(meta, int(version)),
+    )
+
+
+class PostgresRecordStore:
+    """A :class:`~luno_wf.adapter.RecordStore` on PostgreSQL, with a transactional outbox.
+
+    Every :meth:`store` is one statement (one round trip): the record's insert or
+    versioned update and its outbox row, committed together. Timestamps are the record's
+    own (microsecond precision), never the database clock.
+
+    Args:
+        pool: An open pool; the store borrows a connection per call and runs each call in
+            autocommit mode (each is a single atomic statement).
+        schema: The schema :func:`~luno_wf_postgres.migrate` created.
+        clock: Stamps outbox rows' ``created_at`` (defaults to the wall clock).
+
+    """
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Any],
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        clock: Clock | None = None,
+    ) -> None:
+        self._pool = pool
+        self._clock = clock or SystemClock()
+        self._sql = Statements(schema, _TEMPLATES)
+
+    async def store(self, record: Record) -> None:
+        """Insert or compare-and-set update ``record``, and write its outbox row, atomically.
+
+        Raises:
+            StaleRecord: The run exists with a version other than ``meta.version - 1``.
+            WorkflowInProgress: The write would leave two unfinished runs of the foreign id.
+            ValueError: A timestamp of the record is naive.
+
+        """
+        outbox_id, data = make_outbox_event(record)
+        params: dict[str, object] = {
+            "run_id": record.run_id,
+            "workflow_name": record.workflow_name,
+            "foreign_id": record.foreign_id,
+            "run_state": int(record.run_state),
+            "status": int(record.status),
+            "object": record.object,
+            "created_at": _utc(record.created_at, "record.created_at"),
+            "updated_at": _utc(record.updated_at, "record.updated_at"),
+            "version": record.meta.version,
+            "prev_version": record.meta.version - 1,
+            "meta": Jsonb(_meta_json(record.meta)),
+            "outbox_id": outbox_id,
+            "data": data,
+            "outbox_created_at": self._clock.now(),
+        }
+        # The engine inserts runs at version 1 and updates them above it: try that first.
+        attempt = "insert" if record.meta.version <= 1 else "update"
+        async with autocommit(self._pool) as conn:
+            try:
+                for _ in range(_MAX_STORE_ATTEMPTS):
+                    cur = await conn.execute(self._sql.get(attempt, conn), params)
+                    row = await cur.fetchone()
+                    if row is not None and row[0] == 1:
+                        return
+                    if attempt == "insert":
+                        attempt = "update"  # the run exists
+                        continue
+                    cur = await conn.execute(self._sql.get("version", conn), (record.run_id,))
+                    found = await cur.fetchone()
+                    if found is None:
+                        attempt = "insert"  # the run does not exist (yet)
+                        continue
+                    raise StaleRecord(
+                        f"expected stored version {record.meta.version - 1}, found {found[0]}",
+                        workflow_name=record.workflow_name,
+                        foreign_id=record.foreign_id,
+                        run_id=record.run_id,
+                    )
+            except errors.UniqueViolation as err:
+                if err.diag.constraint_name != _UNFINISHED_INDEX:
+                    raise
+                cur = await conn.execute(
+                    self._sql.get("holder", conn), (record.workflow_name, record.foreign_id)
+                )
+                holder = await cur.fetchone()
+                raise WorkflowInProgress(
+                    workflow_name=record.workflow_name,
+                    foreign_id=record.foreign_id,
+                    run_id=holder[0] if holder else None,
+                ) from None
+        raise StaleRecord(
+            "the run was concurrently inserted and removed; retry",
+            workflow_name=record.workflow_name,
+            foreign_id=record.foreign_id,
+            run_id=record.run_id,
+        )
+
+    async def lookup(self, run_id: str) -> Record:
+        """The record of ``run_id``.
+
+        Raises:
+            RecordNotFound: No run has that id.
+
+        """
+        async with autocommit(self._pool) as conn:
+            cur = await conn.execute(self._sql.get("lookup", conn), (run_id,))
+            row = await cur.fetchone()
+        if row is None:
+            raise RecordNotFound(run_id=run_id)
+        return _record(row)
+
+    async def latest(self, workflow_name: str, foreign_id: str) -> Record:
+        """The most recently created run of the foreign id (ties: the last inserted).
+
+        Raises:
+            RecordNotFound: The foreign id has no run in the workflow.
+
+        """
+        async with autocommit(self._pool) as conn:
+            cur = await conn.execute(self._sql.get("latest", conn), (workflow_name, foreign_id))
+            row = await cur.fetchone()
+        if row is None:
+            raise RecordNotFound(workflow_name=workflow_name, foreign_id=foreign_id)
+        return _record(row)
+
+    async def list(
+        self,
+        workflow_name: str,
+        *,
+        offset: int = 0,
+        limit: int = 25,
+        order: OrderType = OrderType.ASCENDING,
+        filters: Sequence[RecordFilter] = (),
+    ) -> builtins.list[Record]:
+        """Matching records in first-stored order (newest first for DESCENDING), paginated.
+
+        Pagination is by the insertion sequence, so pages are disjoint and stable even when
+        many runs share a ``created_at``. ``limit`` 0 means 25.
+
+        Raises:
+            ValueError: ``offset`` or ``limit`` is negative.
+
+        """
+        if offset < 0 or limit < 0:
+            raise ValueError(f"offset and limit must be >= 0, got {offset=} {limit=}")
+        limit = limit or 25
+        conditions: builtins.list[sql.Composable] = []
+        params: builtins.list[object] = []
+        if workflow_name:
+            conditions.append(sql.SQL("workflow_name = %s"))
+            params.append(workflow_name)
+        for f in fold_filters(filters):
+            condition, values = _condition(f)
+            conditions.append(condition)
+            params.append(values)
+        where = (
+            sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+        )
+        direction = sql.SQL("DESC" if order == OrderType.DESCENDING else "ASC")
+        query = self._sql.compose(
+            f"SELECT {_COLUMNS} FROM {{s}}.records{{where}} ORDER BY seq {{direction}} "
+            "OFFSET %s LIMIT %s",
+            where=where,
+            direction=direction,
+        )
+        async with autocommit(self._pool) as conn:
+            cur = await conn.execute(query, [*params, offset, limit])
+            rows = await cur.fetchall()
+        return [_record(row) for row in rows]
+
+    async def list_outbox_events(
+        self, workflow_name: str, limit: int
+    ) -> builtins.list[OutboxEvent]:
+        """Up to ``limit`` unpublished rows of the workflow, oldest first."""
+        if limit <= 0:
+            return []
+        async with autocommit(self._pool) as conn:
+            cur = await conn.execute(self._sql.get("list_outbox", conn), (workflow_name, limit))
+            rows = await cur.fetchall()
+        return [
+            OutboxEvent(
+                id=id,
+                workflow_name=name,
+                data=bytes(data),
+                created_at=created.astimezone(UTC),
+            )
+            for id, name, data, created in rows
+        ]
+
+    async def delete_outbox_event(self, id: str) -> None:
+        """Remove a published row; a missing row is not an error."""
+        async with autocommit(self._pool) as conn:
+            await conn.execute(self._sql.get("delete_outbox", conn), (id,))
+
+    async def delete_outbox_events(self, ids: Sequence[str]) -> None:
+        """Remove many published rows in one statement; missing rows are ignored."""
+        if not ids:
+            return
+        async with autocommit(self._pool) as conn:
+            await conn.execute(self._sql.get("delete_outbox_many", conn), (list(ids),))
+
+
+def _condition(f: RecordFilter) -> tuple[sql.Composable, object]:
+    if f.kind is FilterKind.FOREIGN_ID:
+        return sql.SQL("foreign_id = ANY(%s)"), [str(v) for v in f.values]
+    if f.kind is FilterKind.RUN_STATE:
+        return sql.SQL("run_state = ANY(%s::integer[])"), [int(v) for v in f.values]  # type: ignore[arg-type]
+    if f.kind is FilterKind.STATUS:
+        return sql.SQL("status = ANY(%s::bigint[])"), [int(v) for v in f.values]  # type: ignore[arg-type]
+    (moment,) = f.values
+    assert isinstance(moment, datetime)
+    if f.kind is FilterKind.CREATED_AT_AFTER:
+        return sql.SQL("created_at > %s"), moment
+    return sql.SQL("created_at < %s"), moment

@@ -1,0 +1,462 @@
+"""PostgresStreamer: an event log in PostgreSQL, woken by LISTEN/NOTIFY."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Mapping, Sequence
+from datetime import UTC, timedelta
+from types import TracebackType
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from luno_wf import Ack, Clock, Event, SystemClock
+
+from ._pool import autocommit
+from ._schema import DEFAULT_SCHEMA, Statements, notify_channel, schema_identifier
+
+__all__ = ["PostgresReceiver", "PostgresSender", "PostgresStreamer"]
+
+_log = logging.getLogger("luno_wf_postgres")
+
+_TEMPLATES = {
+    "send": """
+SELECT {s}.send_events(%s::text, %s::text[], %s::bigint[], %s::jsonb[], %s::timestamptz)""",
+    "register": """
+INSERT INTO {s}.cursors (topic, name, position)
+SELECT %(topic)s, %(name)s, CASE WHEN %(latest)s
+    THEN coalesce((SELECT max(e.id) FROM {s}.events e WHERE e.topic = %(topic)s), 0)
+    ELSE 0 END
+ON CONFLICT (topic, name) DO NOTHING""",
+    "claim": """
+SELECT id, foreign_id, type, headers, created_at FROM {s}.claim_events(
+    %s::text, %s::text, %s::text, %s::integer, %s::interval, %s::bigint[], %s::bigint[])""",
+    "release": """
+WITH acked AS (
+    DELETE FROM {s}.claims
+    WHERE topic = %(topic)s AND name = %(name)s AND event_id = ANY (%(acked)s::bigint[])
+)
+UPDATE {s}.claims SET lease_until = '-infinity'
+WHERE topic = %(topic)s AND name = %(name)s AND owner = %(owner)s
+  AND event_id = ANY (%(held)s::bigint[])""",
+    "purge": """
+WITH bound AS (
+    SELECT LEAST(
+        (SELECT min(k.position) FROM {s}.cursors k WHERE k.topic = %(topic)s),
+        (SELECT min(c.event_id) - 1 FROM {s}.claims c WHERE c.topic = %(topic)s)
+    ) AS upto
+), gone AS (
+    DELETE FROM {s}.events e USING bound
+    WHERE e.topic = %(topic)s
+      AND (e.id <= bound.upto OR e.stored_at < now() - %(retention)s::interval)
+    RETURNING e.id
+), orphans AS (
+    DELETE FROM {s}.claims c USING gone WHERE c.topic = %(topic)s AND c.event_id = gone.id
+)
+SELECT count(*) FROM gone""",
+    "topics": "SELECT DISTINCT topic FROM {s}.cursors",
+}
+
+
+def _positive(value: timedelta, name: str) -> timedelta:
+    if not isinstance(value, timedelta) or value <= timedelta(0):
+        raise ValueError(f"{name} must be a positive timedelta, got {value!r}")
+    return value
+
+
+class _Listener:
+    """One LISTEN connection per streamer, waking the receivers of a topic on NOTIFY.
+
+    Receivers take :meth:`waiter` *before* they look for events and wait on it after
+    finding none, so a notification can never fall between the two. After every
+    (re)connection all waiters are woken, as notifications may have been missed.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool[Any], channel: str) -> None:
+        self._pool = pool
+        self._channel = channel
+        self._waiters: dict[str, asyncio.Event] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"listen:{self._channel}")
+
+    def waiter(self, topic: str) -> asyncio.Event:
+        event = self._waiters.get(topic)
+        if event is None:
+            event = self._waiters[topic] = asyncio.Event()
+        return event
+
+    def wake(self, topic: str) -> None:
+        event = self._waiters.pop(topic, None)
+        if event is not None:
+            event.set()
+
+    def wake_all(self) -> None:
+        waiters, self._waiters = self._waiters, {}
+        for event in waiters.values():
+            event.set()
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])
+        self.wake_all()
+
+    async def _run(self) -> None:
+        listen = sql.SQL("LISTEN {}").format(sql.Identifier(self._channel))
+        backoff = 0.1
+        while True:
+            try:
+                conn = await self._pool.getconn()
+            except psycopg.Error as err:
+                _log.warning("event listener cannot get a connection: %s", err)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            try:
+                if not conn.autocommit:
+                    await conn.set_autocommit(True)
+                await conn.execute(listen)
+                backoff = 0.1
+                self.wake_all()
+                async for notify in conn.notifies():
+                    self.wake(notify.payload)
+            except psycopg.Error as err:
+                _log.warning("event listener connection failed, reconnecting: %s", err)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                await self._give_back(conn)
+
+    async def _give_back(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        try:
+            if (
+                not conn.closed
+                and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            ):
+                await conn.execute("UNLISTEN *")
+                await conn.set_autocommit(False)
+        except psycopg.Error:
+            await conn.close()  # a broken connection is discarded by the pool
+        await self._pool.putconn(conn)
+
+
+class PostgresStreamer:
+    """An :class:`~luno_wf.adapter.EventStreamer` on PostgreSQL tables.
+
+    Events go to one table; each (topic, receiver name) has a durable cursor, and events
+    handed out but not yet acked are *claimed* by their receiver with a lease. Receivers of
+    one name share the work without duplicates; events a receiver had not acked go back to
+    the name when it closes, or when its lease lapses (the process died). Senders NOTIFY,
+    so waiting receivers wake at once; ``poll_frequency`` is only a fallback.
+
+    Receivers claim events in batches (``batch_size``) and hand them out one by one; acks
+    are recorded with the next claim (or on close), so an event acked just before a crash
+    may be delivered again, but an event never acked is never lost.
+
+    Events every receiver name of a topic has acked are deleted from time to time
+    (``cleanup_interval``), and so is any event older than ``retention``.
+
+    Args:
+        pool: An open pool. The streamer keeps one of its connections for LISTEN while any
+            receiver exists; size the pool for it.
+        schema: The schema :func:`~luno_wf_postgres.migrate` created.
+        clock: Stamps events' ``created_at`` (defaults to the wall clock).
+        batch_size: How many events a receiver claims per round trip.
+        claim_lease: How long claimed events stay with a receiver that stops renewing
+            them (renewed while it runs) before they are redelivered.
+        poll_frequency: Default fallback polling interval of receivers.
+        retention: Delete events older than this even if some receiver name has not acked
+            them (None: keep them until every name has).
+        cleanup_interval: How often receivers delete fully-acked events of their topic.
+
+    """
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Any],
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        clock: Clock | None = None,
+        batch_size: int = 100,
+        claim_lease: timedelta = timedelta(seconds=30),
+        poll_frequency: timedelta = timedelta(seconds=1),
+        retention: timedelta | None = timedelta(days=7),
+        cleanup_interval: timedelta = timedelta(seconds=30),
+    ) -> None:
+        schema_identifier(schema)  # validates
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self._pool = pool
+        self._clock = clock or SystemClock()
+        self._sql = Statements(schema, _TEMPLATES)
+        self._batch_size = batch_size
+        self._lease = _positive(claim_lease, "claim_lease")
+        self._poll = _positive(poll_frequency, "poll_frequency")
+        self._retention = None if retention is None else _positive(retention, "retention")
+        self._cleanup_every = _positive(cleanup_interval, "cleanup_interval").total_seconds()
+        self._last_cleanup: dict[str, float] = {}
+        self._listener = _Listener(pool, notify_channel(schema))
+        self._closed = False
+
+    async def new_sender(self, topic: str) -> PostgresSender:
+        """A sender for ``topic``."""
+        self._check_open()
+        return PostgresSender(self, topic)
+
+    async def new_receiver(
+        self,
+        topic: str,
+        name: str,
+        *,
+        stream_from_latest: bool = False,
+        poll_frequency: timedelta | None = None,
+    ) -> PostgresReceiver:
+        """A receiver of ``topic`` resuming at ``name``'s position.
+
+        With ``stream_from_latest`` and no position yet for ``name``, it starts after the
+        newest event of the topic at this call. ``poll_frequency`` overrides the streamer's
+        fallback polling interval.
+        """
+        self._check_open()
+        if not name:
+            raise ValueError("receiver name must be a non-empty string")
+        poll = self._poll if poll_frequency is None else _positive(poll_frequency, "poll")
+        async with autocommit(self._pool) as conn:
+            await conn.execute(
+                self._sql.get("register", conn),
+                {"topic": topic, "name": name, "latest": stream_from_latest},
+            )
+        self._listener.start()
+        return PostgresReceiver(self, topic, name, poll)
+
+    async def purge(self, topic: str | None = None) -> int:
+        """Delete events every receiver name has acked (and any past ``retention``) now.
+
+        Args:
+            topic: One topic, or every topic that has receivers.
+
+        Returns:
+            How many events were deleted.
+
+        """
+        async with autocommit(self._pool) as conn:
+            if topic is None:
+                cur = await conn.execute(self._sql.get("topics", conn))
+                topics = [row[0] for row in await cur.fetchall()]
+            else:
+                topics = [topic]
+            deleted = 0
+            for t in topics:
+                cur = await conn.execute(
+                    self._sql.get("purge", conn), {"topic": t, "retention": self._retention}
+                )
+                row = await cur.fetchone()
+                deleted += row[0] if row else 0
+                self._last_cleanup[t] = time.monotonic()
+        return deleted
+
+    async def close(self) -> None:
+        """Stop listening for notifications and give the connection back; safe twice.
+
+        Close receivers first: a receiver of a closed streamer falls back to polling.
+        """
+        self._closed = True
+        await self._listener.close()
+
+    async def __aenter__(self) -> PostgresStreamer:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the PostgresStreamer is closed")
+
+    async def _maybe_cleanup(self, topic: str) -> None:
+        now = time.monotonic()
+        last = self._last_cleanup.setdefault(topic, now)
+        if now - last >= self._cleanup_every:
+            self._last_cleanup[topic] = now
+            await self.purge(topic)
+
+
+class PostgresSender:
+    """Sends to one topic of a :class:`PostgresStreamer`."""
+
+    def __init__(self, streamer: PostgresStreamer, topic: str) -> None:
+        self._streamer = streamer
+        self._topic = topic
+        self._closed = False
+
+    async def send(self, foreign_id: str, status_type: int, headers: Mapping[str, str]) -> None:
+        """Append one event; durable when this returns."""
+        await self.send_many([(foreign_id, status_type, headers)])
+
+    async def send_many(self, events: Sequence[tuple[str, int, Mapping[str, str]]]) -> None:
+        """Append events in order, in one statement; durable when this returns."""
+        if self._closed:
+            raise RuntimeError(f"sender for topic {self._topic!r} is closed")
+        if not events:
+            return
+        streamer = self._streamer
+        params = (
+            self._topic,
+            [foreign_id for foreign_id, _, _ in events],
+            [int(status_type) for _, status_type, _ in events],
+            [Jsonb(dict(headers)) for _, _, headers in events],
+            streamer._clock.now(),
+        )
+        async with autocommit(streamer._pool) as conn:
+            await conn.execute(streamer._sql.get("send", conn), params)
+        streamer._listener.wake(self._topic)  # receivers in this process need no NOTIFY
+
+    async def close(self) -> None:
+        """Close the sender; safe twice."""
+        self._closed = True
+
+
+class PostgresReceiver:
+    """Receives one topic of a :class:`PostgresStreamer` under one name."""
+
+    def __init__(self, streamer: PostgresStreamer, topic: str, name: str, poll: timedelta) -> None:
+        self._streamer = streamer
+        self._topic = topic
+        self._name = name
+        self._owner = uuid.uuid4().hex
+        # Waiting is bounded by the lease too, so held claims are renewed while idle.
+        self._wait = min(poll, streamer._lease / 3).total_seconds()
+        self._renew_every = streamer._lease.total_seconds() / 3
+        self._buffer: deque[Event] = deque()
+        self._held: set[int] = set()  # claimed and not acked: buffered or handed out
+        self._acked: list[int] = []  # acked, not yet recorded in the database
+        self._renewed = 0.0
+        self._closed = False
+
+    async def recv(self) -> tuple[Event, Ack]:
+        """Wait for the next event (cancellable) and return it with its ack.
+
+        Raises:
+            RuntimeError: The receiver is closed.
+
+        """
+        self._check_open()
+        while True:
+            if self._buffer:
+                if time.monotonic() - self._renewed >= self._renew_every:
+                    await self._claim(0)
+                    self._check_open()
+                if self._buffer:
+                    return self._hand_out(self._buffer.popleft())
+            waiter = self._streamer._listener.waiter(self._topic)
+            claimed = await self._claim(self._streamer._batch_size)
+            self._check_open()
+            if claimed:
+                continue
+            await self._streamer._maybe_cleanup(self._topic)
+            try:
+                async with asyncio.timeout(self._wait):
+                    await waiter.wait()
+            except TimeoutError:
+                pass
+            self._check_open()
+
+    def _hand_out(self, event: Event) -> tuple[Event, Ack]:
+        event_id = event.id
+
+        async def ack() -> None:
+            if not self._closed and event_id in self._held:
+                self._held.discard(event_id)
+                self._acked.append(event_id)
+
+        return event, ack
+
+    async def _claim(self, limit: int) -> int:
+        streamer = self._streamer
+        acked, self._acked = self._acked, []
+        params = (
+            self._topic,
+            self._name,
+            self._owner,
+            limit,
+            streamer._lease,
+            acked,
+            list(self._held),
+        )
+        try:
+            async with autocommit(streamer._pool) as conn:
+                cur = await conn.execute(streamer._sql.get("claim", conn), params)
+                rows = await cur.fetchall()
+        except BaseException:
+            # Not recorded (or not known to be): record them with the next claim.
+            self._acked[:0] = acked
+            raise
+        self._renewed = time.monotonic()
+        for id, foreign_id, type_, headers, created_at in rows:
+            if id in self._held:
+                continue  # our own lapsed claim, still buffered
+            self._held.add(id)
+            self._buffer.append(
+                Event(
+                    id=int(id),
+                    foreign_id=foreign_id,
+                    type=int(type_),
+                    headers=dict(headers),
+                    created_at=created_at.astimezone(UTC),
+                )
+            )
+        return len(rows)
+
+    async def close(self) -> None:
+        """Record acks and give un-acked events back to the name at once; safe twice.
+
+        If the database cannot be reached the events still go back, when their lease lapses.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        streamer = self._streamer
+        params = {
+            "topic": self._topic,
+            "name": self._name,
+            "owner": self._owner,
+            "acked": self._acked,
+            "held": list(self._held),
+        }
+        self._buffer.clear()
+        self._held.clear()
+        self._acked = []
+        streamer._listener.wake(self._topic)  # a recv() waiting in another task sees the close
+        if not params["acked"] and not params["held"]:
+            return
+        try:
+            async with autocommit(streamer._pool) as conn:
+                await conn.execute(streamer._sql.get("release", conn), params)
+        except psycopg.Error as err:
+            _log.warning(
+                "receiver %r of topic %r could not release its events (they are redelivered "
+                "when their lease lapses): %s",
+                self._name,
+                self._topic,
+                err,
+            )
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"receiver {self._name!r} of topic {self._topic!r} is closed")
