@@ -1,0 +1,246 @@
+"""A Hypothesis state machine: a record store and :class:`MemRecordStore` side by side.
+
+Random inserts, updates (some stale), lookups, latest, filtered and paged lists, outbox
+listing and deletion go to both; every result and every refusal must agree. Foreign ids
+come from a small pool, so "one unfinished run per foreign id" is exercised often.
+Finished runs only move to finished states (as the engine never revives a run).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import attrs
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from luno_wf import (
+    BatchOutboxDeleter,
+    Meta,
+    OrderType,
+    OutboxData,
+    Record,
+    RecordFilter,
+    RecordStore,
+    RunState,
+    decode_outbox_data,
+)
+from luno_wf.memory import MemRecordStore
+
+from ._harness import Harness, agree
+from .factory import RecordStoreFactory
+from .strategies import FINISHED_RUN_STATES, json_objects, metas, record_filters, storable_text
+
+__all__ = ["RecordStoreMachine", "run_machine"]
+
+WORKFLOWS = ("wf one", "wf-two")
+FOREIGN_IDS = ("alice", "bob", "carol")
+BASE = datetime(2024, 5, 1, tzinfo=UTC)
+OFFSETS = st.integers(-100, 100).map(lambda s: BASE + timedelta(seconds=s))
+STATUSES = st.integers(1, 4)
+FILTERS = st.lists(
+    record_filters(foreign_ids=st.sampled_from(FOREIGN_IDS), statuses=STATUSES, times=OFFSETS),
+    max_size=3,
+)
+
+
+def _diff(got: object, want: object) -> str:
+    if isinstance(got, Record) and isinstance(want, Record):
+        fields = [
+            f"{a.name}: got {getattr(got, a.name)!r}, expected {getattr(want, a.name)!r}"
+            for a in attrs.fields(Record)
+            if getattr(got, a.name) != getattr(want, a.name)
+        ]
+        return "; ".join(fields)
+    return f"got {got!r}, expected {want!r}"
+
+
+def _same_records(got: object, want: object, what: str) -> None:
+    if isinstance(got, list) and isinstance(want, list):
+        got_ids = [r.run_id for r in got]
+        want_ids = [r.run_id for r in want]
+        assert got_ids == want_ids, f"{what}: run ids {got_ids} != expected {want_ids}"
+        for g, w in zip(got, want, strict=True):
+            assert g == w, f"{what}: {_diff(g, w)}"
+        return
+    assert got == want, f"{what}: {_diff(got, want)}"
+
+
+class RecordStoreMachine(RuleBasedStateMachine):
+    """Drives the adapter and the reference with the same operations."""
+
+    def __init__(self, factory: RecordStoreFactory) -> None:
+        super().__init__()
+        self.harness: Harness[RecordStore] = Harness(factory)
+        self.reference: RecordStore = MemRecordStore()
+        self.run_ids: list[str] = []
+        self.inserts = 0
+
+    def teardown(self) -> None:
+        """Close the adapter and the loop."""
+        self.harness.close()
+
+    def _lookup_reference(self, run_id: str) -> Record:
+        return self.harness.run(self.reference.lookup(run_id))
+
+    @rule(
+        workflow=st.sampled_from(WORKFLOWS),
+        foreign_id=st.sampled_from(FOREIGN_IDS),
+        run_state=st.sampled_from(tuple(RunState)[1:]),
+        status=STATUSES,
+        obj=json_objects(),
+        meta=metas(version=st.just(1)),
+        created_at=OFFSETS,
+    )
+    def insert(
+        self,
+        workflow: str,
+        foreign_id: str,
+        run_state: RunState,
+        status: int,
+        obj: bytes,
+        meta: Meta,
+        created_at: datetime,
+    ) -> None:
+        """Store a new run."""
+        self.inserts += 1
+        # Distinct creation times per run keep "newest created" unambiguous.
+        created_at += timedelta(microseconds=self.inserts)
+        record = Record(
+            workflow_name=workflow,
+            foreign_id=foreign_id,
+            run_id=str(uuid.uuid4()),
+            run_state=run_state,
+            status=status,
+            object=obj,
+            created_at=created_at,
+            updated_at=created_at,
+            meta=meta,
+        )
+        _, _, error = agree(self.harness, self.reference, lambda s: s.store(record), "insert")
+        if error is None:
+            self.run_ids.append(record.run_id)
+
+    @precondition(lambda self: self.run_ids)
+    @rule(
+        data=st.data(),
+        index=st.integers(0, 1000),
+        status=STATUSES,
+        obj=json_objects(),
+        version_shift=st.sampled_from((0, 0, 0, 0, -1, 1, -2)),
+        reason=storable_text(max_size=8),
+        later=st.integers(0, 100),
+    )
+    def update(
+        self,
+        data: st.DataObject,
+        index: int,
+        status: int,
+        obj: bytes,
+        version_shift: int,
+        reason: str,
+        later: int,
+    ) -> None:
+        """Store a new version of a known run; a non-zero shift makes it stale."""
+        current = self._lookup_reference(self.run_ids[index % len(self.run_ids)])
+        states = FINISHED_RUN_STATES if current.run_state.finished() else tuple(RunState)[1:]
+        record = attrs.evolve(
+            current,
+            run_state=data.draw(st.sampled_from(states), label="run_state"),
+            status=status,
+            object=obj,
+            updated_at=current.updated_at + timedelta(seconds=later),
+            meta=attrs.evolve(
+                current.meta,
+                version=max(0, current.meta.version + 1 + version_shift),
+                run_state_reason=reason,
+            ),
+        )
+        agree(self.harness, self.reference, lambda s: s.store(record), "update")
+
+    @rule(index=st.integers(0, 1000), unknown=st.booleans())
+    def lookup(self, index: int, unknown: bool) -> None:
+        """Look a run up (or an unknown run id)."""
+        if unknown or not self.run_ids:
+            run_id = str(uuid.uuid4())
+        else:
+            run_id = self.run_ids[index % len(self.run_ids)]
+        want, got, _ = agree(self.harness, self.reference, lambda s: s.lookup(run_id), "lookup")
+        _same_records(got, want, f"lookup({run_id!r})")
+
+    @rule(workflow=st.sampled_from(WORKFLOWS), foreign_id=st.sampled_from(FOREIGN_IDS))
+    def latest(self, workflow: str, foreign_id: str) -> None:
+        """The latest run of a foreign id."""
+        want, got, _ = agree(
+            self.harness, self.reference, lambda s: s.latest(workflow, foreign_id), "latest"
+        )
+        _same_records(got, want, f"latest({workflow!r}, {foreign_id!r})")
+
+    @rule(
+        workflow=st.sampled_from(("", *WORKFLOWS)),
+        offset=st.integers(0, 8),
+        limit=st.integers(0, 8),
+        order=st.sampled_from(OrderType),
+        filters=FILTERS,
+    )
+    def list_runs(
+        self,
+        workflow: str,
+        offset: int,
+        limit: int,
+        order: OrderType,
+        filters: list[RecordFilter],
+    ) -> None:
+        """A page of runs, filtered."""
+        want, got, _ = agree(
+            self.harness,
+            self.reference,
+            lambda s: s.list(workflow, offset=offset, limit=limit, order=order, filters=filters),
+            "list",
+        )
+        _same_records(got, want, f"list({workflow!r}, {offset=}, {limit=}, {order!r}, {filters})")
+
+    def _outbox(self, store: RecordStore, workflow: str, limit: int) -> list[OutboxData]:
+        rows = self.harness.run(store.list_outbox_events(workflow, limit))
+        for row in rows:
+            assert row.workflow_name == workflow, f"outbox of {workflow!r} lists {row!r}"
+        return [decode_outbox_data(row.data) for row in rows]
+
+    @rule(workflow=st.sampled_from(WORKFLOWS), limit=st.integers(1, 10))
+    def list_outbox(self, workflow: str, limit: int) -> None:
+        """The oldest unpublished outbox rows."""
+        want = self._outbox(self.reference, workflow, limit)
+        got = self._outbox(self.harness.adapter, workflow, limit)
+        assert got == want, f"list_outbox_events({workflow!r}, {limit}): {got} != {want}"
+
+    @rule(workflow=st.sampled_from(WORKFLOWS), indices=st.lists(st.integers(0, 20), max_size=3))
+    def delete_outbox(self, workflow: str, indices: list[int]) -> None:
+        """Delete some outbox rows (the batch call when the adapter has it)."""
+        stores = (self.reference, self.harness.adapter)
+        rows = [self.harness.run(s.list_outbox_events(workflow, 1000)) for s in stores]
+        want, got = ([decode_outbox_data(r.data) for r in listed] for listed in rows)
+        assert got == want, f"list_outbox_events({workflow!r}): {got} != {want}"
+        for store, listed in zip(stores, rows, strict=True):
+            ids = [listed[i].id for i in indices if i < len(listed)] + ["outbox-id-unknown"]
+            if len(ids) > 1 and isinstance(store, BatchOutboxDeleter):
+                self.harness.run(store.delete_outbox_events(ids))
+            else:
+                for id in ids:
+                    self.harness.run(store.delete_outbox_event(id))
+
+
+def run_machine(factory: RecordStoreFactory, hypothesis_settings: settings) -> None:
+    """Run the machine against stores from ``factory``."""
+
+    class Bound(RecordStoreMachine):
+        def __init__(self) -> None:
+            super().__init__(factory)
+
+    run_state_machine_as_test(Bound, settings=hypothesis_settings)

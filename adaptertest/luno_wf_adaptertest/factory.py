@@ -1,0 +1,111 @@
+"""The factories a contract class asks its subclass for.
+
+Each contract class has one factory fixture to override. The fixture returns a *factory*:
+a callable that, when entered with ``async with``, builds a fresh adapter and, on exit,
+releases whatever it opened. The contract tests enter it on the test's event loop; the
+Hypothesis state machines enter it on a loop of their own, once per example. So a factory
+must open its resources (connection pools, clients) *inside* the ``async with``, never in
+the fixture itself.
+
+For adapters that open nothing, :func:`factory_of` turns a plain constructor into a factory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import ParamSpec, TypeAlias, TypeVar
+
+from luno_wf import (
+    ConnectorConstructor,
+    ConnectorEvent,
+    EventStreamer,
+    RecordStore,
+    RoleScheduler,
+    TimeoutStore,
+)
+
+__all__ = [
+    "ConnectorFactory",
+    "RecordStoreFactory",
+    "RevokeRole",
+    "RoleSchedulersFactory",
+    "StreamerFactory",
+    "TimeoutStoreFactory",
+    "factory_of",
+]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+RecordStoreFactory: TypeAlias = Callable[[], AbstractAsyncContextManager[RecordStore]]
+"""``async with make_store() as store``: a fresh, empty record store."""
+
+TimeoutStoreFactory: TypeAlias = Callable[[], AbstractAsyncContextManager[TimeoutStore]]
+"""``async with make_timeout_store() as store``: a fresh, empty timeout store."""
+
+StreamerFactory: TypeAlias = Callable[[], AbstractAsyncContextManager[EventStreamer]]
+"""``async with make_streamer() as streamer``: a fresh event streamer.
+
+Streamers over a shared broker may keep earlier tests' topics: the suite uses topic and
+receiver names unique to each test.
+"""
+
+RoleSchedulersFactory: TypeAlias = Callable[
+    [int], AbstractAsyncContextManager[Sequence[RoleScheduler]]
+]
+"""``async with make_schedulers(n) as schedulers``: ``n`` schedulers sharing one backend.
+
+They stand for ``n`` processes competing for the same roles. A single-process scheduler
+may return ``n`` views of one object.
+"""
+
+ConnectorFactory: TypeAlias = Callable[
+    [Sequence[ConnectorEvent]], AbstractAsyncContextManager[ConnectorConstructor]
+]
+"""``async with make_connector(events) as connector``: a source that yields ``events``.
+
+The adapter may assign its own ids and types (a Kafka connector uses offsets and the topic
+name), but each event's ``foreign_id`` must come through unchanged.
+"""
+
+RevokeRole: TypeAlias = Callable[[Sequence[RoleScheduler], str], Awaitable[object]]
+"""``await revoke(schedulers, role)``: make the current holder of ``role`` lose it.
+
+Optional: return it from the ``revoke_role`` fixture to enable the role-loss cases (for
+example by expiring a lease or killing the holder's connection).
+"""
+
+
+def factory_of(
+    make: Callable[P, T],
+    *,
+    close: Callable[[T], Awaitable[object]] | None = None,
+) -> Callable[P, AbstractAsyncContextManager[T]]:
+    """Turn a constructor that does no I/O into a factory.
+
+    Args:
+        make: Builds the adapter from the factory's arguments (none for stores and
+            streamers, ``n`` for role schedulers, the seed events for connectors).
+        close: Awaited with the adapter when the test is done, if given.
+
+    Returns:
+        A callable whose result is entered with ``async with`` to get a fresh adapter.
+
+    Example:
+        ``factory_of(MemRecordStore)`` or
+        ``factory_of(lambda n: [MemRoleScheduler()] * n)``.
+
+    """
+
+    @contextlib.asynccontextmanager
+    async def factory(*args: P.args, **kwargs: P.kwargs) -> AsyncIterator[T]:
+        adapter = make(*args, **kwargs)
+        try:
+            yield adapter
+        finally:
+            if close is not None:
+                await close(adapter)
+
+    return factory

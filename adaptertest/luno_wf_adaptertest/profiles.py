@@ -1,0 +1,75 @@
+"""Hypothesis profiles of the stateful conformance cases: ``ci`` and ``dev``.
+
+``ci`` runs few examples, derandomized and without the example database, so a run is
+repeatable and bounded in time; ``dev`` runs more, random examples. Importing this module
+registers both with Hypothesis unless a profile of that name is already registered (a
+project's own ``ci`` profile wins).
+
+Choose one with ``pytest --luno-wf-hypothesis-profile=dev`` or the
+``LUNO_WF_HYPOTHESIS_PROFILE`` environment variable; the default is ``ci``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.errors import InvalidArgument
+
+from .plugin import PROFILE_ENV, PROFILE_OPTION
+
+__all__ = ["CI", "DEV", "profile_for", "stateful_settings"]
+
+_SLOW_ADAPTERS = [HealthCheck.too_slow, HealthCheck.data_too_large]
+
+CI = settings(
+    max_examples=20,
+    stateful_step_count=25,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=False,
+    suppress_health_check=_SLOW_ADAPTERS,
+)
+"""Few derandomized examples: repeatable, bounded in time."""
+
+DEV = settings(
+    max_examples=150,
+    stateful_step_count=50,
+    deadline=None,
+    suppress_health_check=_SLOW_ADAPTERS,
+)
+"""More random examples, for an author hunting bugs."""
+
+for _name, _profile in (("ci", CI), ("dev", DEV)):
+    try:
+        settings.get_profile(_name)
+    except InvalidArgument:
+        settings.register_profile(_name, _profile)
+
+
+def profile_for(config: pytest.Config) -> str:
+    """The profile name chosen by the command line, the environment, or ``ci``."""
+    chosen = config.getoption(PROFILE_OPTION, default=None) or os.environ.get(PROFILE_ENV)
+    name = str(chosen or "ci")
+    if name not in ("ci", "dev"):
+        raise pytest.UsageError(f"{PROFILE_ENV}={name!r}: expected 'ci' or 'dev'")
+    return name
+
+
+def stateful_settings(
+    config: pytest.Config,
+    *,
+    max_examples: int | None = None,
+    stateful_step_count: int | None = None,
+) -> settings:
+    """The settings of one stateful case: the chosen profile, then the class's overrides."""
+    base = settings.get_profile(profile_for(config))
+    return settings(
+        base,
+        max_examples=base.max_examples if max_examples is None else max_examples,
+        stateful_step_count=(
+            base.stateful_step_count if stateful_step_count is None else stateful_step_count
+        ),
+    )

@@ -1,0 +1,493 @@
+"""The :class:`~luno_wf.adapter.RecordStore` contract (luno's ``RunRecordStoreTest``).
+
+Subclass :class:`RecordStoreContract` and override ``make_store``::
+
+    class TestMyRecordStore(RecordStoreContract):
+        @pytest.fixture
+        def make_store(self) -> RecordStoreFactory:
+            return factory_of(MyRecordStore)
+
+luno's cases come first, in luno's order, translated to the versioned compare-and-set store
+(every update bumps ``meta.version``; records seeded in bulk get distinct foreign ids, since a
+foreign id may have only one unfinished run). The extensions (spec §5.7) follow, marked
+``conformance_extension``; the Hypothesis state machine last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import ClassVar
+
+import attrs
+import pytest
+import pytest_asyncio
+
+from luno_wf import (
+    BatchOutboxDeleter,
+    Meta,
+    OrderType,
+    Record,
+    RecordStore,
+    RunState,
+    decode_outbox_data,
+    filter_by_created_at_after,
+    filter_by_created_at_before,
+    filter_by_foreign_id,
+    filter_by_run_state,
+    filter_by_status,
+    make_outbox_event,
+)
+from luno_wf.errors import RecordNotFound, StaleRecord, WorkflowInProgress
+
+from ._shared import Status, assert_record_equal, bump, dummy_wire_record, utcnow
+from .factory import RecordStoreFactory
+from .profiles import stateful_settings
+
+__all__ = ["RecordStoreContract"]
+
+WF = "my_workflow"
+WF2 = "my_second_workflow"
+
+
+async def _seed(store: RecordStore, records: list[Record]) -> list[Record]:
+    for record in records:
+        await store.store(record)
+    return records
+
+
+def _runs(workflow_name: str, n: int, *, created_at: datetime | None = None) -> list[Record]:
+    """``n`` dummy runs of distinct foreign ids (so none is "in progress" for another)."""
+    return [
+        dummy_wire_record(workflow_name, foreign_id=f"Andrew Wormald {i}", created_at=created_at)
+        for i in range(n)
+    ]
+
+
+async def _outbox(store: RecordStore, workflow_name: str = WF) -> list[tuple[str, int, str]]:
+    """The workflow's outbox rows as ``(run_id, type, record_version)``, in listed order."""
+    rows = await store.list_outbox_events(workflow_name, 1000)
+    out = []
+    for row in rows:
+        assert row.workflow_name == workflow_name, f"outbox row of {row.workflow_name!r} listed"
+        data = decode_outbox_data(row.data)
+        out.append((data.run_id, data.type, data.headers.get("record_version", "")))
+    return out
+
+
+class RecordStoreContract:
+    """The conformance cases of a record store. Override the ``make_store`` fixture."""
+
+    pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.conformance]
+
+    max_examples: ClassVar[int | None] = None
+    """Examples of the state machine; None takes the Hypothesis profile's."""
+    stateful_step_count: ClassVar[int | None] = None
+    """Steps per example of the state machine; None takes the Hypothesis profile's."""
+
+    @pytest.fixture
+    def make_store(self) -> RecordStoreFactory:
+        """Override: return a factory of fresh, empty stores (see :mod:`.factory`)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must override the make_store fixture to return a "
+            "RecordStoreFactory, e.g. factory_of(MyRecordStore)"
+        )
+
+    @pytest_asyncio.fixture
+    async def store(self, make_store: RecordStoreFactory) -> AsyncIterator[RecordStore]:
+        """A fresh store from ``make_store``, closed after the test."""
+        async with make_store() as store:
+            yield store
+
+    # -- luno's cases ------------------------------------------------------------------
+
+    @pytest.mark.asyncio
+    async def test_latest(self, store: RecordStore) -> None:
+        """Latest returns the stored run, then the same run once updated (luno "Latest")."""
+        record = dummy_wire_record(WF)
+        await store.store(record)
+        assert_record_equal(await store.latest(WF, "Andrew Wormald"), record)
+
+        updated = bump(record, status=int(Status.END), run_state=RunState.COMPLETED)
+        await store.store(updated)
+        assert_record_equal(await store.latest(WF, "Andrew Wormald"), updated)
+
+    @pytest.mark.asyncio
+    async def test_lookup(self, store: RecordStore) -> None:
+        """Lookup by run id returns the stored run (luno "Lookup")."""
+        record = dummy_wire_record(WF)
+        await store.store(record)
+        assert_record_equal(await store.lookup(record.run_id), record)
+
+    @pytest.mark.asyncio
+    async def test_record_store(self, store: RecordStore) -> None:
+        """Storing a looked-up run again updates it, twice in a row (luno "RecordStore")."""
+        record = dummy_wire_record(WF)
+        await store.store(record)
+
+        expected = bump(await store.lookup(record.run_id), status=int(Status.MIDDLE))
+        await store.store(expected)
+        assert_record_equal(await store.lookup(record.run_id), expected)
+
+        expected = bump(await store.lookup(record.run_id), status=int(Status.END))
+        await store.store(expected)
+        assert_record_equal(await store.lookup(record.run_id), expected)
+
+    @pytest.mark.asyncio
+    async def test_list_outbox_events(self, store: RecordStore) -> None:
+        """Storing a run writes one outbox row naming its topic (luno "ListOutboxEvents")."""
+        await store.store(dummy_wire_record(WF))
+        rows = await store.list_outbox_events(WF, 1000)
+        assert len(rows) == 1, f"expected 1 outbox row, got {len(rows)}"
+        assert "outbox-id-" in rows[0].id, f"outbox id {rows[0].id!r} lacks 'outbox-id-'"
+        assert rows[0].workflow_name == WF
+        data = decode_outbox_data(rows[0].data)
+        assert data.type == Status.STARTED
+        assert data.headers["topic"] == "my_workflow-1"
+        assert data.headers["foreign_id"] == "Andrew Wormald"
+        assert data.headers["workflow_name"] == WF
+
+    @pytest.mark.asyncio
+    async def test_delete_outbox_event(self, store: RecordStore) -> None:
+        """A deleted outbox row is no longer listed (luno "DeleteOutboxEvent")."""
+        record = dummy_wire_record(WF)
+        await store.store(record)
+        await store.lookup(record.run_id)
+        rows = await store.list_outbox_events(WF, 1000)
+        await store.delete_outbox_event(rows[0].id)
+        assert await store.list_outbox_events(WF, 1000) == []
+
+    @pytest.mark.asyncio
+    async def test_list_no_workflow_returns_all(self, store: RecordStore) -> None:
+        """An empty workflow name lists every workflow; offset is a positional skip."""
+        await _seed(store, [*_runs(WF, 501), *_runs(WF2, 499)])
+
+        first = await store.list("", offset=0, limit=53)
+        assert len(first) == 53
+        second = await store.list("", offset=53, limit=100)
+        assert len(second) == 100
+        assert first[52].run_id != second[0].run_id, "pages overlap at their boundary"
+        assert len(await store.list("", offset=153, limit=847)) == 847
+        assert len(await store.list("", offset=950, limit=1000)) == 50
+        desc = await store.list("", offset=950, limit=1000, order=OrderType.DESCENDING)
+        assert len(desc) == 50
+
+    @pytest.mark.asyncio
+    async def test_list_workflow_name(self, store: RecordStore) -> None:
+        """Listing one workflow returns exactly its runs (luno "List - WorkflowName")."""
+        for i in range(100):
+            await store.store(dummy_wire_record(WF, foreign_id=f"a {i}"))
+            await store.store(dummy_wire_record(WF2, foreign_id=f"a {i}"))
+        rows = await store.list(WF, offset=0, limit=2000)
+        assert len(rows) == 100
+        assert {r.workflow_name for r in rows} == {WF}
+
+    @pytest.mark.asyncio
+    async def test_list_filter_by_foreign_id(self, store: RecordStore) -> None:
+        """The foreign-id filter keeps only that id's runs (luno "List - FilterByForeignID")."""
+        first, second = "MSDVUI-OBEWF-BYUIOW", "FRELBJK-SRGIUE-RGTJDSF"
+        for foreign_id in (first, second):
+            # Finished runs: a foreign id may have many of those.
+            for _ in range(20):
+                run = dummy_wire_record(WF, foreign_id=foreign_id, run_state=RunState.COMPLETED)
+                await store.store(run)
+        rows = await store.list(WF, offset=0, limit=2000, filters=[filter_by_foreign_id(first)])
+        assert len(rows) == 20
+        assert {r.foreign_id for r in rows} == {first}
+        rows = await store.list(WF, offset=0, limit=100, filters=[filter_by_foreign_id(second)])
+        assert len(rows) == 20
+        assert {r.foreign_id for r in rows} == {second}
+        assert await store.list(WF, limit=100, filters=[filter_by_foreign_id("random")]) == []
+
+    @pytest.mark.asyncio
+    async def test_list_filter_by_run_state(self, store: RecordStore) -> None:
+        """The run-state filter keeps one or several states (luno "List - FilterByRunState")."""
+        counts = {
+            RunState.INITIATED: 10,
+            RunState.RUNNING: 100,
+            RunState.COMPLETED: 20,
+            RunState.PAUSED: 3,
+            RunState.CANCELLED: 1,
+            RunState.DATA_DELETED: 15,
+        }
+        for state, n in counts.items():
+            runs = [
+                dummy_wire_record(WF, foreign_id=f"{state.name} {i}", run_state=state)
+                for i in range(n)
+            ]
+            await _seed(store, runs)
+        for state, n in counts.items():
+            rows = await store.list(WF, limit=2000, filters=[filter_by_run_state(state)])
+            assert len(rows) == n, f"{state!r}: expected {n} runs, got {len(rows)}"
+            assert {r.run_state for r in rows} == {state}
+        both = filter_by_run_state(RunState.RUNNING, RunState.PAUSED)
+        rows = await store.list(WF, limit=2000, filters=[both])
+        assert len(rows) == 103
+        assert {r.run_state for r in rows} == {RunState.RUNNING, RunState.PAUSED}
+
+    @pytest.mark.asyncio
+    async def test_list_filter_by_status(self, store: RecordStore) -> None:
+        """The status filter keeps one status, up to the limit (luno "List - FilterByStatus")."""
+        counts = {Status.STARTED: 10, Status.MIDDLE: 100, Status.END: 20}
+        for status, n in counts.items():
+            runs = [
+                dummy_wire_record(WF, foreign_id=f"{status.name} {i}", status=status)
+                for i in range(n)
+            ]
+            await _seed(store, runs)
+        for status, n in counts.items():
+            rows = await store.list(WF, limit=100, filters=[filter_by_status(status)])
+            assert len(rows) == n, f"{status!r}: expected {n} runs, got {len(rows)}"
+            assert {r.status for r in rows} == {status}
+
+    @pytest.mark.asyncio
+    async def test_list_filter_by_created_at(self, store: RecordStore) -> None:
+        """Created-at filters are ANDed and compare strictly (luno "Filter by Created At")."""
+        now = utcnow()
+        await _seed(store, _runs(WF, 100, created_at=now))
+        minute = timedelta(minutes=1)
+        window = [
+            filter_by_created_at_after(now - minute),
+            filter_by_created_at_before(now + minute),
+        ]
+        assert len(await store.list(WF, limit=100, filters=window)) == 100
+        assert (
+            await store.list(WF, limit=100, filters=[filter_by_created_at_after(now + minute)])
+            == []
+        )
+        assert (
+            await store.list(WF, limit=100, filters=[filter_by_created_at_before(now - minute)])
+            == []
+        )
+
+    # -- extensions (spec §5.7) --------------------------------------------------------
+
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_meta_round_trip(self, store: RecordStore) -> None:
+        """Every Meta field survives store, lookup, latest and list, on insert and update."""
+        meta = Meta(
+            run_state_reason="because",
+            status_description="Started",
+            version=1,
+            trace_origin="main.py:10\nworker.py:20",
+        )
+        record = dummy_wire_record(WF, meta=meta)
+        await store.store(record)
+        for updated in (
+            record,
+            attrs.evolve(
+                record, meta=Meta(run_state_reason="", status_description="Middle", version=2)
+            ),
+        ):
+            if updated is not record:
+                await store.store(updated)
+            for how, got in (
+                ("lookup", await store.lookup(record.run_id)),
+                ("latest", await store.latest(WF, record.foreign_id)),
+                ("list", (await store.list(WF))[0]),
+            ):
+                assert got.meta == updated.meta, f"{how}: meta {got.meta!r} != {updated.meta!r}"
+
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_lookup_and_latest_missing(self, store: RecordStore) -> None:
+        """Unknown run ids and foreign ids raise RecordNotFound; workflows do not mix."""
+        with pytest.raises(RecordNotFound):
+            await store.lookup("no-such-run")
+        with pytest.raises(RecordNotFound):
+            await store.latest(WF, "nobody")
+        await store.store(dummy_wire_record(WF))
+        with pytest.raises(RecordNotFound):
+            await store.latest(WF2, "Andrew Wormald")
+
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_list_order_and_pages(self, store: RecordStore) -> None:
+        """List is in first-stored order (reversed for DESCENDING); pages are disjoint."""
+        base = utcnow()
+        runs = [
+            dummy_wire_record(WF, foreign_id=f"f{i}", created_at=base + timedelta(seconds=i))
+            for i in range(40)
+        ]
+        await _seed(store, runs)
+        # An update keeps a run's place in the order.
+        await store.store(bump(runs[0], run_state=RunState.RUNNING))
+        stored = [r.run_id for r in runs]
+
+        for order, expected in (
+            (OrderType.ASCENDING, stored),
+            (OrderType.DESCENDING, stored[::-1]),
+        ):
+            whole = [r.run_id for r in await store.list(WF, limit=1000, order=order)]
+            assert whole == expected, f"{order!r}: wrong order"
+            paged: list[str] = []
+            for offset in range(0, 40, 7):
+                page = await store.list(WF, offset=offset, limit=7, order=order)
+                paged += [r.run_id for r in page]
+            assert paged == expected, f"{order!r}: pages overlap or leave gaps"
+
+        assert len(await store.list(WF)) == 25, "the default limit is 25"
+        assert len(await store.list(WF, limit=0)) == 25, "limit 0 means 25"
+        assert await store.list(WF, offset=40) == []
+
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_latest_is_newest_created(self, store: RecordStore) -> None:
+        """Latest is the most recently created run, not the most recently stored one."""
+        t0 = utcnow()
+        old = dummy_wire_record(WF, run_state=RunState.COMPLETED, created_at=t0)
+        new = dummy_wire_record(WF, created_at=t0 + timedelta(seconds=5))
+        await _seed(store, [old, new])
+        assert (await store.latest(WF, "Andrew Wormald")).run_id == new.run_id
+
+        # Deleting the old run's data stores it again, after the new run.
+        await store.store(bump(old, run_state=RunState.REQUESTED_DATA_DELETED))
+        assert (await store.latest(WF, "Andrew Wormald")).run_id == new.run_id
+
+        # A run stored last but created first is not the latest either.
+        older = dummy_wire_record(
+            WF, run_state=RunState.CANCELLED, created_at=t0 - timedelta(hours=1)
+        )
+        await store.store(older)
+        assert (await store.latest(WF, "Andrew Wormald")).run_id == new.run_id
+
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_outbox_order_isolation_and_limit(self, store: RecordStore) -> None:
+        """Outbox rows list oldest first, only the workflow's own, at most ``limit``."""
+        mine, theirs = _runs(WF, 5), _runs(WF2, 3)
+        for i, record in enumerate(mine):
+            await store.store(record)
+            if i < len(theirs):
+                await store.store(theirs[i])
+        expected = [(r.run_id, int(r.status), "1") for r in mine]
+        assert await _outbox(store, WF) == expected
+        assert await _outbox(store, WF2) == [(r.run_id, int(r.status), "1") for r in theirs]
+        limited = await store.list_outbox_events(WF, 2)
+        assert [decode_outbox_data(r.data).run_id for r in limited] == [r.run_id for r in mine[:2]]
+        assert len({r.id for r in await store.list_outbox_events(WF, 100)}) == 5, "ids repeat"
+        assert await store.list_outbox_events("unknown workflow", 100) == []
+
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_one_outbox_row_per_store(self, store: RecordStore) -> None:
+        """Each store, insert or update, writes exactly one row: the record's outbox event."""
+        v1 = dummy_wire_record(WF)
+        v2 = bump(v1, status=int(Status.MIDDLE), run_state=RunState.RUNNING)
+        v3 = bump(v2, status=int(Status.END), run_state=RunState.COMPLETED)
+        await _seed(store, [v1, v2, v3])
+        rows = await store.list_outbox_events(WF, 1000)
+        assert len(rows) == 3, f"expected 3 outbox rows for 3 stores, got {len(rows)}"
+        for row, record in zip(rows, (v1, v2, v3), strict=True):
+            expected = decode_outbox_data(make_outbox_event(record)[1])
+            got = decode_outbox_data(row.data)
+            assert got == expected, f"outbox row of version {record.meta.version}: {got!r}"
+
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_stale_record_refused(self, store: RecordStore) -> None:
+        """An update whose version is not the stored one plus 1 raises StaleRecord, atomically."""
+        v1 = dummy_wire_record(WF)
+        v2 = bump(v1, status=int(Status.MIDDLE))
+        await _seed(store, [v1, v2])
+        for stale in (
+            bump(v1, status=int(Status.END)),  # version 2 again
+            v1,  # an older version
+            bump(bump(v2), status=int(Status.END)),  # a version skipped
+        ):
+            with pytest.raises(StaleRecord):
+                await store.store(stale)
+        assert_record_equal(await store.lookup(v1.run_id), v2)
+        assert (await store.lookup(v1.run_id)).meta.version == 2
+        assert len(await _outbox(store)) == 2, "a refused store wrote an outbox row"
+
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_concurrent_updates_one_wins(self, store: RecordStore) -> None:
+        """Of five concurrent updates from the same version, exactly one is stored."""
+        v1 = dummy_wire_record(WF)
+        await store.store(v1)
+        rivals = [bump(v1, status=s) for s in (1, 2, 3, 4, 5)]
+        results = await asyncio.gather(*(store.store(r) for r in rivals), return_exceptions=True)
+        winners = [r for r, res in zip(rivals, results, strict=True) if res is None]
+        losers = [res for res in results if res is not None]
+        assert len(winners) == 1, f"expected exactly one winner, got {results!r}"
+        assert all(isinstance(e, StaleRecord) for e in losers), f"losers raised {losers!r}"
+        assert_record_equal(await store.lookup(v1.run_id), winners[0])
+        assert len(await _outbox(store)) == 2
+
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_one_unfinished_run_per_foreign_id(self, store: RecordStore) -> None:
+        """A second unfinished run of a foreign id raises WorkflowInProgress till the first ends."""
+        first = dummy_wire_record(WF)
+        await store.store(first)
+        for state in (RunState.INITIATED, RunState.RUNNING, RunState.PAUSED):
+            with pytest.raises(WorkflowInProgress):
+                await store.store(dummy_wire_record(WF, run_state=state))
+        # Other workflows and other foreign ids are not affected.
+        await store.store(dummy_wire_record(WF2))
+        await store.store(dummy_wire_record(WF, foreign_id="someone else"))
+        assert len(await _outbox(store)) == 2, "a refused insert wrote an outbox row"
+
+        paused = bump(first, run_state=RunState.PAUSED)
+        await store.store(paused)
+        with pytest.raises(WorkflowInProgress):
+            await store.store(dummy_wire_record(WF))
+        await store.store(bump(paused, run_state=RunState.CANCELLED))
+        second = dummy_wire_record(WF)
+        await store.store(second)
+        assert (await store.latest(WF, "Andrew Wormald")).run_id == second.run_id
+
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_concurrent_triggers_one_wins(self, store: RecordStore) -> None:
+        """Of five concurrent new runs of one foreign id, exactly one is stored."""
+        rivals = [dummy_wire_record(WF) for _ in range(5)]
+        results = await asyncio.gather(*(store.store(r) for r in rivals), return_exceptions=True)
+        stored = [r for r, res in zip(rivals, results, strict=True) if res is None]
+        refused = [res for res in results if res is not None]
+        assert len(stored) == 1, f"expected exactly one stored run, got {results!r}"
+        assert all(isinstance(e, WorkflowInProgress) for e in refused), f"{refused!r}"
+        assert (await store.latest(WF, "Andrew Wormald")).run_id == stored[0].run_id
+        assert len(await store.list(WF, limit=100)) == 1
+
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_delete_outbox_event_missing_is_harmless(self, store: RecordStore) -> None:
+        """Deleting an unknown outbox row is not an error and deletes nothing else."""
+        await store.store(dummy_wire_record(WF))
+        await store.delete_outbox_event("outbox-id-does-not-exist")
+        assert len(await store.list_outbox_events(WF, 10)) == 1
+
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_batch_outbox_delete(self, store: RecordStore) -> None:
+        """``delete_outbox_events`` (optional) removes exactly the given rows."""
+        if not isinstance(store, BatchOutboxDeleter):
+            pytest.skip("the store has no delete_outbox_events (optional BatchOutboxDeleter)")
+        await _seed(store, _runs(WF, 4))
+        rows = await store.list_outbox_events(WF, 10)
+        await store.delete_outbox_events([rows[0].id, rows[2].id, "outbox-id-missing"])
+        left = await store.list_outbox_events(WF, 10)
+        assert [r.id for r in left] == [rows[1].id, rows[3].id]
+
+    # -- Hypothesis state machine ------------------------------------------------------
+
+    @pytest.mark.conformance_stateful
+    def test_stateful_agrees_with_reference(
+        self, make_store: RecordStoreFactory, request: pytest.FixtureRequest
+    ) -> None:
+        """Random operations give the same results on this store and on MemRecordStore."""
+        from ._recordstore_machine import run_machine
+
+        run_machine(
+            make_store,
+            stateful_settings(
+                request.config,
+                max_examples=self.max_examples,
+                stateful_step_count=self.stateful_step_count,
+            ),
+        )
