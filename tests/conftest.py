@@ -5,4 +5,7 @@ Server fixtures live in their own modules under ``tests/fixtures`` and are loade
 
 from __future__ import annotations
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = [
+    "tests.fixtures.kafka",
+    "tests.fixtures.postgres",
+]
