@@ -7,7 +7,7 @@ Keeping the bytes identical lets Go and Python services drain each other's outbo
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Mapping
 
 import attrs
@@ -38,6 +38,14 @@ class OutboxData:
         return self.headers.get(Header.TOPIC, "")
 
 
+def new_uuid4() -> str:
+    """A random (version 4) UUID as text, from the OS's random source."""
+    value = int.from_bytes(os.urandom(16))
+    value = (value & ~(0xF000 << 64) | (0x4000 << 64)) & ~(0xC000 << 48) | (0x8000 << 48)
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def event_topic(record: Record) -> str:
     """The topic of the event a stored record produces (spec §3.1)."""
     if record.run_state == RunState.REQUESTED_DATA_DELETED:
@@ -54,49 +62,74 @@ def make_outbox_event(record: Record) -> tuple[str, bytes]:
     same transaction as the record.
     """
     headers = {
-        Header.FOREIGN_ID.value: record.foreign_id,
-        Header.WORKFLOW_NAME.value: record.workflow_name,
-        Header.TOPIC.value: event_topic(record),
-        Header.RUN_ID.value: record.run_id,
-        Header.RUN_STATE.value: str(int(record.run_state)),
-        Header.RECORD_VERSION.value: str(record.meta.version),
+        "foreign_id": record.foreign_id,
+        "workflow_name": record.workflow_name,
+        "topic": event_topic(record),
+        "run_id": record.run_id,
+        "run_state": str(int(record.run_state)),
+        "record_version": str(record.meta.version),
     }
-    return f"outbox-id-{uuid.uuid4()}", encode_outbox_data(record.run_id, record.status, headers)
+    data = encode_outbox_data(record.run_id, record.status, headers)
+    # Remember the decoded form: a publisher in this process then skips decoding the row.
+    if len(_RECENT) >= _RECENT_LIMIT:
+        _RECENT.clear()
+    _RECENT[data] = OutboxData(run_id=record.run_id, type=record.status, headers=headers)
+    return f"outbox-id-{new_uuid4()}", data
+
+
+# Payloads made by make_outbox_event in this process, by their bytes (each is decoded once by
+# the publisher, which removes it). Bounded: cleared when full, decoding then does the work.
+_RECENT: dict[bytes, OutboxData] = {}
+_RECENT_LIMIT = 50_000
 
 
 def _varint(value: int) -> bytes:
+    if 0 <= value < 0x80:
+        return _SMALL[value]
     if value < 0:
         value += 1 << 64  # proto int32/int64 negatives are ten-byte two's complement
     out = bytearray()
-    while True:
-        bits = value & 0x7F
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
         value >>= 7
-        if value:
-            out.append(bits | 0x80)
-        else:
-            out.append(bits)
-            return bytes(out)
+    out.append(value)
+    return bytes(out)
 
 
-def _length_delimited(tag: int, payload: bytes) -> bytes:
-    return bytes((tag,)) + _varint(len(payload)) + payload
+_SMALL = [bytes((i,)) for i in range(0x80)]
+
+
+def _len(n: int) -> bytes:
+    return _SMALL[n] if n < 0x80 else _varint(n)
+
+
+_ENTRIES: dict[tuple[str, str], bytes] = {}
+_ENTRIES_LIMIT = 100_000
+
+
+def _entry(key: str, value: str) -> bytes:
+    """One encoded map entry; most recur (topic, run state, run id), so they are cached."""
+    cached = _ENTRIES.get((key, value))
+    if cached is not None:
+        return cached
+    k = key.encode()
+    v = value.encode()
+    body = (b"\x0a" + _len(len(k)) + k if k else b"") + (b"\x12" + _len(len(v)) + v if v else b"")
+    entry = b"\x1a" + _len(len(body)) + body
+    if len(_ENTRIES) >= _ENTRIES_LIMIT:
+        _ENTRIES.clear()
+    _ENTRIES[(key, value)] = entry
+    return entry
 
 
 def encode_outbox_data(run_id: str, type: int, headers: Mapping[str, str]) -> bytes:
     """Encode an ``OutboxRecord`` message (proto3: zero values are omitted)."""
-    out = bytearray()
-    if type:
-        out += b"\x10" + _varint(int(type))
-    for key, value in headers.items():
-        entry = b""
-        if key:
-            entry += _length_delimited(0x0A, key.encode())
-        if value:
-            entry += _length_delimited(0x12, value.encode())
-        out += _length_delimited(0x1A, entry)
+    parts = [b"\x10" + _varint(int(type))] if type else []
+    parts.extend([_entry(key, value) for key, value in headers.items()])
     if run_id:
-        out += _length_delimited(0x22, run_id.encode())
-    return bytes(out)
+        r = run_id.encode()
+        parts.append(b"\x22" + _len(len(r)) + r)
+    return b"".join(parts)
 
 
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -115,47 +148,83 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
             raise ValueError("varint too long in outbox record")
 
 
-def _fields(data: bytes) -> list[tuple[int, int, int | bytes]]:
-    fields: list[tuple[int, int, int | bytes]] = []
-    pos = 0
-    while pos < len(data):
-        key, pos = _read_varint(data, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _read_varint(data, pos)
-            fields.append((number, wire, value))
-        elif wire == 2:
-            length, pos = _read_varint(data, pos)
-            if pos + length > len(data):
-                raise ValueError("truncated field in outbox record")
-            fields.append((number, wire, data[pos : pos + length]))
+def _skip(data: bytes, pos: int, wire: int) -> int:
+    if wire == 0:
+        return _read_varint(data, pos)[1]
+    if wire == 1:
+        return pos + 8
+    if wire == 5:
+        return pos + 4
+    if wire == 2:
+        length, pos = _read_varint(data, pos)
+        return pos + length
+    raise ValueError(f"unsupported wire type {wire} in outbox record")
+
+
+def _read_entry(data: bytes, pos: int, end: int) -> tuple[str, str]:
+    key = value = ""
+    while pos < end:
+        tag = data[pos]
+        if tag & 0x80:
+            raise ValueError("unexpected field number in outbox header entry")
+        pos += 1
+        if tag == 0x0A or tag == 0x12:
+            length = data[pos]
+            if length < 0x80:
+                pos += 1
+            else:
+                length, pos = _read_varint(data, pos)
+            text = data[pos : pos + length].decode()
             pos += length
-        elif wire == 1:
-            pos += 8
-        elif wire == 5:
-            pos += 4
+            if tag == 0x0A:
+                key = text
+            else:
+                value = text
         else:
-            raise ValueError(f"unsupported wire type {wire} in outbox record")
-    return fields
+            pos = _skip(data, pos, tag & 7)
+    if pos != end:
+        raise ValueError("truncated header entry in outbox record")
+    return key, value
 
 
 def decode_outbox_data(data: bytes) -> OutboxData:
     """Decode an ``OutboxRecord`` message; raises ``ValueError`` on malformed bytes."""
+    known = _RECENT.pop(data, None)
+    if known is not None:
+        return OutboxData(run_id=known.run_id, type=known.type, headers=dict(known.headers))
     run_id = ""
     type_ = 0
     headers: dict[str, str] = {}
-    for number, wire, value in _fields(data):
-        if number == 2 and wire == 0 and isinstance(value, int):
-            type_ = value - (1 << 64) if value >= 1 << 63 else value
-        elif number == 3 and wire == 2 and isinstance(value, bytes):
-            key = val = ""
-            for sub_number, sub_wire, sub_value in _fields(value):
-                if sub_wire == 2 and isinstance(sub_value, bytes):
-                    if sub_number == 1:
-                        key = sub_value.decode()
-                    elif sub_number == 2:
-                        val = sub_value.decode()
-            headers[key] = val
-        elif number == 4 and wire == 2 and isinstance(value, bytes):
-            run_id = value.decode()
+    pos = 0
+    size = len(data)
+    try:
+        while pos < size:
+            key, pos = _read_varint(data, pos)
+            number, wire = key >> 3, key & 7
+            if wire == 2:
+                length = data[pos]
+                if length < 0x80:
+                    pos += 1
+                else:
+                    length, pos = _read_varint(data, pos)
+                end = pos + length
+                if end > size:
+                    raise ValueError("truncated field in outbox record")
+                if number == 3:
+                    k, v = _read_entry(data, pos, end)
+                    headers[k] = v
+                elif number == 4:
+                    run_id = data[pos:end].decode()
+                pos = end
+            elif wire == 0 and number == 2:
+                value, pos = _read_varint(data, pos)
+                type_ = value - (1 << 64) if value >= 1 << 63 else value
+            else:
+                pos = _skip(data, pos, wire)
+    except IndexError:
+        raise ValueError("truncated outbox record") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"outbox record holds invalid UTF-8: {err}") from None
+    if pos != size:
+        raise ValueError("truncated outbox record")
     return OutboxData(run_id=run_id, type=type_, headers=headers)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
 import sys
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from types import TracebackType
@@ -18,6 +18,7 @@ import cattrs
 from ._clock import Clock, SystemClock
 from ._converter import Codec
 from ._options import Options, Resolved
+from ._outbox import new_uuid4
 from ._record import Meta, Record
 from ._run import Run, RunStateController, TypedRecord
 from ._runstate import RunState
@@ -368,7 +369,7 @@ class Workflow(Generic[T, S]):
                 f"{type(initial_value).__name__}"
             )
         now = self.clock.now()
-        run_id = str(uuid.uuid4())
+        run_id = new_uuid4()
         record = Record(
             workflow_name=self._name,
             foreign_id=foreign_id,
@@ -532,15 +533,19 @@ class Workflow(Generic[T, S]):
         self.error_counts.pop((process_name, run_id), None)
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_ASYNCIO_DIR = os.path.dirname(os.path.abspath(asyncio.__file__))
+
+
 def _trace_origin(limit: int = 8) -> str:
-    """The caller's frames outside luno_wf, innermost first, one per line."""
+    """The caller's frames outside luno_wf and asyncio, innermost first, one per line."""
     lines: list[str] = []
     frame = sys._getframe(2)
     while frame is not None and len(lines) < limit:
         filename = frame.f_code.co_filename
-        if "luno_wf" not in filename.replace("\\", "/").split("/")[-2:-1] and "asyncio" not in (
-            filename
-        ):
+        if filename.startswith(_ASYNCIO_DIR):
+            break  # the event loop's own frames: nothing of the caller's beyond
+        if not filename.startswith(_PACKAGE_DIR):
             lines.append(f"{filename}:{frame.f_lineno} {frame.f_code.co_name}")
         frame = frame.f_back  # type: ignore[assignment]
     return "\n".join(lines)

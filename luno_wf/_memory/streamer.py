@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 from .._clock import Clock, SystemClock
@@ -76,6 +76,13 @@ class MemSender:
         if self._closed:
             raise RuntimeError(f"sender for topic {self._topic!r} is closed")
         self._streamer._append(self._topic, foreign_id, status_type, headers)
+
+    async def send_many(self, events: Sequence[tuple[str, int, Mapping[str, str]]]) -> None:
+        """Append several events to the topic, in order."""
+        if self._closed:
+            raise RuntimeError(f"sender for topic {self._topic!r} is closed")
+        for foreign_id, status_type, headers in events:
+            self._streamer._append(self._topic, foreign_id, status_type, headers)
 
     async def close(self) -> None:
         """Close the sender; safe twice."""

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
+from .._record import Meta, Record
 from .._run import RUN_STATE_UPDATED, SAVE_AND_REPEAT, SKIP, Run, _Sentinel
 from .._runstate import RunState
 from ..errors import InvalidTransition
@@ -56,17 +55,23 @@ async def apply_result(
             status=current,
         )
     record = run.record
+    meta = record.meta
     finished = next_status != current and wf.graph.is_terminal(next_status)
-    updated = attrs.evolve(
-        record,
+    # Built directly rather than with attrs.evolve: this is the hot path of every step.
+    updated = Record(
+        workflow_name=record.workflow_name,
+        foreign_id=record.foreign_id,
+        run_id=record.run_id,
         run_state=RunState.COMPLETED if finished else RunState.RUNNING,
         status=next_status,
         object=wf.codec.encode(run.object),
+        created_at=record.created_at,
         updated_at=wf.clock.now(),
-        meta=attrs.evolve(
-            record.meta,
+        meta=Meta(
+            run_state_reason=meta.run_state_reason,
             status_description=wf.status_type(next_status).name,
-            version=record.meta.version + 1,
+            version=meta.version + 1,
+            trace_origin=meta.trace_origin,
         ),
     )
     await wf.write(updated)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .._naming import make_role
 from .._outbox import decode_outbox_data
@@ -28,9 +28,11 @@ def process(wf: Workflow[Any, Any]) -> ProcessSpec:
     It wakes as soon as this process stores a record (so latency does not wait for a polling
     interval) and polls every 250 ms for rows written by other processes.
     """
+    batch_delete = isinstance(wf.store, BatchOutboxDeleter)
 
     async def body(progress: Progress) -> None:
         senders: dict[str, EventSender] = {}
+        batch_send: dict[str, bool] = {}
         try:
             while True:
                 wf.outbox_wake.clear()
@@ -65,13 +67,14 @@ def process(wf: Workflow[Any, Any]) -> ProcessSpec:
                     sender = senders.get(topic_name)
                     if sender is None:
                         sender = senders[topic_name] = await wf.streamer.new_sender(topic_name)
-                    if isinstance(sender, BatchSender):
-                        await sender.send_many(events)
+                        batch_send[topic_name] = isinstance(sender, BatchSender)
+                    if batch_send[topic_name]:
+                        await cast(BatchSender, sender).send_many(events)
                     else:
                         for foreign_id, type_, headers in events:
                             await sender.send(foreign_id, type_, headers)
-                if isinstance(wf.store, BatchOutboxDeleter):
-                    await wf.store.delete_outbox_events(published)
+                if batch_delete:
+                    await cast(BatchOutboxDeleter, wf.store).delete_outbox_events(published)
                 else:
                     for row_id in published:
                         await wf.store.delete_outbox_event(row_id)

@@ -1,0 +1,151 @@
+"""Benchmark: a 3-step workflow on the in-memory adapters.
+
+Prints steps/s and runs/s with N runs in flight, trigger-to-complete p50/p99 of single runs,
+and beside them the rate of a bare loop doing the same serialise/deserialise work with no
+engine, so the engine's own overhead shows as a ratio.
+
+    python bench/memory.py [--runs 10000] [--latency-runs 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import enum
+import os
+import statistics
+import time
+
+import attrs
+
+from luno_wf import Builder, Meta, Record, Run, RunState, filter_by_run_state, make_outbox_event
+from luno_wf._converter import Codec
+from luno_wf.memory import MemRecordStore, MemRoleScheduler, MemStreamer
+
+
+class Status(enum.IntEnum):
+    UNKNOWN = 0
+    STARTED = 1
+    CHARGED = 2
+    SHIPPED = 3
+    DONE = 4
+
+
+@attrs.define
+class Order:
+    id: str
+    amount: int = 0
+    steps: int = 0
+
+
+def build(done: asyncio.Event | None, total: int) -> tuple[object, MemRecordStore]:
+    finished = 0
+
+    async def charge(r: Run[Order, Status]) -> Status:
+        r.object.steps += 1
+        return Status.CHARGED
+
+    async def ship(r: Run[Order, Status]) -> Status:
+        r.object.steps += 1
+        return Status.SHIPPED
+
+    async def finish(r: Run[Order, Status]) -> Status:
+        nonlocal finished
+        r.object.steps += 1
+        finished += 1
+        if done is not None and finished == total:
+            done.set()
+        return Status.DONE
+
+    b = Builder("bench", Order, Status)
+    b.add_step(Status.STARTED, charge, Status.CHARGED)
+    b.add_step(Status.CHARGED, ship, Status.SHIPPED)
+    b.add_step(Status.SHIPPED, finish, Status.DONE)
+    store = MemRecordStore()
+    return b.build(MemStreamer(), store, MemRoleScheduler(), pause_retry=None), store
+
+
+async def throughput(runs: int) -> tuple[float, float]:
+    done = asyncio.Event()
+    wf, store = build(done, runs)
+    async with wf:  # type: ignore[attr-defined]
+        start = time.perf_counter()
+        for i in range(runs):
+            await wf.trigger(f"order-{i}", initial_value=Order(id=f"order-{i}", amount=i))  # type: ignore[attr-defined]
+        await done.wait()
+        # the last step's write follows its function; wait until every run is stored done
+        while len(await store.list("bench", limit=runs, filters=[filter_by_run_state(RunState.COMPLETED)])) < runs:
+            await asyncio.sleep(0.001)
+        elapsed = time.perf_counter() - start
+    return elapsed, runs * 3 / elapsed
+
+
+async def latency(samples: int) -> list[float]:
+    wf, _ = build(None, 0)
+    out = []
+    async with wf:  # type: ignore[attr-defined]
+        for i in range(samples):
+            start = time.perf_counter()
+            run_id = await wf.trigger(f"single-{i}", initial_value=Order(id=str(i)))  # type: ignore[attr-defined]
+            await wf.await_status(f"single-{i}", run_id, Status.DONE)  # type: ignore[attr-defined]
+            out.append((time.perf_counter() - start) * 1000)
+    return out
+
+
+def bare_loop(steps: int) -> float:
+    """The same per-step serialisation work with no engine: decode, mutate, encode, outbox."""
+    codec = Codec(Order)
+    now = time.time
+    from datetime import UTC, datetime
+
+    stamp = datetime.now(UTC)
+    record = Record(
+        workflow_name="bench",
+        foreign_id="order",
+        run_id="run",
+        run_state=RunState.RUNNING,
+        status=1,
+        object=codec.encode(Order(id="order")),
+        created_at=stamp,
+        updated_at=stamp,
+        meta=Meta(version=1),
+    )
+    start = now()
+    for _ in range(steps):
+        obj = codec.decode(record.object)
+        obj.steps += 1
+        record = attrs.evolve(
+            record,
+            object=codec.encode(obj),
+            meta=attrs.evolve(record.meta, version=record.meta.version + 1),
+        )
+        make_outbox_event(record)
+    return steps / (now() - start)
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10_000)
+    parser.add_argument("--latency-runs", type=int, default=500)
+    args = parser.parse_args()
+
+    elapsed, steps_per_s = asyncio.run(throughput(args.runs))
+    lat = asyncio.run(latency(args.latency_runs))
+    bare = bare_loop(args.runs * 3)
+    print(f"luno_wf memory benchmark ({os.cpu_count()} cores)")
+    print(f"  runs in flight           {args.runs}")
+    print(f"  elapsed                  {elapsed:.2f} s")
+    print(f"  steps/s                  {steps_per_s:,.0f}")
+    print(f"  runs/s                   {steps_per_s / 3:,.0f}")
+    print(f"  trigger->complete p50    {pct(lat, 50):.2f} ms  ({args.latency_runs} single runs)")
+    print(f"  trigger->complete p99    {pct(lat, 99):.2f} ms")
+    print(f"  bare serialise loop      {bare:,.0f} steps/s")
+    print(f"  engine / bare            {steps_per_s / bare:.2f}")
+
+
+if __name__ == "__main__":
+    main()
