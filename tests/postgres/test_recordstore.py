@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 import pytest
+from luno_wf_postgres import PostgresRecordStore
 from psycopg_pool import AsyncConnectionPool
 
 from luno_wf import (
@@ -22,7 +23,6 @@ from luno_wf import (
     filter_by_status,
 )
 from luno_wf.errors import RecordNotFound, StaleRecord, WorkflowInProgress
-from luno_wf_postgres import PostgresRecordStore
 
 pytestmark = pytest.mark.postgres
 
@@ -207,9 +207,9 @@ async def test_list_pages_are_disjoint_and_ordered(store: PostgresRecordStore) -
     assert pages == stored
     desc = [r.run_id for r in await store.list("", limit=1000, order=OrderType.DESCENDING)]
     assert desc == stored[::-1]
-    assert [r.run_id for r in await store.list("", offset=50, limit=5, order=OrderType.DESCENDING)] == (
-        stored[::-1][50:55]
-    )
+    assert [
+        r.run_id for r in await store.list("", offset=50, limit=5, order=OrderType.DESCENDING)
+    ] == (stored[::-1][50:55])
     assert len(await store.list("")) == 25  # default limit
     assert len(await store.list("", limit=0)) == 25
     mine = await store.list("my_workflow", limit=1000)
@@ -248,7 +248,10 @@ async def test_list_filters(store: PostgresRecordStore) -> None:
         filters=[filter_by_run_state(RunState.RUNNING, RunState.PAUSED)],
     )
     assert len(both) == 7
-    assert [r.foreign_id for r in await store.list("my_workflow", filters=[filter_by_foreign_id("f2", "f9")])] == [
+    assert [
+        r.foreign_id
+        for r in await store.list("my_workflow", filters=[filter_by_foreign_id("f2", "f9")])
+    ] == [
         "f2",
         "f9",
     ]
