@@ -59,6 +59,17 @@ class Backoff:
         self._give_up_after = give_up_after
         self._delay = _FIRST_DELAY
 
+    def remaining(self) -> float:
+        """Seconds left before the deadline (may be negative)."""
+        return self._deadline - time.monotonic()
+
+    def give_up(self, reason: str) -> KafkaUnavailable:
+        """The error to raise when the deadline has passed."""
+        return KafkaUnavailable(
+            f"{self._what}: {reason} within {self._give_up_after.total_seconds():g} s "
+            "(retry_timeout)"
+        )
+
     async def wait(self, exc: BaseException) -> None:
         """Log ``exc`` and sleep before the next attempt; raise if the deadline has passed.
 

@@ -275,42 +275,55 @@ class KafkaStreamer:
         if not events:
             return
         producer = await self._get_producer()
-        backoff: Backoff | None = None
+        what = f"sending {len(events)} event(s) to topic {topic!r}"
+        backoff = Backoff(what, self._config.retry_timeout)
         remaining = list(events)
         while remaining:
-            futures: list[asyncio.Future[Any]] = []
-            error: BaseException | None = None
-            for foreign_id, status_type, headers in remaining:
-                try:
-                    futures.append(
-                        await producer.send(
-                            topic,
-                            value=str(int(status_type)).encode(),
-                            key=foreign_id.encode(),
-                            headers=[(k, v.encode()) for k, v in headers.items()],
-                        )
-                    )
-                except Exception as exc:
-                    error = exc
-                    break
-            results = await asyncio.gather(*futures, return_exceptions=True)
-            failed = [
-                event
-                for event, result in zip(remaining, results, strict=False)
-                if isinstance(result, BaseException)
-            ]
-            errors = [r for r in results if isinstance(r, BaseException)]
-            if error is not None:
-                failed.extend(remaining[len(futures) :])
-                errors.append(error)
-            if not failed:
+            try:
+                # aiokafka retries a batch for up to request_timeout_ms by itself; the
+                # deadline bounds the whole call, however long that is.
+                async with asyncio.timeout(max(backoff.remaining(), 0.001)):
+                    remaining, errors = await self._send_once(producer, topic, remaining)
+            except TimeoutError:
+                raise backoff.give_up("not acknowledged") from None
+            if not remaining:
                 return
             fatal = next((e for e in errors if not is_transient(e)), None)
             if fatal is not None:
                 raise fatal
-            backoff = backoff or Backoff(f"sending to topic {topic!r}", self._config.retry_timeout)
             await backoff.wait(errors[0])
-            remaining = failed
+
+    @staticmethod
+    async def _send_once(
+        producer: Any, topic: str, events: list[EventTriple]
+    ) -> tuple[list[EventTriple], list[BaseException]]:
+        """One pipelined attempt: returns the events that failed, in order, and the errors."""
+        futures: list[asyncio.Future[Any]] = []
+        error: BaseException | None = None
+        for foreign_id, status_type, headers in events:
+            try:
+                futures.append(
+                    await producer.send(
+                        topic,
+                        value=str(int(status_type)).encode(),
+                        key=foreign_id.encode(),
+                        headers=[(k, v.encode()) for k, v in headers.items()],
+                    )
+                )
+            except Exception as exc:
+                error = exc
+                break
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        failed = [
+            event
+            for event, result in zip(events, results, strict=False)
+            if isinstance(result, BaseException)
+        ]
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if error is not None:
+            failed.extend(events[len(futures) :])
+            errors.append(error)
+        return failed, errors
 
 
 class KafkaSender:
