@@ -393,7 +393,7 @@ class Workflow(Generic[T, S]):
         self._check_foreign_id(foreign_id)
         return self.typed(await self.store.latest(self._name, foreign_id))
 
-    async def _control(self, run_id: str, target: RunState, reason: str) -> TypedRecord[T, S]:
+    async def _control(self, run_id: str, target: RunState, reason: str) -> None:
         record = await self.store.lookup(run_id)
         if record.workflow_name != self._name:
             raise RecordNotFound(
@@ -401,24 +401,27 @@ class Workflow(Generic[T, S]):
                 workflow_name=self._name,
                 run_id=run_id,
             )
-        updated = await self.controller(record).transition(target, reason)
-        return self.typed(updated)
+        if record.run_state == RunState.INITIATED:
+            # As when a step processes it, a run not yet picked up counts as running: so a
+            # just-triggered run can be cancelled too.
+            record = attrs.evolve(record, run_state=RunState.RUNNING)
+        await self.controller(record).transition(target, reason)
 
-    async def pause(self, run_id: str, reason: str) -> TypedRecord[T, S]:
+    async def pause(self, run_id: str, reason: str) -> None:
         """Pause a run; its steps stop until :meth:`resume` (or the paused-run retry)."""
-        return await self._control(run_id, RunState.PAUSED, reason)
+        await self._control(run_id, RunState.PAUSED, reason)
 
-    async def resume(self, run_id: str) -> TypedRecord[T, S]:
+    async def resume(self, run_id: str) -> None:
         """Resume a paused run; its current status is processed again."""
-        return await self._control(run_id, RunState.RUNNING, "")
+        await self._control(run_id, RunState.RUNNING, "")
 
-    async def cancel(self, run_id: str, reason: str) -> TypedRecord[T, S]:
+    async def cancel(self, run_id: str, reason: str) -> None:
         """Cancel a run for good."""
-        return await self._control(run_id, RunState.CANCELLED, reason)
+        await self._control(run_id, RunState.CANCELLED, reason)
 
-    async def delete_data(self, run_id: str, reason: str) -> TypedRecord[T, S]:
+    async def delete_data(self, run_id: str, reason: str) -> None:
         """Request deletion of a finished run's data; the record stays, its object is replaced."""
-        return await self._control(run_id, RunState.REQUESTED_DATA_DELETED, reason)
+        await self._control(run_id, RunState.REQUESTED_DATA_DELETED, reason)
 
     async def callback(self, foreign_id: str, status: S, payload: bytes) -> None:
         """Deliver ``payload`` to the callbacks of ``status`` for the run of ``foreign_id``.

@@ -36,10 +36,18 @@ def process(wf: Workflow[Any, Any]) -> ProcessSpec:
             return
         if record.run_state != RunState.PAUSED:
             return
-        if record.updated_at > wf.clock.now() - resume_after:
-            return  # paused again since; that pause has its own event
+        # Wait on the engine's clock from the pause itself (the record's updated_at), not
+        # from the event's publication time, which the streamer stamps with its own clock.
+        # Events arrive in pause order, so waiting here holds up no run that is due sooner.
+        await wf.clock.sleep_until(record.updated_at + resume_after)
         try:
-            await wf.controller(record).transition(RunState.RUNNING, "")
+            current = await wf.store.lookup(record.run_id)
+        except RecordNotFound:
+            return
+        if current.run_state != RunState.PAUSED or current.meta.version != record.meta.version:
+            return  # resumed, cancelled or paused again since; a new pause has its own event
+        try:
+            await wf.controller(current).transition(RunState.RUNNING, "")
         except (StaleRecord, InvalidRunStateTransition):
             return
 
@@ -55,7 +63,6 @@ def process(wf: Workflow[Any, Any]) -> ProcessSpec:
                 handle,
                 process_name=name,
                 progress=progress,
-                lag=resume_after,
                 lag_alert=lag_alert,
                 keep=keep_run_state(RunState.PAUSED),
             ),

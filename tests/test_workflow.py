@@ -1,0 +1,282 @@
+"""Workflow lifecycle and API verbs on the memory adapters."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+
+from luno_wf import Builder, Options, ProcessState, Run, RunState, TypedRecord
+from luno_wf.errors import (
+    RecordNotFound,
+    RunFinished,
+    UnknownStatus,
+    WorkflowError,
+    WorkflowNotRunning,
+)
+from luno_wf.testing import FakeClock, wait_for
+
+from .support import FAST, Obj, Status, Stores, versions
+
+
+async def passthrough(r: Run[Obj, Status]) -> Status:
+    return Status.MIDDLE if r.status == Status.STARTED else Status.END
+
+
+def two_steps(name: str = "wf") -> Builder[Obj, Status]:
+    b = Builder(name, Obj, Status)
+    b.add_step(Status.STARTED, passthrough, Status.MIDDLE)
+    b.add_step(Status.MIDDLE, passthrough, Status.END)
+    return b
+
+
+async def test_states_name_every_process_and_follow_the_lifecycle() -> None:
+    async def hook(r: TypedRecord[Obj, Status]) -> None:
+        return None
+
+    b = two_steps("user sign up")
+    b.on_complete(hook)
+    s = Stores()
+    wf = s.build(b)
+    assert wf.states() == {}
+    async with wf:
+        states = wf.states()
+        assert set(states) == {
+            "outbox-consumer",
+            "started-consumer-1-of-1",
+            "middle-consumer-1-of-1",
+            "completed-run-state-change-hook-consumer",
+            "delete-consumer",
+            "paused-records-retry-consumer",
+        }
+        assert set(states.values()) <= {ProcessState.IDLE, ProcessState.RUNNING}
+    assert set(wf.states().values()) == {ProcessState.SHUTDOWN}
+
+
+async def test_trigger_needs_a_running_workflow_and_valid_input() -> None:
+    s = Stores()
+    wf = s.build(two_steps())
+    with pytest.raises(WorkflowNotRunning, match="workflow is not running"):
+        await wf.trigger("f")
+    async with wf:
+        with pytest.raises(WorkflowError, match="foreign_id"):
+            await wf.trigger("")
+        with pytest.raises(UnknownStatus, match="terminal"):
+            await wf.trigger("f", start_at=Status.END)
+        with pytest.raises(UnknownStatus, match="not configured"):
+            await wf.trigger("f", start_at=Status.OTHER)
+        with pytest.raises(TypeError, match="initial_value must be a Obj"):
+            await wf.trigger("f", initial_value="nope")  # type: ignore[arg-type]
+    with pytest.raises(WorkflowError, match="cannot be run again"):
+        wf.run()
+
+
+async def test_trigger_sets_meta_like_luno() -> None:
+    s = Stores()
+    async with s.build(two_steps()) as wf:
+        run_id = await wf.trigger("f")
+        first = s.store.snapshots("wf", "f", run_id)[0]
+    assert first.meta.version == 1
+    assert first.meta.status_description == "STARTED"
+    assert first.run_state == RunState.INITIATED
+    assert "test_workflow.py" in first.meta.trace_origin
+
+
+async def test_await_status_sees_a_status_reached_before_the_call() -> None:
+    s = Stores()
+    async with s.build(two_steps()) as wf:
+        run_id = await wf.trigger("f")
+        await wf.await_status("f", run_id, Status.END)
+        again = await wf.await_status("f", run_id, Status.END)
+        assert again.status == Status.END
+        with pytest.raises(RecordNotFound):
+            await wf.await_status("someone-else", run_id, Status.END)
+
+
+async def test_await_status_raises_when_the_run_finishes_elsewhere() -> None:
+    gate = asyncio.Event()
+
+    async def slow(r: Run[Obj, Status]) -> Status:
+        await gate.wait()
+        return Status.END
+
+    b = Builder("finish", Obj, Status)
+    b.add_step(Status.STARTED, slow, Status.END)
+    s = Stores()
+    async with s.build(b) as wf:
+        run_id = await wf.trigger("f")
+        waiter = asyncio.create_task(wf.await_status("f", run_id, Status.END))
+        await asyncio.sleep(0.01)
+        await wf.cancel(run_id, "no")
+        with pytest.raises(RunFinished, match="Cancelled"):
+            await waiter
+        gate.set()
+
+
+async def test_stop_mid_flight_then_a_fresh_workflow_finishes_every_run() -> None:
+    calls: Counter[tuple[str, int]] = Counter()
+
+    async def slow(r: Run[Obj, Status]) -> Status:
+        calls[(r.run_id, r.meta.version)] += 1
+        await asyncio.sleep(0.002)
+        r.object.count += 1
+        return Status.MIDDLE if r.status == Status.STARTED else Status.END
+
+    def build() -> Builder[Obj, Status]:
+        b = Builder("restart", Obj, Status)
+        b.add_step(Status.STARTED, slow, Status.MIDDLE, parallel_count=2)
+        b.add_step(Status.MIDDLE, slow, Status.END, parallel_count=2)
+        return b
+
+    s = Stores()
+    wf = s.build(build())
+    await wf.__aenter__()
+    run_ids = [await wf.trigger(f"f{i}") for i in range(60)]
+    await asyncio.sleep(0.03)
+    await wf.stop()
+    unfinished = [
+        r for r in await s.store.list("restart", limit=100) if r.run_state != RunState.COMPLETED
+    ]
+    assert unfinished, "stop() came too late to interrupt anything; the test proves nothing"
+
+    async with s.build(build()) as again:
+        for i, run_id in enumerate(run_ids):
+            run = await again.await_status(f"f{i}", run_id, Status.END)
+            assert run.object.count == 2
+            # Every write bumped the version by exactly one: nothing was applied twice.
+            assert versions(s.store, run.record) == [1, 2, 3]
+
+
+async def test_hooks_see_completed_paused_and_cancelled_runs() -> None:
+    seen: list[tuple[str, RunState]] = []
+
+    async def hook(r: TypedRecord[Obj, Status]) -> None:
+        seen.append((r.foreign_id, r.run_state))
+
+    async def step(r: Run[Obj, Status]) -> Status:
+        if r.foreign_id == "p":
+            return await r.pause("p")
+        if r.foreign_id == "c":
+            return await r.cancel("c")
+        return Status.END
+
+    b = Builder("hooks", Obj, Status)
+    b.add_step(Status.STARTED, step, Status.END)
+    b.on_complete(hook)
+    b.on_pause(hook)
+    b.on_cancel(hook)
+    s = Stores()
+    async with s.build(b) as wf:
+        for fid in ("done", "p", "c"):
+            await wf.trigger(fid)
+        for _ in range(200):
+            if len(seen) == 3:
+                break
+            await asyncio.sleep(0.01)
+    assert sorted(seen) == [
+        ("c", RunState.CANCELLED),
+        ("done", RunState.COMPLETED),
+        ("p", RunState.PAUSED),
+    ]
+
+
+async def test_failing_hook_is_retried_and_does_not_block_other_hooks() -> None:
+    attempts = Counter[str]()
+
+    async def always_failing(r: TypedRecord[Obj, Status]) -> None:
+        attempts["complete"] += 1
+        raise RuntimeError("hook down")
+
+    async def on_cancel(r: TypedRecord[Obj, Status]) -> None:
+        attempts["cancel"] += 1
+
+    b = two_steps("hook-retry")
+    b.on_complete(always_failing)
+    b.on_cancel(on_cancel)
+    s = Stores()
+    async with s.build(b, default_options=Options(err_backoff=FAST)) as wf:
+        done = await wf.trigger("a")
+        await wf.await_status("a", done, Status.END)
+        other = await wf.trigger("b")
+        await wf.cancel(other, "x")
+        for _ in range(300):
+            if attempts["complete"] >= 3 and attempts["cancel"]:
+                break
+            await asyncio.sleep(0.01)
+    assert attempts["complete"] >= 3  # retried with back-off, never given up
+    assert attempts["cancel"] == 1  # the cancel hook ran meanwhile
+
+
+async def test_delete_data_replaces_the_object_and_keeps_the_record() -> None:
+    async def scrub(obj: Obj) -> Obj:
+        return Obj(id=obj.id, note="scrubbed")
+
+    s = Stores()
+    async with s.build(two_steps("gdpr"), custom_delete=scrub) as wf:
+        run_id = await wf.trigger("f", initial_value=Obj(id="f", note="secret"))
+        await wf.await_status("f", run_id, Status.END)
+        await wf.delete_data(run_id, "user asked")
+        for _ in range(200):
+            record = await s.store.lookup(run_id)
+            if record.run_state == RunState.DATA_DELETED:
+                break
+            await asyncio.sleep(0.01)
+        deleted = await wf.lookup(run_id)
+    assert deleted.run_state == RunState.DATA_DELETED
+    assert deleted.object == Obj(id="f", note="scrubbed")
+    assert deleted.meta.run_state_reason == "user asked"
+    assert b"secret" not in record.object
+
+
+async def test_paused_runs_are_retried_after_pause_retry() -> None:
+    clock = FakeClock()
+    failures = 1
+
+    async def step(r: Run[Obj, Status]) -> Status:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise RuntimeError("transient")
+        return Status.END
+
+    b = Builder("retry", Obj, Status)
+    b.add_step(Status.STARTED, step, Status.END, pause_after_err_count=1)
+    s = Stores(clock=clock)
+    async with s.build(b, pause_retry=timedelta(hours=1)) as wf:
+        run_id = await wf.trigger("f")
+        await wait_for(wf, "f", lambda r: r.run_state == RunState.PAUSED)
+        await asyncio.sleep(0.05)
+        assert (await wf.lookup(run_id)).run_state == RunState.PAUSED
+        clock.advance(timedelta(hours=1))
+        run = await wf.await_status("f", run_id, Status.END)
+    assert run.run_state == RunState.COMPLETED
+    assert [r.run_state for r in s.store.snapshots("retry", "f", run_id)] == [
+        RunState.INITIATED,
+        RunState.PAUSED,
+        RunState.RUNNING,
+        RunState.COMPLETED,
+    ]
+
+
+async def test_stale_events_are_skipped() -> None:
+    calls = Counter[int]()
+
+    async def step(r: Run[Obj, Status]) -> Status:
+        calls[r.meta.version] += 1
+        return Status.END
+
+    b = Builder("stale", Obj, Status)
+    b.add_step(Status.STARTED, step, Status.END)
+    s = Stores()
+    async with s.build(b) as wf:
+        run_id = await wf.trigger("f")
+        await wf.await_status("f", run_id, Status.END)
+        # Replay the trigger's event (version 1) as a duplicate delivery would.
+        sender = await s.streamer.new_sender("stale-1")
+        await sender.send(
+            run_id, Status.STARTED, {"run_id": run_id, "record_version": "1", "topic": "stale-1"}
+        )
+        await asyncio.sleep(0.05)
+    assert calls == Counter({1: 1})
