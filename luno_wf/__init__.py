@@ -39,6 +39,8 @@ from ._run import Run as Run
 from ._run import TypedRecord as TypedRecord
 from ._runstate import RunState as RunState
 from ._timeoutrecord import TimeoutRecord as TimeoutRecord
+from ._timers import duration_timer as duration_timer
+from ._timers import time_timer as time_timer
 from ._workflow import API as API
 from ._workflow import ProcessState as ProcessState
 from ._workflow import Workflow as Workflow
@@ -57,15 +59,9 @@ from .adapter import TimeoutStore as TimeoutStore
 __all__ = [
     "Ack",
     "API",
-    "Builder",
-    "ExponentialBackoff",
-    "Options",
-    "ProcessState",
-    "Run",
-    "TypedRecord",
-    "Workflow",
     "BatchOutboxDeleter",
     "BatchSender",
+    "Builder",
     "Clock",
     "ConnectorConstructor",
     "ConnectorConsumer",
@@ -73,11 +69,13 @@ __all__ = [
     "decode_outbox_data",
     "default_converter",
     "delete_topic",
+    "duration_timer",
     "encode_outbox_data",
     "Event",
     "EventReceiver",
     "EventSender",
     "EventStreamer",
+    "ExponentialBackoff",
     "filter_by_created_at_after",
     "filter_by_created_at_before",
     "filter_by_foreign_id",
@@ -88,17 +86,23 @@ __all__ = [
     "make_outbox_event",
     "make_role",
     "Meta",
+    "Options",
     "OrderType",
     "OutboxData",
     "OutboxEvent",
+    "ProcessState",
     "Record",
     "RecordFilter",
     "RecordStore",
     "RoleScheduler",
+    "Run",
     "run_state_change_topic",
     "RunState",
     "SystemClock",
+    "time_timer",
     "TimeoutRecord",
     "TimeoutStore",
     "topic",
+    "TypedRecord",
+    "Workflow",
 ]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, timedelta, tzinfo
 from types import TracebackType
 from typing import TYPE_CHECKING, Generic, Protocol
 
@@ -368,6 +369,9 @@ class Workflow(Generic[T, S]):
                 f"initial_value must be a {self.object_type.__name__}, got "
                 f"{type(initial_value).__name__}"
             )
+        return await self._start(foreign_id, start, initial_value, _trace_origin())
+
+    async def _start(self, foreign_id: str, start: S, initial_value: T, origin: str) -> str:
         now = self.clock.now()
         run_id = new_uuid4()
         record = Record(
@@ -379,10 +383,71 @@ class Workflow(Generic[T, S]):
             object=self.codec.encode(initial_value),
             created_at=now,
             updated_at=now,
-            meta=Meta(status_description=start.name, version=1, trace_origin=_trace_origin()),
+            meta=Meta(status_description=start.name, version=1, trace_origin=origin),
         )
         await self.write(record)
         return run_id
+
+    async def trigger_scheduled(self, foreign_id: str, initial_value: T | None, origin: str) -> str:
+        """Trigger a run for a schedule's tick, marked in its trace origin (internal)."""
+        value = self.object_type() if initial_value is None else initial_value
+        return await self._start(foreign_id, self.default_start, value, origin)
+
+    async def schedule(
+        self,
+        foreign_id: str,
+        cron_spec: str,
+        *,
+        initial_value: T | None = None,
+        filter: Callable[[], Awaitable[bool]] | None = None,
+        timezone: tzinfo = UTC,
+    ) -> None:
+        """Trigger ``foreign_id`` on every tick of ``cron_spec`` until cancelled or stopped.
+
+        One process in the cluster fires each tick (the schedule holds a role); the next tick
+        follows the last one fired, read back from the store, so a restart neither skips
+        nor repeats a tick. A tick whose run would overlap an unfinished one is skipped.
+
+        Args:
+            foreign_id: The foreign id each run is triggered for.
+            cron_spec: A cron expression (croniter syntax, e.g. ``"0 9 * * 1-5"``) or
+                ``@hourly``/``@daily``/... .
+            initial_value: The object each run starts with.
+            filter: ``async () -> bool`` asked at each tick; False skips the tick.
+            timezone: The zone the expression is read in (default UTC).
+
+        Raises:
+            WorkflowNotRunning: :meth:`run` was not called.
+            ValueError: ``cron_spec`` is not a valid cron expression.
+
+        """
+        from croniter import croniter
+
+        from ._processes.schedule import make_schedule
+
+        if not self.running or self._task is None:
+            raise WorkflowNotRunning(
+                "schedule failed: workflow is not running", workflow_name=self._name
+            )
+        self._check_foreign_id(foreign_id)
+        if not isinstance(cron_spec, str) or not croniter.is_valid(cron_spec):
+            raise ValueError(f"invalid cron expression {cron_spec!r}")
+        spec = make_schedule(
+            self,
+            foreign_id,
+            cron_spec,
+            initial_value=initial_value,
+            filter=filter,
+            timezone=timezone,
+        )
+        process = asyncio.ensure_future(spec.run())
+        try:
+            await asyncio.wait({process, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            process.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await process
+            self._states.pop(spec.name, None)
 
     async def lookup(self, run_id: str) -> TypedRecord[T, S]:
         """The run ``run_id``; raises :class:`~luno_wf.errors.RecordNotFound`."""

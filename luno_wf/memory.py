@@ -12,4 +12,10 @@ from ._memory.rolescheduler import MemRoleScheduler as MemRoleScheduler
 from ._memory.streamer import MemStreamer as MemStreamer
 from ._memory.timeoutstore import MemTimeoutStore as MemTimeoutStore
 
-__all__ = ["MemConnector", "MemRecordStore", "MemRoleScheduler", "MemStreamer", "MemTimeoutStore"]
+__all__ = [
+    "MemConnector",
+    "MemRecordStore",
+    "MemRoleScheduler",
+    "MemStreamer",
+    "MemTimeoutStore",
+]

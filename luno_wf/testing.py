@@ -36,11 +36,11 @@ from ._workflow import Workflow
 from .errors import RecordNotFound
 
 __all__ = [
-    "FakeClock",
-    "TestingRecordStore",
     "await_timeout_insert",
+    "FakeClock",
     "new_testing_run",
     "require",
+    "TestingRecordStore",
     "trigger_callback_on",
     "wait_for",
 ]

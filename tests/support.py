@@ -54,4 +54,7 @@ class Stores:
 
 
 def versions(store: TestingRecordStore, record: Record) -> list[int]:
-    return [r.meta.version for r in store.snapshots(record.workflow_name, record.foreign_id, record.run_id)]
+    return [
+        r.meta.version
+        for r in store.snapshots(record.workflow_name, record.foreign_id, record.run_id)
+    ]

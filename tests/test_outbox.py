@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from luno_wf import Meta, Record, RunState, decode_outbox_data, encode_outbox_data, make_outbox_event
+from luno_wf import (
+    Meta,
+    Record,
+    RunState,
+    decode_outbox_data,
+    encode_outbox_data,
+    make_outbox_event,
+)
 from luno_wf._outbox import _RECENT
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
@@ -71,7 +78,9 @@ def test_encode_decode_round_trip(run_id: str, type_: int, headers: dict[str, st
     assert (decoded.run_id, decoded.type, decoded.headers) == (run_id, type_, headers)
 
 
-@pytest.mark.parametrize("garbage", [b"\x1a\x05\x0a", b"\x10", b"\x22\xff\xff\xff\xff\x0f", b"\x1f"])
+@pytest.mark.parametrize(
+    "garbage", [b"\x1a\x05\x0a", b"\x10", b"\x22\xff\xff\xff\xff\x0f", b"\x1f"]
+)
 def test_malformed_bytes_raise_value_error(garbage: bytes) -> None:
     with pytest.raises(ValueError):
         decode_outbox_data(garbage)

@@ -29,10 +29,16 @@ def test_predicates_and_names() -> None:
     finished = {s for s in RunState if s.finished()}
     stopped = {s for s in RunState if s.stopped()}
     assert finished == {
-        RunState.COMPLETED, RunState.CANCELLED, RunState.REQUESTED_DATA_DELETED, RunState.DATA_DELETED
+        RunState.COMPLETED,
+        RunState.CANCELLED,
+        RunState.REQUESTED_DATA_DELETED,
+        RunState.DATA_DELETED,
     }
     assert stopped == {
-        RunState.PAUSED, RunState.CANCELLED, RunState.REQUESTED_DATA_DELETED, RunState.DATA_DELETED
+        RunState.PAUSED,
+        RunState.CANCELLED,
+        RunState.REQUESTED_DATA_DELETED,
+        RunState.DATA_DELETED,
     }
     assert not RunState.UNKNOWN.valid() and RunState.DATA_DELETED.valid()
     assert str(RunState.DATA_DELETED) == "Data Deleted"

@@ -68,7 +68,7 @@ async def test_trigger_needs_a_running_workflow_and_valid_input() -> None:
         with pytest.raises(UnknownStatus, match="not configured"):
             await wf.trigger("f", start_at=Status.OTHER)
         with pytest.raises(TypeError, match="initial_value must be a Obj"):
-            await wf.trigger("f", initial_value="nope")  # type: ignore[arg-type]
+            await wf.trigger("f", initial_value="nope")
     with pytest.raises(WorkflowError, match="cannot be run again"):
         wf.run()
 

@@ -37,6 +37,7 @@ class ProcessSpec:
     role: str
     body: Body
     backoff: timedelta | ExponentialBackoff
+    counted: bool = True  # part of run()'s readiness handshake (schedules are not)
 
     async def run(self) -> None:
         """Run until cancelled."""
@@ -50,7 +51,8 @@ class ProcessSpec:
             attempts = 0
 
         wf.set_state(self.name, ProcessState.IDLE)
-        wf.process_started(self.name)
+        if self.counted:
+            wf.process_started(self.name)
         try:
             while True:
                 wf.set_state(self.name, ProcessState.IDLE)

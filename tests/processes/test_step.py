@@ -130,7 +130,10 @@ async def test_undecodable_object_pauses_the_run() -> None:
         await wf2.resume(bad)
         for _ in range(300):
             current = await s.store.lookup(bad)
-            if current.run_state == RunState.PAUSED and current.meta.version > stored.meta.version + 3:
+            if (
+                current.run_state == RunState.PAUSED
+                and current.meta.version > stored.meta.version + 3
+            ):
                 break
             await asyncio.sleep(0.01)
     assert current.run_state == RunState.PAUSED

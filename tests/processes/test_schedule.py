@@ -1,0 +1,118 @@
+"""Schedules over a simulated day, with the fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from luno_wf import Builder, ProcessState, Run, Workflow
+from luno_wf._processes.schedule import parse_tick
+from luno_wf.errors import WorkflowNotRunning
+from luno_wf.testing import FakeClock
+
+from ..support import Obj, Status, Stores
+
+SPEC = "0 */3 * * *"
+START = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def report_workflow() -> Builder[Obj, Status]:
+    async def build_report(r: Run[Obj, Status]) -> Status:
+        return Status.END
+
+    b = Builder("reports", Obj, Status)
+    b.add_step(Status.STARTED, build_report, Status.END)
+    return b
+
+
+async def scheduled_ticks(s: Stores) -> list[datetime]:
+    ticks = []
+    for record in await s.store.list("reports", limit=1000):
+        tick = parse_tick(record.meta.trace_origin, SPEC)
+        if tick is not None:
+            ticks.append(tick)
+    return ticks
+
+
+async def start_schedule(wf: Workflow[Obj, Status]) -> asyncio.Task[None]:
+    task = asyncio.create_task(wf.schedule("daily-report", SPEC))
+    name = f"daily-report-scheduler-{SPEC}"
+    for _ in range(200):
+        if wf.states().get(name) == ProcessState.RUNNING:
+            break
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.02)  # let it read its last tick and start waiting
+    return task
+
+
+async def advance_hours(clock: FakeClock, s: Stores, until: datetime) -> None:
+    while clock.now() < until:
+        expected = len(await scheduled_ticks(s))
+        clock.advance(timedelta(hours=1))
+        if clock.now().hour % 3 == 0:
+            expected += 1
+        for _ in range(300):
+            ticks = await scheduled_ticks(s)
+            runs = await s.store.list("reports", limit=1000)
+            if len(ticks) == expected and all(r.status == Status.END for r in runs):
+                break
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.01)
+
+
+async def test_a_simulated_day_fires_exactly_the_expected_ticks_across_a_restart() -> None:
+    clock = FakeClock(START)
+    s = Stores(clock=clock)
+
+    wf = s.build(report_workflow())
+    async with wf:
+        task = await start_schedule(wf)
+        await advance_hours(clock, s, START + timedelta(hours=10))
+        # A manual trigger in between does not move the schedule.
+        manual = await wf.trigger("daily-report")
+        await wf.await_status("daily-report", manual, Status.END)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    again = s.build(report_workflow())
+    async with again:
+        task = await start_schedule(again)
+        await advance_hours(clock, s, START + timedelta(hours=24))
+    await task  # the schedule returns when its workflow stops
+
+    ticks = await scheduled_ticks(s)
+    assert ticks == [START + timedelta(hours=h) for h in range(3, 25, 3)]
+    assert len(await s.store.list("reports", limit=1000)) == len(ticks) + 1
+
+
+async def test_schedule_needs_a_running_workflow_and_a_valid_spec() -> None:
+    s = Stores()
+    wf = s.build(report_workflow())
+    with pytest.raises(WorkflowNotRunning, match="schedule failed"):
+        await wf.schedule("x", SPEC)
+    async with wf:
+        with pytest.raises(ValueError, match="invalid cron expression"):
+            await wf.schedule("x", "every tuesday")
+
+
+async def test_filter_skips_ticks() -> None:
+    clock = FakeClock(START)
+    s = Stores(clock=clock)
+    allowed = iter([False, True, False])
+
+    async def only_some() -> bool:
+        return next(allowed)
+
+    wf = s.build(report_workflow())
+    async with wf:
+        task = asyncio.create_task(wf.schedule("daily-report", SPEC, filter=only_some))
+        await asyncio.sleep(0.05)
+        for _ in range(3):
+            clock.advance(timedelta(hours=3))
+            await asyncio.sleep(0.05)
+        task.cancel()
+    ticks = await scheduled_ticks(s)
+    assert ticks == [START + timedelta(hours=6)]

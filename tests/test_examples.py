@@ -1,0 +1,33 @@
+"""The examples run, so what users copy cannot drift from the code."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from luno_wf import RunState
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+async def test_quickstart_reaches_completed(capsys: pytest.CaptureFixture[str]) -> None:
+    quickstart = load("quickstart")
+    final = await quickstart.main()
+    assert final.run_state == RunState.COMPLETED
+    assert final.object.name == "INVOICE"
+    out = capsys.readouterr().out
+    assert "reached COMPLETED" in out
+    assert "completed at version 3" in out

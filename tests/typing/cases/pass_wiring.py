@@ -1,0 +1,53 @@
+from datetime import datetime, timedelta
+
+from common import Task, TaskStatus
+
+from luno_wf import API, Builder, ConnectorEvent, Run, TypedRecord, Workflow, duration_timer
+from luno_wf.memory import MemConnector, MemRecordStore, MemRoleScheduler, MemStreamer, MemTimeoutStore
+
+
+async def process(r: Run[Task, TaskStatus]) -> TaskStatus:
+    if not r.object.id:
+        return await r.pause("no id")
+    return TaskStatus.PROCESSED
+
+
+async def confirm(r: Run[Task, TaskStatus], payload: bytes) -> TaskStatus:
+    return TaskStatus.COMPLETED if payload else r.skip()
+
+
+async def timer(r: Run[Task, TaskStatus], now: datetime) -> datetime | None:
+    return now + timedelta(minutes=5)
+
+
+async def expire(r: Run[Task, TaskStatus], now: datetime) -> TaskStatus:
+    return TaskStatus.COMPLETED
+
+
+async def on_done(r: TypedRecord[Task, TaskStatus]) -> None:
+    print(r.object.id, r.status.name)
+
+
+async def on_event(api: API[Task, TaskStatus], event: ConnectorEvent) -> None:
+    await api.trigger(event.foreign_id, initial_value=Task(id=event.id))
+
+
+b = Builder("typed", Task, TaskStatus)
+b.add_step(TaskStatus.CREATED, process, TaskStatus.PROCESSED, parallel_count=2)
+b.add_callback(TaskStatus.PROCESSED, confirm, TaskStatus.COMPLETED)
+b.add_timeout(TaskStatus.PROCESSED, timer, expire, TaskStatus.COMPLETED)
+b.add_timeout(TaskStatus.PROCESSED, duration_timer(timedelta(hours=1)), expire, TaskStatus.COMPLETED)
+b.add_connector("source", MemConnector(), on_event)
+b.on_complete(on_done)
+wf: Workflow[Task, TaskStatus] = b.build(
+    MemStreamer(), MemRecordStore(), MemRoleScheduler(), timeout_store=MemTimeoutStore()
+)
+
+
+async def use() -> None:
+    async with wf:
+        run_id = await wf.trigger("t", initial_value=Task(id="t"))
+        run = await wf.await_status("t", run_id, TaskStatus.COMPLETED)
+        status: TaskStatus = run.status
+        task: Task = run.object
+        print(status, task)
