@@ -39,8 +39,12 @@ async def finish(r: Run[Task, TaskStatus]) -> TaskStatus:
     return TaskStatus.COMPLETED
 
 
+hooked: asyncio.Queue[TypedRecord[Task, TaskStatus]] = asyncio.Queue()
+
+
 async def completed(r: TypedRecord[Task, TaskStatus]) -> None:
     print(f"  hook   run {r.run_id[:8]} completed at version {r.meta.version}")
+    await hooked.put(r)
 
 
 def build() -> Workflow[Task, TaskStatus]:
@@ -59,9 +63,8 @@ async def main() -> TypedRecord[Task, TaskStatus]:
         run = await wf.await_status("task-1", run_id, TaskStatus.COMPLETED)
         assert run.run_state == RunState.COMPLETED
         print(f"run {run_id[:8]} reached {run.status.name} ({run.run_state}): {run.object}")
-        # The on_complete hook runs in its own process; give it a moment before stopping.
-        await asyncio.sleep(0.05)
-        return await wf.lookup(run_id)
+        # The on_complete hook runs in its own background process: wait for it too.
+        return await asyncio.wait_for(hooked.get(), timeout=5)
 
 
 if __name__ == "__main__":

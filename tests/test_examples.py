@@ -31,3 +31,16 @@ async def test_quickstart_reaches_completed(capsys: pytest.CaptureFixture[str]) 
     out = capsys.readouterr().out
     assert "reached COMPLETED" in out
     assert "completed at version 3" in out
+
+
+async def test_order_processing_ships_paid_orders_and_cancels_unpaid_ones(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    example = load("order_processing")
+    result, sent = await example.main()
+    assert result == {"order-1": RunState.COMPLETED, "order-2": RunState.CANCELLED}
+    assert sorted(sent) == [
+        "order-1: on its way (TRACK-order-1)",
+        "order-2: cancelled (payment not received within 30 minutes)",
+    ]
+    assert "payment PAY-42 confirmed" in capsys.readouterr().out
