@@ -1,0 +1,83 @@
+"""Behaviour of the in-memory adapters beyond the conformance suite."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from luno_wf._memory._log import Reader, SharedLog
+from luno_wf.errors import RoleLost
+from luno_wf.memory import MemRoleScheduler, MemStreamer
+
+
+async def test_log_drops_items_every_group_has_passed_but_keeps_the_newest() -> None:
+    log: SharedLog[int] = SharedLog(retain=10)
+    reader = Reader(log.group("a", from_latest=False))
+    for i in range(100):
+        log.append(i)
+        position, item = await reader.next()
+        assert item == i
+        reader.ack(position)
+    assert len(log.items) <= 20
+    assert log.items[-1] == 99
+    # A group created now starts at the oldest item still held, not at a dropped one.
+    late = Reader(log.group("late", from_latest=False))
+    _, first = await late.next()
+    assert first == log.items[0] >= 80
+
+
+async def test_log_keeps_what_a_group_has_not_acked() -> None:
+    log: SharedLog[int] = SharedLog(retain=5)
+    slow = Reader(log.group("slow", from_latest=False))
+    log.append(0)
+    await slow.next()  # taken, never acked
+    for i in range(1, 100):
+        log.append(i)
+    slow.close()
+    again = Reader(log.group("slow", from_latest=False))
+    assert (await again.next())[1] == 0
+
+
+async def test_streamer_redelivers_unacked_events_to_the_next_receiver() -> None:
+    streamer = MemStreamer()
+    sender = await streamer.new_sender("t")
+    for i in range(3):
+        await sender.send(str(i), 1, {"topic": "t"})
+    first = await streamer.new_receiver("t", "name")
+    _, ack = await first.recv()
+    await ack()
+    await first.recv()  # second event taken, not acked
+    await first.close()
+    await first.close()
+    second = await streamer.new_receiver("t", "name")
+    assert [(await second.recv())[0].foreign_id for _ in range(2)] == ["1", "2"]
+
+
+async def test_revoked_role_cancels_the_body_and_raises_role_lost() -> None:
+    scheduler = MemRoleScheduler()
+    other = scheduler.replica()
+    entered = asyncio.Event()
+    body_cancelled = False
+
+    async def holder() -> None:
+        nonlocal body_cancelled
+        async with scheduler.await_role("r"):
+            entered.set()
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                body_cancelled = True
+                raise
+
+    task = asyncio.create_task(holder())
+    await entered.wait()
+    assert other.holds("r")
+    assert other.revoke("r")
+    with pytest.raises(RoleLost):
+        await task
+    assert body_cancelled
+    async with asyncio.timeout(1):
+        async with other.await_role("r"):
+            assert other.holds("r")
+    assert not other.revoke("r")
