@@ -4,20 +4,35 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from datetime import timedelta
 from typing import Any, TypeVar
 
+import psycopg
 import pytest
 from luno_wf_adaptertest import (
+    EventStreamerContract,
     RecordStoreContract,
     RecordStoreFactory,
+    RevokeRole,
+    RoleSchedulerContract,
+    RoleSchedulersFactory,
+    StreamerFactory,
     TimeoutStoreContract,
     TimeoutStoreFactory,
 )
-from luno_wf_postgres import PostgresRecordStore, PostgresTimeoutStore, migrate
+from luno_wf_postgres import (
+    PostgresRecordStore,
+    PostgresRoleScheduler,
+    PostgresStreamer,
+    PostgresTimeoutStore,
+    migrate,
+)
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
+
+from luno_wf import RoleScheduler
 
 pytestmark = pytest.mark.postgres
 
@@ -25,7 +40,9 @@ A = TypeVar("A")
 
 
 def schema_factory(
-    dsn: str, make: Callable[[AsyncConnectionPool[Any], str], A]
+    dsn: str,
+    make: Callable[[AsyncConnectionPool[Any], str], A],
+    close: Callable[[A], Awaitable[object]] | None = None,
 ) -> Callable[[], AbstractAsyncContextManager[A]]:
     """Each entry: a new pool and schema, migrated; dropped and closed on exit."""
 
@@ -38,7 +55,12 @@ def schema_factory(
         await pool.open(wait=True)
         try:
             await migrate(pool, schema=schema)
-            yield make(pool, schema)
+            adapter = make(pool, schema)
+            try:
+                yield adapter
+            finally:
+                if close is not None:
+                    await close(adapter)
         finally:
             async with pool.connection() as conn:
                 await conn.execute(
@@ -59,3 +81,50 @@ class TestPostgresTimeoutStore(TimeoutStoreContract):
     @pytest.fixture
     def make_timeout_store(self, postgres_dsn: str) -> TimeoutStoreFactory:
         return schema_factory(postgres_dsn, lambda pool, s: PostgresTimeoutStore(pool, schema=s))
+
+
+class TestPostgresStreamer(EventStreamerContract):
+    @pytest.fixture
+    def make_streamer(self, postgres_dsn: str) -> StreamerFactory:
+        return schema_factory(
+            postgres_dsn,
+            lambda pool, s: PostgresStreamer(pool, schema=s),
+            lambda streamer: streamer.close(),
+        )
+
+
+class TestPostgresRoleScheduler(RoleSchedulerContract):
+    @pytest.fixture
+    def namespace(self) -> str:
+        return f"c_{uuid.uuid4().hex[:16]}"
+
+    @pytest.fixture
+    def make_schedulers(self, postgres_dsn: str, namespace: str) -> RoleSchedulersFactory:
+        @contextlib.asynccontextmanager
+        async def factory(n: int) -> AsyncIterator[Sequence[PostgresRoleScheduler]]:
+            yield [
+                PostgresRoleScheduler(
+                    postgres_dsn,
+                    namespace=namespace,
+                    poll_interval=timedelta(milliseconds=50),
+                    check_interval=timedelta(milliseconds=100),
+                )
+                for _ in range(n)
+            ]
+
+        return factory
+
+    @pytest.fixture
+    def revoke_role(self, postgres_dsn: str, namespace: str) -> RevokeRole:
+        async def revoke(schedulers: Sequence[RoleScheduler], role: str) -> None:
+            # Kill the holder's session, as a failed network or server would.
+            async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as conn:
+                await conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks "
+                    "WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid() "
+                    "AND objid = (hashtextextended(%s, 0) & x'ffffffff'::bigint)::oid "
+                    "AND classid = ((hashtextextended(%s, 0) >> 32) & x'ffffffff'::bigint)::oid",
+                    (f"{namespace}/{role}", f"{namespace}/{role}"),
+                )
+
+        return revoke

@@ -237,3 +237,27 @@ def test_bad_options_are_refused(pg_pool: AsyncConnectionPool[Any]) -> None:
         PostgresStreamer(pg_pool, batch_size=0)
     with pytest.raises(ValueError, match="claim_lease"):
         PostgresStreamer(pg_pool, claim_lease=timedelta(0))
+
+
+async def test_recv_does_not_wait_through_a_swallowed_cancellation(
+    streamer: PostgresStreamer,
+) -> None:
+    # Python 3.11's asyncio.wait_for (inside psycopg_pool) can swallow a cancellation. A
+    # task left with a pending cancellation must not settle into waiting for events.
+    receiver = await streamer.new_receiver(TOPIC, "swallowed")
+    started = asyncio.Event()
+
+    async def swallow_then_recv() -> None:
+        try:
+            started.set()
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            pass  # swallowed, as the 3.11 bug does: cancelling() stays 1
+        await receiver.recv()
+
+    task = asyncio.create_task(swallow_then_recv())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 2)
+    await receiver.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,7 +11,7 @@ from psycopg import AsyncConnection
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
-__all__ = ["autocommit"]
+__all__ = ["autocommit", "raise_if_cancelling"]
 
 
 @asynccontextmanager
@@ -31,3 +32,17 @@ async def autocommit(pool: AsyncConnectionPool[Any]) -> AsyncIterator[AsyncConne
             # A connection left mid-query (cancelled) is discarded by the pool anyway.
             if not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE:
                 await conn.set_autocommit(False)
+
+
+def raise_if_cancelling() -> None:
+    """Raise ``CancelledError`` if the current task has an unhandled cancellation request.
+
+    On Python 3.11, ``asyncio.wait_for`` (which psycopg_pool uses while waiting for a free
+    connection) can swallow a cancellation that arrives as its wait completes, leaving the
+    task's cancellation count raised but the task running. A waiting loop that carried on
+    then would never stop; calling this before each wait turns the lost cancellation back
+    into ``CancelledError``.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError()

@@ -13,6 +13,7 @@ from psycopg import sql
 
 from luno_wf.errors import RoleLost
 
+from ._pool import raise_if_cancelling
 from ._schema import DEFAULT_SCHEMA, schema_identifier
 
 __all__ = ["PostgresRoleScheduler"]
@@ -108,6 +109,7 @@ class _Lease:
                 if row is not None and row[0]:
                     break
                 # Sleep until a holder announces a release, or the poll interval passes.
+                raise_if_cancelling()
                 async for _ in conn.notifies(timeout=scheduler._poll, stop_after=1):
                     pass
             await conn.execute("UNLISTEN *")

@@ -19,7 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from luno_wf import Ack, Clock, Event, SystemClock
 
-from ._pool import autocommit
+from ._pool import autocommit, raise_if_cancelling
 from ._schema import DEFAULT_SCHEMA, Statements, notify_channel, schema_identifier
 
 __all__ = ["PostgresReceiver", "PostgresSender", "PostgresStreamer"]
@@ -370,6 +370,7 @@ class PostgresReceiver:
             if claimed:
                 continue
             await self._streamer._maybe_cleanup(self._topic)
+            raise_if_cancelling()
             try:
                 async with asyncio.timeout(self._wait):
                     await waiter.wait()
