@@ -12,15 +12,10 @@ def test_commit_advances_only_over_a_contiguous_acked_prefix() -> None:
     offsets = PartitionOffsets()
     for offset in (10, 11, 12, 15):  # gaps (compaction, transaction markers) are fine
         offsets.delivered(offset)
-    assert offsets.committable is None
-    assert offsets.ack(11) is False
-    assert offsets.committable is None
-    assert offsets.ack(10) is True
-    assert offsets.committable == 12
-    assert offsets.ack(15) is False
-    assert offsets.committable == 12
-    assert offsets.ack(12) is True
-    assert offsets.committable == 16
+    steps = [(11, False, None), (10, True, 12), (15, False, 12), (12, True, 16)]
+    for offset, moved, committable in steps:
+        assert offsets.ack(offset) is moved
+        assert offsets.committable == committable
     assert offsets.in_flight == 0
 
 

@@ -7,9 +7,12 @@ Invariants:
 * Auto-commit is off. The only offsets ever committed are :class:`PartitionOffsets`
   prefixes: one past the longest acked prefix of what this member handed out. So closing
   with events in flight, or crashing, leaves them to be redelivered to the group.
-* Per partition, the state is tied to one assignment (a *generation*). After a rebalance
-  the fetch position restarts at the committed offset; acks of events handed out under an
-  earlier assignment are ignored (those events come again).
+* Per partition, the state is tied to one holding of it (a *generation*). After a
+  rebalance the fetch position restarts at the committed offset. A partition that stays
+  with this reader through the rebalance keeps its state: messages it already handed out
+  are skipped as they come again, and acks of events in flight still count. A partition
+  that went to another member and came back starts afresh: acks of events handed out
+  before are ignored (those events come again).
 * Acks never wait for the broker: they update the prefix and wake a commit task owned by
   the reader, which coalesces whatever is ready into one commit. Closing stops that task,
   then commits what was acked before leaving the group.
@@ -98,6 +101,8 @@ class GroupReader:
         self._consumer: Any = None
         self._buffer: deque[Any] = deque()
         self._parts: dict[Any, tuple[int, PartitionOffsets]] = {}
+        # Partitions revoked by a rebalance still in progress, in case they come back.
+        self._parked: dict[Any, tuple[int, PartitionOffsets]] = {}
         self._to_commit: dict[Any, int] = {}
         self._unanchored: set[Any] = set()
         self._joined = asyncio.Event()
@@ -171,7 +176,18 @@ class GroupReader:
     # -- rebalance callbacks (run by aiokafka's coordinator) -------------------------------
 
     def _assigned(self, assigned: set[Any]) -> None:
+        parked, self._parked = self._parked, {}
         for tp in assigned:
+            kept = parked.get(tp)
+            if kept is not None:
+                # Ours before the rebalance and ours again: events in flight stay valid and
+                # their acks still count. Fetching restarts at the committed offset; what
+                # this reader already handed out is skipped as it comes again.
+                self._parts[tp] = kept
+                if kept[1].committable is not None:
+                    self._to_commit[tp] = kept[1].committable  # acks taken while parked
+                    self._wake_committer()
+                continue
             self._parts[tp] = (next(_generations), PartitionOffsets())
             if self._anchor_latest:
                 self._unanchored.add(tp)
@@ -186,7 +202,9 @@ class GroupReader:
             except Exception as exc:
                 logger.info("commit on revocation by %s failed: %r", self._describe(), exc)
         for tp in revoked:
-            self._parts.pop(tp, None)
+            entry = self._parts.pop(tp, None)
+            if entry is not None:
+                self._parked[tp] = entry
             self._to_commit.pop(tp, None)
             self._unanchored.discard(tp)
         gone = set(revoked)
@@ -259,9 +277,11 @@ class GroupReader:
 
     def _ack_for(self, tp: Any, generation: int, offset: int) -> Ack:
         async def ack() -> None:
-            entry = self._parts.get(tp)
+            # A partition parked by a rebalance in progress keeps taking acks: they are
+            # committed if it comes back, and redelivered elsewhere if it does not.
+            entry = self._parts.get(tp) or self._parked.get(tp)
             if entry is None or entry[0] != generation or self._closed:
-                return  # reassigned or closed since: the event will be redelivered
+                return  # held by another member since, or closed: it will be redelivered
             offsets = entry[1]
             if offsets.ack(offset) and offsets.committable is not None:
                 self._to_commit[tp] = offsets.committable
