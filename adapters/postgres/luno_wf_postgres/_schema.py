@@ -165,6 +165,22 @@ DECLARE
     v_from bigint;
     v_to bigint;
 BEGIN
+    -- Nothing to record and nothing to hand out: return without writing, so that an idle
+    -- receiver's poll costs no transaction id and no WAL flush.
+    IF cardinality(p_acked) = 0 AND cardinality(p_held) = 0
+        AND NOT EXISTS (
+            SELECT 1 FROM {s}.claims l
+            WHERE l.topic = p_topic AND l.name = p_name AND l.lease_until < now())
+        AND NOT EXISTS (
+            SELECT 1 FROM {s}.cursors k JOIN {s}.events e
+                ON e.topic = k.topic AND e.id > k.position
+            WHERE k.topic = p_topic AND k.name = p_name)
+    THEN
+        RETURN;
+    END IF;
+    -- Claims and acks need not wait for the WAL flush: if a crash loses them, the events
+    -- are handed out again, which at-least-once delivery allows.
+    PERFORM set_config('synchronous_commit', 'off', true);
     IF cardinality(p_acked) > 0 THEN
         DELETE FROM {s}.claims c
         WHERE c.topic = p_topic AND c.name = p_name AND c.event_id = ANY (p_acked);

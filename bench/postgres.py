@@ -1,0 +1,241 @@
+"""PostgreSQL benchmark: the database's own one-statement step rate beside luno_wf's.
+
+Prints, in one run:
+
+(a) the ceiling: a step written as one statement (a versioned UPDATE of a run row feeding
+    the INSERT of its outbox row), on one connection, N times;
+(b) luno_wf's 3-step workflow on PostgreSQL only (record store, streamer, role scheduler):
+    steps/s with 1,000 runs in flight, and trigger-to-complete p50/p99 of single runs
+    triggered one at a time.
+
+Usage: ``python bench/postgres.py [--dsn DSN] [--runs 1000] [--single 200]``. The DSN
+defaults to ``LUNO_WF_TEST_POSTGRES_DSN`` or the local server on 127.0.0.1:5432. Everything
+goes in a throwaway schema, dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import enum
+import os
+import statistics
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import attrs
+from luno_wf_postgres import (
+    PostgresRecordStore,
+    PostgresRoleScheduler,
+    PostgresStreamer,
+    migrate,
+)
+from psycopg import AsyncConnection, sql
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from luno_wf import Builder, Meta, Record, Run, RunState, make_outbox_event
+
+DEFAULT_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+
+
+class Status(enum.IntEnum):
+    UNKNOWN = 0
+    CREATED = 1
+    FIRST = 2
+    SECOND = 3
+    DONE = 4
+
+
+@attrs.define
+class Job:
+    n: int = 0
+    note: str = ""
+
+
+async def first(r: Run[Job, Status]) -> Status:
+    r.object.note = "first"
+    return Status.FIRST
+
+
+async def second(r: Run[Job, Status]) -> Status:
+    r.object.note = "second"
+    return Status.SECOND
+
+
+async def third(r: Run[Job, Status]) -> Status:
+    r.object.note = "done"
+    return Status.DONE
+
+
+# -- (a) the database's ceiling ---------------------------------------------------------
+
+CEILING_STEP = """
+WITH upd AS (
+    UPDATE {s}.records SET status = %(status)s, object = %(object)s, updated_at = %(now)s,
+        version = %(version)s, meta = %(meta)s
+    WHERE run_id = %(run_id)s AND version = %(prev)s
+    RETURNING 1
+), out AS (
+    INSERT INTO {s}.outbox (id, workflow_name, data, created_at)
+    SELECT %(outbox_id)s, 'ceiling', %(data)s, %(now)s FROM upd
+)
+SELECT count(*) FROM upd"""
+
+
+async def ceiling(dsn: str, schema: str, n: int) -> float:
+    """Steps per second of the one-statement step on one connection."""
+    now = datetime.now(UTC)
+    record = Record(
+        workflow_name="ceiling",
+        foreign_id="ceiling",
+        run_id=str(uuid.uuid4()),
+        run_state=RunState.RUNNING,
+        status=1,
+        object=b'{"n": 0, "note": "first"}',
+        created_at=now,
+        updated_at=now,
+        meta=Meta(version=1),
+    )
+    async with await AsyncConnection.connect(dsn, autocommit=True) as conn:
+        s = sql.Identifier(schema)
+        await conn.execute(
+            sql.SQL(
+                "INSERT INTO {}.records (run_id, workflow_name, foreign_id, run_state, status, "
+                "object, created_at, updated_at, version, meta) "
+                "VALUES (%s, 'ceiling', 'ceiling', 2, 1, %s, %s, %s, 1, '{{}}')"
+            ).format(s),
+            (record.run_id, record.object, now, now),
+        )
+        query = sql.SQL(CEILING_STEP).format(s=s).as_bytes(conn)
+        started = time.perf_counter()
+        for version in range(2, n + 2):
+            outbox_id, data = make_outbox_event(record)
+            cur = await conn.execute(
+                query,
+                {
+                    "status": version % 3 + 1,
+                    "object": record.object,
+                    "now": now,
+                    "version": version,
+                    "prev": version - 1,
+                    "meta": Jsonb({"Version": version}),
+                    "run_id": record.run_id,
+                    "outbox_id": outbox_id,
+                    "data": data,
+                },
+            )
+            row = await cur.fetchone()
+            assert row == (1,)
+        elapsed = time.perf_counter() - started
+    return n / elapsed
+
+
+# -- (b) luno_wf on PostgreSQL ----------------------------------------------------------
+
+
+async def workflow_rates(
+    dsn: str, schema: str, runs: int, single: int, parallel: int
+) -> tuple[float, float, float, float]:
+    """(steps/s with ``runs`` in flight, trigger rate, p50 ms, p99 ms of single runs)."""
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(dsn, min_size=8, max_size=24, open=False)
+    await pool.open(wait=True)
+    streamer = PostgresStreamer(pool, schema=schema, poll_frequency=timedelta(seconds=1))
+    store = PostgresRecordStore(pool, schema=schema)
+    scheduler = PostgresRoleScheduler(dsn, namespace=schema)
+    b = Builder("bench", Job, Status)
+    b.add_step(Status.CREATED, first, Status.FIRST, parallel_count=parallel)
+    b.add_step(Status.FIRST, second, Status.SECOND, parallel_count=parallel)
+    b.add_step(Status.SECOND, third, Status.DONE, parallel_count=parallel)
+    wf = b.build(streamer, store, scheduler, pause_retry=None)
+    count_done = sql.SQL(
+        "SELECT count(*) FROM {}.records WHERE workflow_name = 'bench' AND status = 4"
+    ).format(sql.Identifier(schema))
+    try:
+        async with wf:
+            # Warm up: every process holds its role and every statement is prepared.
+            for i in range(20):
+                run_id = await wf.trigger(f"warm-{i}", initial_value=Job(n=i))
+                await wf.await_status(f"warm-{i}", run_id, Status.DONE)
+            async with pool.connection() as conn:
+                base = (await (await conn.execute(count_done)).fetchone() or (0,))[0]
+
+            # Throughput: `runs` runs in flight at once.
+            started = time.perf_counter()
+            sem = asyncio.Semaphore(16)
+
+            async def trigger(i: int) -> None:
+                async with sem:
+                    await wf.trigger(f"job-{i}", initial_value=Job(n=i))
+
+            await asyncio.gather(*(trigger(i) for i in range(runs)))
+            triggered = time.perf_counter() - started
+            async with pool.connection() as conn:
+                while True:
+                    row = await (await conn.execute(count_done)).fetchone()
+                    if row is not None and row[0] - base >= runs:
+                        break
+                    await asyncio.sleep(0.005)
+            elapsed = time.perf_counter() - started
+            steps_per_s = 3 * runs / elapsed
+
+            # Latency: one run at a time, trigger to DONE as await_status sees it.
+            latencies = []
+            for i in range(single):
+                t0 = time.perf_counter()
+                run_id = await wf.trigger(f"single-{i}", initial_value=Job(n=i))
+                await wf.await_status(f"single-{i}", run_id, Status.DONE)
+                latencies.append((time.perf_counter() - t0) * 1000)
+    finally:
+        await streamer.close()
+        await pool.close()
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, round(len(latencies) * 0.99) - 1)]
+    return steps_per_s, runs / triggered, statistics.median(latencies), p99
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--dsn", default=os.environ.get("LUNO_WF_TEST_POSTGRES_DSN", DEFAULT_DSN))
+    parser.add_argument("--ceiling-steps", type=int, default=5000)
+    parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--single", type=int, default=200)
+    parser.add_argument("--parallel", type=int, default=2, help="parallel_count of each step")
+    args = parser.parse_args()
+
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(args.dsn, min_size=1, open=False)
+    await pool.open(wait=True)
+    try:
+        await migrate(pool, schema=schema)
+        top = await ceiling(args.dsn, schema, args.ceiling_steps)
+        rate, trigger_rate, p50, p99 = await workflow_rates(
+            args.dsn, schema, args.runs, args.single, args.parallel
+        )
+    finally:
+        async with pool.connection() as conn:
+            await conn.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+            )
+        await pool.close()
+
+    print("PostgreSQL benchmark (one machine, loopback)")
+    print(f"  (a) one-statement step, 1 connection, {args.ceiling_steps} steps")
+    print(f"      {top:10,.0f} steps/s")
+    print(
+        f"  (b) luno_wf 3-step workflow, PostgreSQL adapters only (parallel_count={args.parallel})"
+    )
+    print(
+        f"      {rate:10,.0f} steps/s with {args.runs} runs in flight "
+        f"({rate / top:.2f} of (a)); triggers {trigger_rate:,.0f}/s"
+    )
+    print(
+        f"      trigger-to-complete, one run at a time ({args.single} runs): "
+        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
