@@ -118,7 +118,8 @@ async def start_worker(*args: str) -> Worker:
 async def fetch(pool: AsyncConnectionPool[Any], query: str, schema: str) -> list[Any]:
     async with pool.connection() as conn:
         cur = await conn.execute(sql.SQL(query).format(s=sql.Identifier(schema)))
-        return await cur.fetchall()
+        rows: list[Any] = await cur.fetchall()
+        return rows
 
 
 async def done_count(pool: AsyncConnectionPool[Any], schema: str) -> int:
