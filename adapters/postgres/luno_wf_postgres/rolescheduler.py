@@ -102,6 +102,7 @@ class _Lease:
         scheduler = self._scheduler
         conn = await scheduler._connect()
         try:
+            raise_if_cancelling()
             await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(scheduler._channel)))
             while True:
                 cur = await conn.execute(_TRY_LOCK, (self._key,))
