@@ -52,6 +52,7 @@ from .adapter import ConnectorConsumer as ConnectorConsumer
 from .adapter import EventReceiver as EventReceiver
 from .adapter import EventSender as EventSender
 from .adapter import EventStreamer as EventStreamer
+from .adapter import OutboxDataLister as OutboxDataLister
 from .adapter import RecordStore as RecordStore
 from .adapter import RoleScheduler as RoleScheduler
 from .adapter import TimeoutStore as TimeoutStore
@@ -89,6 +90,7 @@ __all__ = [
     "Options",
     "OrderType",
     "OutboxData",
+    "OutboxDataLister",
     "OutboxEvent",
     "ProcessState",
     "Record",

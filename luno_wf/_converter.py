@@ -59,4 +59,5 @@ class Codec:
 
     def decode(self, data: bytes) -> Any:
         """Decode bytes into an object of the workflow's type."""
-        return self._converter.structure(self._loads(data), self._type)
+        # Decoding to str first skips json's encoding detection on bytes.
+        return self._converter.structure(self._loads(data.decode()), self._type)

@@ -17,7 +17,14 @@ from ._naming import delete_topic, run_state_change_topic, topic
 from ._record import Record
 from ._runstate import RunState
 
-__all__ = ["OutboxData", "decode_outbox_data", "encode_outbox_data", "make_outbox_event"]
+__all__ = [
+    "OutboxData",
+    "decode_outbox_data",
+    "encode_outbox_data",
+    "make_outbox_event",
+    "new_outbox_id",
+    "outbox_data",
+]
 
 _TO_RUN_STATE_CHANGE = frozenset(
     {RunState.PAUSED, RunState.CANCELLED, RunState.DATA_DELETED, RunState.COMPLETED}
@@ -55,12 +62,8 @@ def event_topic(record: Record) -> str:
     return topic(record.workflow_name, record.status)
 
 
-def make_outbox_event(record: Record) -> tuple[str, bytes]:
-    """The outbox row id and payload for a record as it is being stored.
-
-    Every :meth:`~luno_wf.adapter.RecordStore.store` writes exactly one such row, in the
-    same transaction as the record.
-    """
+def outbox_data(record: Record) -> OutboxData:
+    """What the outbox row of a record as it is being stored announces (not encoded)."""
     headers = {
         "foreign_id": record.foreign_id,
         "workflow_name": record.workflow_name,
@@ -69,12 +72,27 @@ def make_outbox_event(record: Record) -> tuple[str, bytes]:
         "run_state": str(int(record.run_state)),
         "record_version": str(record.meta.version),
     }
-    data = encode_outbox_data(record.run_id, record.status, headers)
+    return OutboxData(run_id=record.run_id, type=record.status, headers=headers)
+
+
+def make_outbox_event(record: Record) -> tuple[str, bytes]:
+    """The outbox row id and payload for a record as it is being stored.
+
+    Every :meth:`~luno_wf.adapter.RecordStore.store` writes exactly one such row, in the
+    same transaction as the record.
+    """
+    decoded = outbox_data(record)
+    data = encode_outbox_data(decoded.run_id, decoded.type, decoded.headers)
     # Remember the decoded form: a publisher in this process then skips decoding the row.
     if len(_RECENT) >= _RECENT_LIMIT:
         _RECENT.clear()
-    _RECENT[data] = OutboxData(run_id=record.run_id, type=record.status, headers=headers)
-    return f"outbox-id-{new_uuid4()}", data
+    _RECENT[data] = decoded
+    return new_outbox_id(), data
+
+
+def new_outbox_id() -> str:
+    """A fresh outbox row id, in luno's format ``outbox-id-<uuid4>``."""
+    return f"outbox-id-{new_uuid4()}"
 
 
 # Payloads made by make_outbox_event in this process, by their bytes (each is decoded once by
@@ -191,7 +209,7 @@ def decode_outbox_data(data: bytes) -> OutboxData:
     """Decode an ``OutboxRecord`` message; raises ``ValueError`` on malformed bytes."""
     known = _RECENT.pop(data, None)
     if known is not None:
-        return OutboxData(run_id=known.run_id, type=known.type, headers=dict(known.headers))
+        return known  # popped: no one else holds it
     run_id = ""
     type_ = 0
     headers: dict[str, str] = {}

@@ -142,6 +142,8 @@ class Workflow(Generic[T, S]):
         self.logger = logger or logging.getLogger("luno_wf")
         self.debug = debug
         self.default_start = self.status_type(self.graph.starting()[0])
+        # Looked up on every step: plain dicts beat the enum's own lookup.
+        self.members: dict[int, S] = {int(m): m for m in builder.status_type}
         self.error_counts: dict[tuple[str, str], int] = {}
         self.outbox_wake = asyncio.Event()
         self._watches: dict[str, list[_Watch]] = {}
@@ -280,8 +282,8 @@ class Workflow(Generic[T, S]):
     def status_of(self, record: Record) -> S:
         """The record's status as a member of the workflow's enum (internal)."""
         try:
-            return self.status_type(record.status)
-        except ValueError:
+            return self.members[record.status]
+        except KeyError:
             raise UnknownStatus(
                 f"stored status {record.status} is not a member of {self.status_type.__name__}",
                 workflow_name=self._name,

@@ -22,6 +22,7 @@ from typing import Protocol, runtime_checkable
 
 from ._event import ConnectorEvent, Event, OutboxEvent
 from ._filter import OrderType, RecordFilter
+from ._outbox import OutboxData
 from ._record import Record
 from ._timeoutrecord import TimeoutRecord
 
@@ -34,6 +35,7 @@ __all__ = [
     "EventReceiver",
     "EventSender",
     "EventStreamer",
+    "OutboxDataLister",
     "RecordStore",
     "RoleScheduler",
     "TimeoutStore",
@@ -91,6 +93,21 @@ class RecordStore(Protocol):
 
     async def delete_outbox_event(self, id: str) -> None:
         """Remove a published outbox row; removing a missing one is not an error."""
+        ...
+
+
+@runtime_checkable
+class OutboxDataLister(Protocol):
+    """Optional: a record store that lists outbox rows already decoded.
+
+    An in-process store need not encode rows only for its publisher to decode them again;
+    the result must match :meth:`RecordStore.list_outbox_events` row for row.
+    """
+
+    async def list_outbox_data(
+        self, workflow_name: str, limit: int
+    ) -> builtins.list[tuple[str, OutboxData]]:
+        """Up to ``limit`` unpublished rows as ``(row id, decoded payload)``, oldest first."""
         ...
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 
 from .._clock import Clock, SystemClock
 from .._event import OutboxEvent
 from .._filter import OrderType, RecordFilter, matches_filters
-from .._outbox import make_outbox_event
+from .._outbox import OutboxData, encode_outbox_data, new_outbox_id, outbox_data
 from .._record import Record
 from ..errors import RecordNotFound, StaleRecord, WorkflowInProgress
 
@@ -29,7 +30,7 @@ class MemRecordStore:
         self._seq: dict[str, int] = {}  # run id -> first-insertion position
         self._latest: dict[tuple[str, str], str] = {}
         self._unfinished: dict[tuple[str, str], str] = {}
-        self._outbox: dict[str, dict[str, OutboxEvent]] = {}
+        self._outbox: dict[str, dict[str, tuple[Record, datetime]]] = {}
         self._outbox_owner: dict[str, str] = {}
 
     async def store(self, record: Record) -> None:
@@ -75,13 +76,10 @@ class MemRecordStore:
         else:
             self._unfinished[key] = record.run_id
 
-        outbox_id, data = make_outbox_event(record)
-        self._outbox.setdefault(record.workflow_name, {})[outbox_id] = OutboxEvent(
-            id=outbox_id,
-            workflow_name=record.workflow_name,
-            data=data,
-            created_at=self._clock.now(),
-        )
+        # The row is kept as (record, time) and encoded only if listed as bytes: the
+        # engine's publisher reads it decoded (list_outbox_data).
+        outbox_id = new_outbox_id()
+        self._outbox.setdefault(record.workflow_name, {})[outbox_id] = (record, self._clock.now())
         self._outbox_owner[outbox_id] = record.workflow_name
 
     async def lookup(self, run_id: str) -> Record:
@@ -140,8 +138,30 @@ class MemRecordStore:
         if not rows:
             return []
         out: builtins.list[OutboxEvent] = []
-        for row in rows.values():
-            out.append(row)
+        for row_id, (record, created_at) in rows.items():
+            data = outbox_data(record)
+            out.append(
+                OutboxEvent(
+                    id=row_id,
+                    workflow_name=workflow_name,
+                    data=encode_outbox_data(data.run_id, data.type, data.headers),
+                    created_at=created_at,
+                )
+            )
+            if len(out) >= limit:
+                break
+        return out
+
+    async def list_outbox_data(
+        self, workflow_name: str, limit: int
+    ) -> builtins.list[tuple[str, OutboxData]]:
+        """Unpublished rows of the workflow, decoded, oldest first."""
+        rows = self._outbox.get(workflow_name)
+        if not rows:
+            return []
+        out: builtins.list[tuple[str, OutboxData]] = []
+        for row_id, (record, _) in rows.items():
+            out.append((row_id, outbox_data(record)))
             if len(out) >= limit:
                 break
         return out

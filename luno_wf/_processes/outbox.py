@@ -8,8 +8,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from .._naming import make_role
-from .._outbox import decode_outbox_data
-from ..adapter import BatchOutboxDeleter, BatchSender, EventSender
+from .._outbox import OutboxData, decode_outbox_data
+from ..adapter import BatchOutboxDeleter, BatchSender, EventSender, OutboxDataLister
 from ._loop import ProcessSpec, Progress
 
 if TYPE_CHECKING:
@@ -29,6 +29,25 @@ def process(wf: Workflow[Any, Any]) -> ProcessSpec:
     interval) and polls every 250 ms for rows written by other processes.
     """
     batch_delete = isinstance(wf.store, BatchOutboxDeleter)
+    decoded_lister = isinstance(wf.store, OutboxDataLister)
+
+    async def next_batch() -> list[tuple[str, OutboxData | None]]:
+        """Rows to publish as (row id, payload), payload None if it cannot be decoded."""
+        if decoded_lister:
+            lister = cast(OutboxDataLister, wf.store)
+            return list(await lister.list_outbox_data(wf.name, LOOKUP_LIMIT))
+        out: list[tuple[str, OutboxData | None]] = []
+        for row in await wf.store.list_outbox_events(wf.name, LOOKUP_LIMIT):
+            try:
+                out.append((row.id, decode_outbox_data(row.data)))
+            except ValueError as err:
+                # A row that cannot be decoded can never be published; dropping it
+                # (loudly) beats blocking every later row behind it forever.
+                wf.logger.error(
+                    "dropping undecodable outbox row %s of %s: %s", row.id, wf.name, err
+                )
+                out.append((row.id, None))
+        return out
 
     async def body(progress: Progress) -> None:
         senders: dict[str, EventSender] = {}
@@ -36,7 +55,7 @@ def process(wf: Workflow[Any, Any]) -> ProcessSpec:
         try:
             while True:
                 wf.outbox_wake.clear()
-                rows = await wf.store.list_outbox_events(wf.name, LOOKUP_LIMIT)
+                rows = await next_batch()
                 if not rows:
                     try:
                         async with asyncio.timeout(POLLING.total_seconds()):
@@ -46,23 +65,18 @@ def process(wf: Workflow[Any, Any]) -> ProcessSpec:
                     continue
                 batches: dict[str, list[tuple[str, int, Mapping[str, str]]]] = {}
                 published: list[str] = []
-                for row in rows:
-                    try:
-                        data = decode_outbox_data(row.data)
-                        if not data.topic:
-                            raise ValueError("no topic header")
-                    except ValueError as err:
-                        # A row that cannot be decoded can never be published; dropping it
-                        # (loudly) beats blocking every later row behind it forever.
+                for row_id, data in rows:
+                    published.append(row_id)
+                    if data is None:
+                        continue
+                    if not data.topic:
                         wf.logger.error(
-                            "dropping undecodable outbox row %s of %s: %s", row.id, wf.name, err
+                            "dropping outbox row %s of %s: no topic header", row_id, wf.name
                         )
-                        published.append(row.id)
                         continue
                     batches.setdefault(data.topic, []).append(
                         (data.run_id, data.type, data.headers)
                     )
-                    published.append(row.id)
                 for topic_name, events in batches.items():
                     sender = senders.get(topic_name)
                     if sender is None:
