@@ -86,19 +86,22 @@ class StreamerMachine(RuleBasedStateMachine):
         self.harness.run(self.senders[name].send(sent.foreign_id, sent.type, sent.headers))
         self.sent[name].append(sent)
 
+    def _has_news(self, topic: str, name: str) -> bool:
+        """Whether an event of ``topic`` was never delivered to ``name``.
+
+        Receiving only then means a lost event shows up as a later one arriving out of
+        turn, never as a wait for an event that will not come.
+        """
+        return len(self._cursor(topic, name).ever) < len(self.sent[topic])
+
     def _can_recv(self) -> bool:
-        return any(self._available(t, self._cursor(t, n)) for t in self.topics for n in self.names)
+        return any(self._has_news(t, n) for t in self.topics for n in self.names)
 
     @precondition(_can_recv)
     @rule(data=st.data())
     def recv(self, data: st.DataObject) -> None:
-        """Receive on a topic and name that have an event to deliver."""
-        pairs = [
-            (t, n)
-            for t in self.topics
-            for n in self.names
-            if self._available(t, self._cursor(t, n))
-        ]
+        """Receive on a topic and name that have an event never delivered to that name."""
+        pairs = [(t, n) for t in self.topics for n in self.names if self._has_news(t, n)]
         topic, name = data.draw(st.sampled_from(pairs), label="topic, name")
         self._recv(topic, name)
 
@@ -159,6 +162,10 @@ class StreamerMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         """Drain every name used, then close everything."""
         try:
+            # One more event per topic: an event lost at the end of a topic shows up as
+            # this one arriving out of turn, rather than as a wait for the timeout.
+            for topic in sorted({topic for topic, _ in self.cursors}):
+                self.send(self.topics.index(topic), KEYS[0], 1)
             for (topic, name), cursor in sorted(self.cursors.items()):
                 while len(cursor.ever) < len(self.sent[topic]):
                     self._recv(topic, name)

@@ -12,6 +12,7 @@ Choose one with ``pytest --luno-wf-hypothesis-profile=dev`` or the
 from __future__ import annotations
 
 import os
+from typing import ClassVar
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -19,7 +20,7 @@ from hypothesis.errors import InvalidArgument
 
 from .plugin import PROFILE_ENV, PROFILE_OPTION
 
-__all__ = ["CI", "DEV", "profile_for", "stateful_settings"]
+__all__ = ["CI", "DEV", "StatefulCases", "profile_for", "stateful_settings"]
 
 _SLOW_ADAPTERS = [HealthCheck.too_slow, HealthCheck.data_too_large]
 
@@ -73,3 +74,27 @@ def stateful_settings(
             base.stateful_step_count if stateful_step_count is None else stateful_step_count
         ),
     )
+
+
+class StatefulCases:
+    """What a contract class with Hypothesis state machines lets its subclass tune."""
+
+    max_examples: ClassVar[int | None] = None
+    """Examples per state machine; None takes the Hypothesis profile's."""
+    stateful_step_count: ClassVar[int | None] = None
+    """Steps per example; None takes the Hypothesis profile's."""
+
+    def hypothesis_settings(self, base: settings) -> settings:
+        """Override to adjust the state machines' settings (``base``: profile and counts).
+
+        Example: ``return settings(base, deadline=timedelta(seconds=1))``.
+        """
+        return base
+
+    def _stateful_settings(self, request: pytest.FixtureRequest) -> settings:
+        base = stateful_settings(
+            request.config,
+            max_examples=self.max_examples,
+            stateful_step_count=self.stateful_step_count,
+        )
+        return self.hypothesis_settings(base)

@@ -43,7 +43,7 @@ from luno_wf.errors import RecordNotFound, StaleRecord, WorkflowInProgress
 
 from ._shared import Status, assert_record_equal, bump, dummy_wire_record, utcnow
 from .factory import RecordStoreFactory
-from .profiles import stateful_settings
+from .profiles import StatefulCases
 
 __all__ = ["RecordStoreContract"]
 
@@ -76,15 +76,10 @@ async def _outbox(store: RecordStore, workflow_name: str = WF) -> list[tuple[str
     return out
 
 
-class RecordStoreContract:
+class RecordStoreContract(StatefulCases):
     """The conformance cases of a record store. Override the ``make_store`` fixture."""
 
     pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.conformance]
-
-    max_examples: ClassVar[int | None] = None
-    """Examples of the state machine; None takes the Hypothesis profile's."""
-    stateful_step_count: ClassVar[int | None] = None
-    """Steps per example of the state machine; None takes the Hypothesis profile's."""
 
     @pytest.fixture
     def make_store(self) -> RecordStoreFactory:
@@ -485,9 +480,5 @@ class RecordStoreContract:
 
         run_machine(
             make_store,
-            stateful_settings(
-                request.config,
-                max_examples=self.max_examples,
-                stateful_step_count=self.stateful_step_count,
-            ),
+            self._stateful_settings(request),
         )

@@ -28,7 +28,7 @@ from luno_wf import Ack, Event, EventReceiver, EventSender, EventStreamer
 from ._shared import assert_within, unique, utcnow, within_timeout
 from ._workflows import run_acceptance
 from .factory import StreamerFactory
-from .profiles import stateful_settings
+from .profiles import StatefulCases
 
 __all__ = ["EventStreamerContract", "Streams"]
 
@@ -73,7 +73,7 @@ class Streams:
         return events
 
 
-class EventStreamerContract:
+class EventStreamerContract(StatefulCases):
     """The conformance cases of an event streamer. Override ``make_streamer``."""
 
     pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.conformance]
@@ -86,10 +86,6 @@ class EventStreamerContract:
     """How long the acceptance workflow may take to finish."""
     order_per_key: ClassVar[bool] = False
     """Only require send order per foreign id (a partitioned topic), not per topic."""
-    max_examples: ClassVar[int | None] = None
-    """Examples of the state machine; None takes the Hypothesis profile's."""
-    stateful_step_count: ClassVar[int | None] = None
-    """Steps per example of the state machine; None takes the Hypothesis profile's."""
 
     @pytest.fixture
     def make_streamer(self) -> StreamerFactory:
@@ -312,11 +308,7 @@ class EventStreamerContract:
 
         run_machine(
             make_streamer,
-            stateful_settings(
-                request.config,
-                max_examples=self.max_examples,
-                stateful_step_count=self.stateful_step_count,
-            ),
+            self._stateful_settings(request),
             recv_timeout=self.recv_timeout,
             order_per_key=self.order_per_key,
         )

@@ -24,7 +24,7 @@ from luno_wf import TimeoutRecord, TimeoutStore
 
 from ._shared import assert_within, utcnow
 from .factory import TimeoutStoreFactory
-from .profiles import stateful_settings
+from .profiles import StatefulCases
 
 __all__ = ["TimeoutStoreContract"]
 
@@ -49,15 +49,10 @@ def _expect(rows: Sequence[TimeoutRecord], run_ids: Sequence[str], now: datetime
         assert_within(row.created_at, now, f"timeout {row.id} created_at")
 
 
-class TimeoutStoreContract:
+class TimeoutStoreContract(StatefulCases):
     """The conformance cases of a timeout store. Override ``make_timeout_store``."""
 
     pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.conformance]
-
-    max_examples: ClassVar[int | None] = None
-    """Examples of the state machine; None takes the Hypothesis profile's."""
-    stateful_step_count: ClassVar[int | None] = None
-    """Steps per example of the state machine; None takes the Hypothesis profile's."""
 
     @pytest.fixture
     def make_timeout_store(self) -> TimeoutStoreFactory:
@@ -174,9 +169,5 @@ class TimeoutStoreContract:
 
         run_machine(
             make_timeout_store,
-            stateful_settings(
-                request.config,
-                max_examples=self.max_examples,
-                stateful_step_count=self.stateful_step_count,
-            ),
+            self._stateful_settings(request),
         )
