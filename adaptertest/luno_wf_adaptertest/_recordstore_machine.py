@@ -127,6 +127,7 @@ class RecordStoreMachine(RuleBasedStateMachine):
         _, _, error = agree(self.harness, self.reference, lambda s: s.store(record), "insert")
         if error is None:
             self.run_ids.append(record.run_id)
+        self._check_run(record)
 
     @precondition(lambda self: self.run_ids)
     @rule(
@@ -164,14 +165,23 @@ class RecordStoreMachine(RuleBasedStateMachine):
             ),
         )
         agree(self.harness, self.reference, lambda s: s.store(record), "update")
+        self._check_run(record)
+
+    def _check_run(self, record: Record) -> None:
+        """After a store, the run and its foreign id's latest run agree on both sides."""
+        self.lookup_run(record.run_id)
+        self.latest(record.workflow_name, record.foreign_id)
 
     @rule(index=st.integers(0, 1000), unknown=st.booleans())
     def lookup(self, index: int, unknown: bool) -> None:
         """Look a run up (or an unknown run id)."""
         if unknown or not self.run_ids:
-            run_id = str(uuid.uuid4())
+            self.lookup_run(str(uuid.uuid4()))
         else:
-            run_id = self.run_ids[index % len(self.run_ids)]
+            self.lookup_run(self.run_ids[index % len(self.run_ids)])
+
+    def lookup_run(self, run_id: str) -> None:
+        """Look ``run_id`` up on both sides."""
         want, got, _ = agree(self.harness, self.reference, lambda s: s.lookup(run_id), "lookup")
         _same_records(got, want, f"lookup({run_id!r})")
 

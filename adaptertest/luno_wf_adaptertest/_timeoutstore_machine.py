@@ -87,6 +87,8 @@ class TimeoutStoreMachine(RuleBasedStateMachine):
         """Create a timeout."""
         for store in (self.reference, self.harness.adapter):
             self.harness.run(store.create(workflow, foreign_id, run_id, status, expire_at))
+        # The new timeout is due exactly at its expiry time.
+        self.list_valid(workflow, status, expire_at)
 
     @rule(workflow=st.sampled_from(WORKFLOWS), index=st.integers(0, 20), cancel=st.booleans())
     def finish(self, workflow: str, index: int, cancel: bool) -> None:

@@ -1,12 +1,13 @@
 """Hypothesis profiles of the stateful conformance cases: ``ci`` and ``dev``.
 
 ``ci`` runs few examples, derandomized and without the example database, so a run is
-repeatable and bounded in time; ``dev`` runs more, random examples. Importing this module
-registers both with Hypothesis unless a profile of that name is already registered (a
-project's own ``ci`` profile wins).
+repeatable and bounded in time; ``dev`` runs more, random examples. They are settings
+objects of this module, not entries in Hypothesis's global profile registry, so they
+neither replace nor are replaced by a project's (or Hypothesis's own) ``ci`` profile.
 
 Choose one with ``pytest --luno-wf-hypothesis-profile=dev`` or the
-``LUNO_WF_HYPOTHESIS_PROFILE`` environment variable; the default is ``ci``.
+``LUNO_WF_HYPOTHESIS_PROFILE`` environment variable; the default is ``ci``. A contract
+subclass can adjust further with :meth:`StatefulCases.hypothesis_settings`.
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ from typing import ClassVar
 
 import pytest
 from hypothesis import HealthCheck, settings
-from hypothesis.errors import InvalidArgument
 
 from .plugin import PROFILE_ENV, PROFILE_OPTION
 
-__all__ = ["CI", "DEV", "StatefulCases", "profile_for", "stateful_settings"]
+__all__ = ["CI", "DEV", "PROFILES", "StatefulCases", "profile_for", "stateful_settings"]
 
 _SLOW_ADAPTERS = [HealthCheck.too_slow, HealthCheck.data_too_large]
 
@@ -43,18 +43,15 @@ DEV = settings(
 )
 """More random examples, for an author hunting bugs."""
 
-for _name, _profile in (("ci", CI), ("dev", DEV)):
-    try:
-        settings.get_profile(_name)
-    except InvalidArgument:
-        settings.register_profile(_name, _profile)
+PROFILES = {"ci": CI, "dev": DEV}
+"""The profiles by name."""
 
 
 def profile_for(config: pytest.Config) -> str:
     """The profile name chosen by the command line, the environment, or ``ci``."""
     chosen = config.getoption(PROFILE_OPTION, default=None) or os.environ.get(PROFILE_ENV)
     name = str(chosen or "ci")
-    if name not in ("ci", "dev"):
+    if name not in PROFILES:
         raise pytest.UsageError(f"{PROFILE_ENV}={name!r}: expected 'ci' or 'dev'")
     return name
 
@@ -66,7 +63,7 @@ def stateful_settings(
     stateful_step_count: int | None = None,
 ) -> settings:
     """The settings of one stateful case: the chosen profile, then the class's overrides."""
-    base = settings.get_profile(profile_for(config))
+    base = PROFILES[profile_for(config)]
     return settings(
         base,
         max_examples=base.max_examples if max_examples is None else max_examples,
