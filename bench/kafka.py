@@ -32,6 +32,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -250,9 +251,14 @@ async def workflow_rates(
 
 
 @contextlib.asynccontextmanager
-async def kafka_streamer(servers: str, fetch_wait_ms: int) -> AsyncIterator[KafkaStreamer]:
+async def kafka_streamer(
+    servers: str, fetch_wait_ms: int, commit_interval_ms: int
+) -> AsyncIterator[KafkaStreamer]:
     async with KafkaStreamer(
-        servers, partitions=4, consumer_options=consumer_options(fetch_wait_ms)
+        servers,
+        partitions=4,
+        consumer_options=consumer_options(fetch_wait_ms),
+        commit_interval=timedelta(milliseconds=commit_interval_ms),
     ) as streamer:
         yield streamer
 
@@ -287,7 +293,7 @@ async def with_postgres(
     schema = f"bench_{uuid.uuid4().hex[:12]}"
     try:
         await migrate(pool, schema=schema)
-        async with kafka_streamer(servers, args.fetch_wait_ms) as streamer:
+        async with kafka_streamer(servers, args.fetch_wait_ms, args.commit_interval_ms) as streamer:
             hybrid = await workflow_rates(
                 streamer,
                 PostgresRecordStore(pool, schema=schema),
@@ -319,12 +325,13 @@ async def main() -> None:
     parser.add_argument("--single", type=int, default=200)
     parser.add_argument("--parallel", type=int, default=2, help="parallel_count of each step")
     parser.add_argument("--fetch-wait-ms", type=int, default=2)
+    parser.add_argument("--commit-interval-ms", type=int, default=100)
     parser.add_argument("--no-postgres", action="store_true", help="skip (c) and (d)")
     args = parser.parse_args()
 
     with broker(args.kafka) as servers:
         top = await ceiling(servers, args.messages, args.hops, args.fetch_wait_ms)
-        async with kafka_streamer(servers, args.fetch_wait_ms) as streamer:
+        async with kafka_streamer(servers, args.fetch_wait_ms, args.commit_interval_ms) as streamer:
             mem = await workflow_rates(
                 streamer,
                 MemRecordStore(),

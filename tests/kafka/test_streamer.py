@@ -255,10 +255,14 @@ async def test_receivers_of_one_name_share_the_work(
 ) -> None:
     topic = f"share-{unique}"
     name = f"g-{unique}"
-    async with make_streamer(kafka_bootstrap, kafka_consumer_options, partitions=4) as streamer:
+    # Two streamers stand for two processes: two members of the group, splitting partitions.
+    async with (
+        make_streamer(kafka_bootstrap, kafka_consumer_options, partitions=4) as streamer,
+        make_streamer(kafka_bootstrap, kafka_consumer_options, partitions=4) as other,
+    ):
         sender = await streamer.new_sender(topic)
         first = await streamer.new_receiver(topic, name)
-        second = await streamer.new_receiver(topic, name)
+        second = await other.new_receiver(topic, name)
         # Let the first member finish the rebalance the second one's join started.
         await asyncio.sleep(1.5)
         await sender.send_many([(f"run-{i}", 1, {}) for i in range(40)])
@@ -366,3 +370,33 @@ async def test_closing_the_streamer_closes_its_receivers(
     await sender.close()
     with pytest.raises(RuntimeError, match="closed"):
         await sender.send("a", 1, {})
+
+
+async def test_receivers_of_one_name_in_one_streamer_share_one_member(
+    kafka_streamer: KafkaStreamer, unique: str
+) -> None:
+    topic = f"in-process-{unique}"
+    name = f"g-{unique}"
+    sender = await kafka_streamer.new_sender(topic)
+    for status in (1, 2, 3):
+        await sender.send("same-run", status, {})
+    first = await kafka_streamer.new_receiver(topic, name)
+    second = await kafka_streamer.new_receiver(topic, name)  # no second join: same member
+    event, _ = await recv(first)
+    assert event.type == 1
+    await first.close()  # not acked: goes to the other receiver of the name, at once
+
+    events = [await recv(second) for _ in range(3)]
+    assert [e.type for e, _ in events] == [1, 2, 3]
+    assert events[0][0].id == event.id
+    for _, ack in events:
+        await ack()
+    await second.close()
+
+    # Everything was acked before the member left: a new receiver sees only new events.
+    await sender.send("same-run", 4, {})
+    third = await kafka_streamer.new_receiver(topic, name)
+    event, ack = await recv(third)
+    assert event.type == 4
+    await ack()
+    await third.close()

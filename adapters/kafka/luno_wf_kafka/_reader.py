@@ -38,7 +38,7 @@ from ._offsets import PartitionOffsets
 from ._retry import Backoff, is_transient, retry_transient
 from .errors import KafkaUnavailable
 
-__all__ = ["GroupReader"]
+__all__ = ["GroupReader", "ReaderHandle"]
 
 logger = logging.getLogger("luno_wf_kafka")
 
@@ -106,6 +106,9 @@ class GroupReader:
         self._to_commit: dict[Any, int] = {}
         self._unanchored: set[Any] = set()
         self._joined = asyncio.Event()
+        # Given back by a closed handle while others stay open: (tp, generation, record).
+        self._redeliver: list[tuple[Any, int, Any]] = []
+        self._handles = 0
         self._commit_wake = asyncio.Event()
         self._commit_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -245,6 +248,12 @@ class GroupReader:
                     raise RuntimeError(f"{self._describe()} is closed")
                 if self._unanchored:
                     await self._anchor()
+                while self._redeliver:
+                    tp, generation, record = self._redeliver.pop(0)
+                    entry = self._parts.get(tp)
+                    if entry is not None and entry[0] == generation:
+                        return record, self._ack_for(tp, generation, record.offset)
+                    # Otherwise the partition moved: its new holder starts at the commit.
                 while self._buffer:
                     record = self._buffer.popleft()
                     tp = TopicPartition(record.topic, record.partition)
@@ -330,3 +339,67 @@ class GroupReader:
         for tp, offset in offsets.items():
             if self._to_commit.get(tp) == offset:
                 del self._to_commit[tp]
+
+    # -- sharing one member between receivers of one process ------------------------------
+
+    def open_handle(self) -> ReaderHandle:
+        """A new reader of this member; the member closes when its last handle does."""
+        if self._closed:
+            raise RuntimeError(f"{self._describe()} is closed")
+        self._handles += 1
+        return ReaderHandle(self)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the reader is closed (or closing)."""
+        return self._closed
+
+    def _give_back(self, items: list[tuple[Any, int, Any]]) -> None:
+        self._redeliver.extend(items)
+        self._redeliver.sort(key=lambda item: (item[0].partition, item[2].offset))
+
+    async def _release(self) -> None:
+        self._handles -= 1
+        if self._handles <= 0:
+            await self.close()
+
+
+class ReaderHandle:
+    """One receiver's share of a :class:`GroupReader`.
+
+    Receivers of one name in one process share a single group member (the way the
+    in-memory streamer shares a name): whichever asks next gets the next event. Events a
+    handle had not acked when it closed go to the others; when the last handle closes,
+    the member commits what was acked and leaves the group.
+    """
+
+    def __init__(self, reader: GroupReader) -> None:
+        self._reader = reader
+        self._in_flight: dict[tuple[Any, int], tuple[Any, int, Any]] = {}
+        self._closed = False
+
+    async def next(self) -> tuple[Any, Ack]:
+        """The next message for this handle and its ack (see :meth:`GroupReader.next`)."""
+        if self._closed:
+            raise RuntimeError(f"{self._reader._describe()} is closed")
+        record, ack = await self._reader.next()
+        tp = TopicPartition(record.topic, record.partition)
+        key = (tp, record.offset)
+        entry = self._reader._parts.get(tp)
+        self._in_flight[key] = (tp, entry[0] if entry is not None else 0, record)
+
+        async def ack_and_forget() -> None:
+            self._in_flight.pop(key, None)
+            await ack()
+
+        return record, ack_and_forget
+
+    async def close(self) -> None:
+        """Give un-acked events back to the other handles, then release; safe twice."""
+        if self._closed:
+            return
+        self._closed = True
+        in_flight, self._in_flight = list(self._in_flight.values()), {}
+        if not self._reader.closed:
+            self._reader._give_back(in_flight)
+        await self._reader._release()

@@ -100,7 +100,7 @@ class KafkaConnector:
         translate: Translate | None = None,
         *,
         consumer_options: Mapping[str, Any] | None = None,
-        commit_interval: timedelta = timedelta(0),
+        commit_interval: timedelta = timedelta(milliseconds=100),
         retry_timeout: timedelta = timedelta(seconds=60),
         **client_options: Any,
     ) -> None:

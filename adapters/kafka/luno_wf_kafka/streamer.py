@@ -14,7 +14,7 @@ from aiokafka.admin import NewTopic
 from luno_wf import Ack, Event
 
 from ._config import ClientConfig, Servers
-from ._reader import GroupReader
+from ._reader import GroupReader, ReaderHandle
 from ._retry import Backoff, is_transient, retry_transient
 from .errors import TopicCreationFailed
 
@@ -65,8 +65,10 @@ class KafkaStreamer:
         consumer_options: Extra ``AIOKafkaConsumer`` settings, e.g. ``session_timeout_ms``
             and ``heartbeat_interval_ms``. Group, offset reset and auto-commit are set by
             the streamer.
-        commit_interval: After an ack, wait this long before committing, to commit more
-            acks at once. Zero commits as soon as the previous commit returned.
+        commit_interval: After an ack, wait this long before committing, so that one
+            commit covers many acks (commits share the connection with fetches, and each
+            costs a round trip). A crash may redeliver what was acked in this window;
+            closing a receiver or losing a partition commits at once.
         retry_timeout: How long to retry while the brokers are unreachable before raising
             :class:`~luno_wf_kafka.errors.KafkaUnavailable`.
         **client_options: Connection and security settings passed to every client
@@ -88,7 +90,7 @@ class KafkaStreamer:
         topic_config: Mapping[str, str] | None = None,
         producer_options: Mapping[str, Any] | None = None,
         consumer_options: Mapping[str, Any] | None = None,
-        commit_interval: timedelta = timedelta(0),
+        commit_interval: timedelta = timedelta(milliseconds=100),
         retry_timeout: timedelta = timedelta(seconds=60),
         **client_options: Any,
     ) -> None:
@@ -114,6 +116,9 @@ class KafkaStreamer:
         self._lock: asyncio.Lock | None = None
         self._topics: set[str] = set()
         self._receivers: set[KafkaReceiver] = set()
+        # One group member per (topic, name) in this process, shared by its receivers.
+        self._readers: dict[tuple[str, str], GroupReader] = {}
+        self._reader_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._closed = False
 
     def __repr__(self) -> str:
@@ -254,18 +259,25 @@ class KafkaStreamer:
         if not name:
             raise ValueError("receiver name (the consumer group) must not be empty")
         await self.ensure_topic(topic)
-        reader = GroupReader(
-            make_consumer=lambda: self._config.make_consumer(
-                name, from_latest=stream_from_latest, max_wait=poll_frequency
-            ),
-            topic=topic,
-            group=name,
-            anchor_latest=stream_from_latest,
-            retry_timeout=self._config.retry_timeout,
-            commit_interval=self._commit_interval,
-        )
-        await reader.start()
-        receiver = KafkaReceiver(self, reader)
+        key = (topic, name)
+        lock = self._reader_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            self._check_open()
+            reader = self._readers.get(key)
+            if reader is None or reader.closed:
+                reader = GroupReader(
+                    make_consumer=lambda: self._config.make_consumer(
+                        name, from_latest=stream_from_latest, max_wait=poll_frequency
+                    ),
+                    topic=topic,
+                    group=name,
+                    anchor_latest=stream_from_latest,
+                    retry_timeout=self._config.retry_timeout,
+                    commit_interval=self._commit_interval,
+                )
+                await reader.start()
+                self._readers[key] = reader
+            receiver = KafkaReceiver(self, reader.open_handle())
         self._receivers.add(receiver)
         return receiver
 
@@ -369,21 +381,18 @@ class KafkaSender:
 
 
 class KafkaReceiver:
-    """Receives one Kafka topic as a member of the consumer group named by the receiver."""
+    """Receives one Kafka topic in the consumer group named by the receiver.
 
-    def __init__(self, streamer: KafkaStreamer, reader: GroupReader) -> None:
+    Receivers of the same topic and name opened on one streamer share one group member:
+    whichever calls :meth:`recv` gets the next event, and events one of them had not acked
+    when it closed go to the others (as with the in-memory streamer). Receivers in other
+    processes, or on other streamers, are other members: Kafka splits the partitions
+    between them.
+    """
+
+    def __init__(self, streamer: KafkaStreamer, reader: ReaderHandle) -> None:
         self._streamer = streamer
         self._reader = reader
-
-    @property
-    def topic(self) -> str:
-        """The Kafka topic this receiver reads."""
-        return self._reader.topic
-
-    @property
-    def name(self) -> str:
-        """The receiver name, which is its consumer group."""
-        return self._reader.group
 
     async def recv(self) -> tuple[Event, Ack]:
         """Wait for the next event (cancellable) and return it with its ack.
