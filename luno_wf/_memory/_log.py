@@ -9,6 +9,7 @@ each group at least once and never after its ack.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 from typing import Generic, TypeVar
 
@@ -33,7 +34,7 @@ class SharedLog(Generic[T]):
         self.base = 0  # absolute position of items[0]
         self.retain = retain
         self.groups: dict[str, Group[T]] = {}
-        self._changed = asyncio.Event()
+        self._waiters: list[asyncio.Future[None]] = []
 
     @property
     def end(self) -> int:
@@ -61,12 +62,23 @@ class SharedLog(Generic[T]):
 
     def wake(self) -> None:
         """Wake every reader waiting for an item."""
-        self._changed.set()
-        self._changed = asyncio.Event()
+        if self._waiters:
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     async def changed(self) -> None:
-        """Wait for the next append or redelivery."""
-        await self._changed.wait()
+        """Wait for the next append or redelivery (cancellable)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
 
     def group(self, name: str, *, from_latest: bool) -> Group[T]:
         """The group of ``name``, created at the head of the log if ``from_latest``."""
