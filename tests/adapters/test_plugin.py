@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import luno_wf_adaptertest
 import pytest
@@ -60,3 +61,20 @@ def test_profiles(pytestconfig: pytest.Config, monkeypatch: pytest.MonkeyPatch) 
     if pytestconfig.getoption("--luno-wf-hypothesis-profile") is None:
         with pytest.raises(pytest.UsageError, match="nightly"):
             stateful_settings(pytestconfig)
+
+
+def test_docs_name_every_case() -> None:
+    """docs/adapters.md lists every case of every contract, so it cannot drift silently."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "adapters.md").read_text()
+    contracts = [
+        luno_wf_adaptertest.RecordStoreContract,
+        luno_wf_adaptertest.TimeoutStoreContract,
+        luno_wf_adaptertest.EventStreamerContract,
+        luno_wf_adaptertest.RoleSchedulerContract,
+        luno_wf_adaptertest.ConnectorContract,
+    ]
+    for contract in contracts:
+        assert f"**{contract.__name__}**" in docs
+        for name in vars(contract):
+            if name.startswith("test_"):
+                assert f"`{name}`" in docs, f"docs/adapters.md does not mention {name}"
