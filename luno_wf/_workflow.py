@@ -144,6 +144,7 @@ class Workflow(Generic[T, S]):
         self.default_start = self.status_type(self.graph.starting()[0])
         # Looked up on every step: plain dicts beat the enum's own lookup.
         self.members: dict[int, S] = {int(m): m for m in builder.status_type}
+        self.names: dict[int, str] = {int(m): m.name for m in builder.status_type}
         self.error_counts: dict[tuple[str, str], int] = {}
         self.outbox_wake = asyncio.Event()
         self._watches: dict[str, list[_Watch]] = {}
@@ -294,7 +295,17 @@ class Workflow(Generic[T, S]):
     def build_run(self, record: Record) -> Run[T, S]:
         """Decode a record into a Run; INITIATED is treated as RUNNING (internal)."""
         if record.run_state == RunState.INITIATED:
-            record = attrs.evolve(record, run_state=RunState.RUNNING)
+            record = Record(
+                workflow_name=record.workflow_name,
+                foreign_id=record.foreign_id,
+                run_id=record.run_id,
+                run_state=RunState.RUNNING,
+                status=record.status,
+                object=record.object,
+                created_at=record.created_at,
+                updated_at=record.updated_at,
+                meta=record.meta,
+            )
         obj = self.codec.decode(record.object)
         return Run(record, self.status_of(record), obj, self.controller(record))
 

@@ -69,7 +69,7 @@ async def apply_result(
         updated_at=wf.clock.now(),
         meta=Meta(
             run_state_reason=meta.run_state_reason,
-            status_description=wf.members[next_status].name,
+            status_description=wf.names[next_status],
             version=meta.version + 1,
             trace_origin=meta.trace_origin,
         ),
