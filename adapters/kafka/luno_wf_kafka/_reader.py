@@ -267,7 +267,8 @@ class GroupReader:
                         continue  # fetched before a rebalance reset the position
                     return record, self._ack_for(tp, generation, record.offset)
                 try:
-                    batches = await consumer.getmany(timeout_ms=1000)
+                    # Short waits, so events given back by a closed handle go out promptly.
+                    batches = await consumer.getmany(timeout_ms=200)
                 except ConsumerStoppedError:
                     raise RuntimeError(f"{self._describe()} is closed") from None
                 except Exception as exc:
