@@ -152,7 +152,7 @@ END
 $fn$""",
     # Claim up to p_limit events for one receiver, after recording its acks and renewing
     # the leases of the events it still holds: lapsed claims of the name first (oldest
-    # first), then the next events after the name's cursor.
+    # first), then, up to the limit, the next events after the name's cursor.
     # The cursor row lock serialises receivers of one name, so no event goes to two.
     """CREATE OR REPLACE FUNCTION {s}.claim_events(
     p_topic text, p_name text, p_owner text, p_limit integer, p_lease interval,
@@ -162,6 +162,7 @@ $fn$""",
 LANGUAGE plpgsql AS $fn$
 #variable_conflict use_column
 DECLARE
+    v_taken bigint;
     v_from bigint;
     v_to bigint;
 BEGIN
@@ -206,7 +207,8 @@ BEGIN
     SELECT e.id, e.foreign_id, e.type, e.headers, e.created_at
     FROM {s}.events e JOIN taken ON e.id = taken.event_id
     ORDER BY e.id;
-    IF FOUND THEN
+    GET DIAGNOSTICS v_taken = ROW_COUNT;
+    IF v_taken >= p_limit THEN
         RETURN;
     END IF;
 
@@ -217,7 +219,7 @@ BEGIN
     END IF;
     SELECT max(x.id) INTO v_to FROM (
         SELECT e.id FROM {s}.events e
-        WHERE e.topic = p_topic AND e.id > v_from ORDER BY e.id LIMIT p_limit
+        WHERE e.topic = p_topic AND e.id > v_from ORDER BY e.id LIMIT p_limit - v_taken
     ) AS x;
     IF v_to IS NULL THEN
         RETURN;

@@ -42,10 +42,13 @@ SELECT id, foreign_id, type, headers, created_at FROM {s}.claim_events(
 WITH acked AS (
     DELETE FROM {s}.claims
     WHERE topic = %(topic)s AND name = %(name)s AND event_id = ANY (%(acked)s::bigint[])
+), released AS (
+    UPDATE {s}.claims SET lease_until = '-infinity'
+    WHERE topic = %(topic)s AND name = %(name)s AND owner = %(owner)s
+      AND event_id = ANY (%(held)s::bigint[])
+    RETURNING 1
 )
-UPDATE {s}.claims SET lease_until = '-infinity'
-WHERE topic = %(topic)s AND name = %(name)s AND owner = %(owner)s
-  AND event_id = ANY (%(held)s::bigint[])""",
+SELECT pg_notify({channel}, %(topic)s) WHERE EXISTS (SELECT 1 FROM released)""",
     "purge": """
 WITH bound AS (
     SELECT LEAST(
@@ -84,6 +87,9 @@ class _Listener:
         self._channel = channel
         self._waiters: dict[str, asyncio.Event] = {}
         self._task: asyncio.Task[None] | None = None
+        # Backends this process sends from: it wakes its own receivers directly, so their
+        # notifications would only cause a second, empty claim.
+        self.local_pids: set[int] = set()
 
     def start(self) -> None:
         if self._task is None:
@@ -130,7 +136,8 @@ class _Listener:
                 backoff = 0.1
                 self.wake_all()
                 async for notify in conn.notifies():
-                    self.wake(notify.payload)
+                    if notify.pid not in self.local_pids:
+                        self.wake(notify.payload)
             except psycopg.Error as err:
                 _log.warning("event listener connection failed, reconnecting: %s", err)
                 await asyncio.sleep(backoff)
@@ -325,7 +332,10 @@ class PostgresSender:
         )
         async with autocommit(streamer._pool) as conn:
             await conn.execute(streamer._sql.get("send", conn), params)
-        streamer._listener.wake(self._topic)  # receivers in this process need no NOTIFY
+            pid = conn.info.backend_pid
+        listener = streamer._listener
+        listener.local_pids.add(pid)
+        listener.wake(self._topic)  # receivers in this process need no NOTIFY
 
     async def close(self) -> None:
         """Close the sender; safe twice."""
@@ -347,6 +357,10 @@ class PostgresReceiver:
         self._held: set[int] = set()  # claimed and not acked: buffered or handed out
         self._acked: list[int] = []  # acked, not yet recorded in the database
         self._renewed = 0.0
+        # Set when the last claim drained the topic: the waiter taken before that claim.
+        # The next claim waits for it (it is set if anything was sent since), so an event
+        # costs one claim, which also records the previous event's ack.
+        self._drained: asyncio.Event | None = None
         self._closed = False
 
     async def recv(self) -> tuple[Event, Ack]:
@@ -357,6 +371,7 @@ class PostgresReceiver:
 
         """
         self._check_open()
+        streamer = self._streamer
         while True:
             if self._buffer:
                 if time.monotonic() - self._renewed >= self._renew_every:
@@ -364,19 +379,22 @@ class PostgresReceiver:
                     self._check_open()
                 if self._buffer:
                     return self._hand_out(self._buffer.popleft())
-            waiter = self._streamer._listener.waiter(self._topic)
-            claimed = await self._claim(self._streamer._batch_size)
+            if self._drained is not None:
+                waiter, self._drained = self._drained, None
+                raise_if_cancelling()
+                try:
+                    async with asyncio.timeout(self._wait):
+                        await waiter.wait()
+                except TimeoutError:
+                    pass
+                self._check_open()
+            waiter = streamer._listener.waiter(self._topic)
+            claimed = await self._claim(streamer._batch_size)
             self._check_open()
-            if claimed:
-                continue
-            await self._streamer._maybe_cleanup(self._topic)
-            raise_if_cancelling()
-            try:
-                async with asyncio.timeout(self._wait):
-                    await waiter.wait()
-            except TimeoutError:
-                pass
-            self._check_open()
+            if claimed < streamer._batch_size:
+                self._drained = waiter
+            if not claimed:
+                await streamer._maybe_cleanup(self._topic)
 
     def _hand_out(self, event: Event) -> tuple[Event, Ack]:
         event_id = event.id
