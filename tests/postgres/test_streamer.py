@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from luno_wf_postgres import PostgresReceiver, PostgresStreamer
 from psycopg_pool import AsyncConnectionPool
@@ -261,3 +262,35 @@ async def test_recv_does_not_wait_through_a_swallowed_cancellation(
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 2)
     await receiver.close()
+
+
+async def test_listener_reconnects_after_losing_its_connection(
+    pg_pool: AsyncConnectionPool[Any], pg_schema: str, postgres_dsn: str
+) -> None:
+    other_pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        postgres_dsn, min_size=1, max_size=2, open=False
+    )
+    await other_pool.open()
+    slow = timedelta(seconds=30)
+    try:
+        async with (
+            PostgresStreamer(pg_pool, schema=pg_schema, poll_frequency=slow) as receiving,
+            PostgresStreamer(other_pool, schema=pg_schema, poll_frequency=slow) as sending,
+        ):
+            receiver = await receiving.new_receiver(TOPIC, "reconnect")
+            await send(sending, TOPIC, "before")
+            assert (await recv(receiver)).foreign_id == "before"
+            async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as a:
+                cur = await a.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE query = %s AND pid <> pg_backend_pid()",
+                    (f'LISTEN "{pg_schema}_events"',),
+                )
+                assert [row[0] for row in await cur.fetchall()] == [True]
+            await asyncio.sleep(0.5)  # the listener notices and listens again
+            await send(sending, TOPIC, "after")
+            event = await recv(receiver)  # well within the 30 s poll fallback
+            assert event.foreign_id == "after"
+            await receiver.close()
+    finally:
+        await other_pool.close()
