@@ -271,3 +271,30 @@ async def test_naive_timestamps_are_refused(store: PostgresRecordStore) -> None:
     record = attrs.evolve(make_record(), created_at=datetime(2024, 1, 1))
     with pytest.raises(ValueError, match="timezone-aware"):
         await store.store(record)
+
+
+async def test_batch_deletes_ride_on_the_next_listing(
+    store: PostgresRecordStore,
+    pg_pool: AsyncConnectionPool[Any],
+    pg_schema: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    other = PostgresRecordStore(pg_pool, schema=pg_schema)
+    for i in range(4):
+        await store.store(make_record(foreign_id=str(i)))
+    rows = await store.list_outbox_events("my_workflow", 10)
+    await store.delete_outbox_events([rows[0].id, rows[1].id])
+    # Another store (process) still sees them until this store lists again...
+    assert len(await other.list_outbox_events("my_workflow", 10)) == 4
+    # ...which deletes them in the same statement, and never lists them itself.
+    assert [r.id for r in await store.list_outbox_events("my_workflow", 1)] == [rows[2].id]
+    assert [r.id for r in await other.list_outbox_events("my_workflow", 10)] == [
+        rows[2].id,
+        rows[3].id,
+    ]
+    # Past the bound, deferred deletes go at once.
+    import luno_wf_postgres.recordstore as module
+
+    monkeypatch.setattr(module, "_MAX_DEFERRED_DELETES", 1)
+    await store.delete_outbox_events([rows[2].id, rows[3].id])
+    assert await other.list_outbox_events("my_workflow", 10) == []

@@ -78,9 +78,21 @@ ORDER BY created_at DESC, seq DESC LIMIT 1""",
     "list_outbox": """
 SELECT id, workflow_name, data, created_at FROM {s}.outbox
 WHERE workflow_name = %s ORDER BY seq LIMIT %s""",
+    # The same, first removing rows whose deletion was deferred (see delete_outbox_events);
+    # the SELECT's snapshot predates the DELETE, hence the filter. Published rows lost by
+    # a crash are published again (at least once), so the commit need not wait for the
+    # WAL flush.
+    "list_outbox_deleting": """
+WITH async AS (
+    SELECT set_config('synchronous_commit', 'off', true) AS setting
+), gone AS (
+    DELETE FROM {s}.outbox
+    WHERE id = ANY(%(deleted)s::text[]) AND (SELECT setting FROM async) IS NOT NULL
+)
+SELECT id, workflow_name, data, created_at FROM {s}.outbox
+WHERE workflow_name = %(workflow_name)s AND id <> ALL(%(deleted)s::text[])
+ORDER BY seq LIMIT %(limit)s""",
     "delete_outbox": "DELETE FROM {s}.outbox WHERE id = %s",
-    # Published rows: if a crash loses the delete they are published again (at least once),
-    # so the commit need not wait for the WAL flush.
     "delete_outbox_many": """
 WITH async AS (SELECT set_config('synchronous_commit', 'off', true) AS setting)
 DELETE FROM {s}.outbox WHERE id = ANY(%s) AND (SELECT setting FROM async) IS NOT NULL""",
@@ -88,6 +100,7 @@ DELETE FROM {s}.outbox WHERE id = ANY(%s) AND (SELECT setting FROM async) IS NOT
 
 _UNFINISHED_INDEX = "records_one_unfinished"
 _MAX_STORE_ATTEMPTS = 3  # insert and update can race with a concurrent insert once each
+_MAX_DEFERRED_DELETES = 10_000
 
 
 def _utc(moment: datetime, what: str) -> datetime:
@@ -156,6 +169,7 @@ class PostgresRecordStore:
         self._pool = pool
         self._clock = clock or SystemClock()
         self._sql = Statements(schema, _TEMPLATES)
+        self._deferred: builtins.list[str] = []  # published rows not yet deleted
 
     async def store(self, record: Record) -> None:
         """Insert or compare-and-set update ``record``, and write its outbox row, atomically.
@@ -301,12 +315,29 @@ class PostgresRecordStore:
     async def list_outbox_events(
         self, workflow_name: str, limit: int
     ) -> builtins.list[OutboxEvent]:
-        """Up to ``limit`` unpublished rows of the workflow, oldest first."""
+        """Up to ``limit`` unpublished rows of the workflow, oldest first.
+
+        Rows passed to :meth:`delete_outbox_events` since the last call are deleted by this
+        same statement, and never listed again.
+        """
         if limit <= 0:
             return []
-        async with autocommit(self._pool) as conn:
-            cur = await conn.execute(self._sql.get("list_outbox", conn), (workflow_name, limit))
-            rows = await cur.fetchall()
+        deleted, self._deferred = self._deferred, []
+        try:
+            async with autocommit(self._pool) as conn:
+                if deleted:
+                    cur = await conn.execute(
+                        self._sql.get("list_outbox_deleting", conn),
+                        {"deleted": deleted, "workflow_name": workflow_name, "limit": limit},
+                    )
+                else:
+                    cur = await conn.execute(
+                        self._sql.get("list_outbox", conn), (workflow_name, limit)
+                    )
+                rows = await cur.fetchall()
+        except BaseException:
+            self._deferred[:0] = deleted  # not known to be deleted: keep them for next time
+            raise
         return [
             OutboxEvent(
                 id=id,
@@ -318,16 +349,28 @@ class PostgresRecordStore:
         ]
 
     async def delete_outbox_event(self, id: str) -> None:
-        """Remove a published row; a missing row is not an error."""
+        """Remove a published row now; a missing row is not an error."""
         async with autocommit(self._pool) as conn:
             await conn.execute(self._sql.get("delete_outbox", conn), (id,))
 
     async def delete_outbox_events(self, ids: Sequence[str]) -> None:
-        """Remove many published rows in one statement; missing rows are ignored."""
-        if not ids:
-            return
-        async with autocommit(self._pool) as conn:
-            await conn.execute(self._sql.get("delete_outbox_many", conn), (list(ids),))
+        """Remove published rows; missing rows are ignored.
+
+        The rows disappear from this store's listings at once, and from the database with
+        its next :meth:`list_outbox_events` (in the same statement: the outbox publisher
+        lists again right after deleting, so this saves it a round trip per batch). If the
+        process dies in between, the rows are published again: at least once, as ever.
+        More than ``10_000`` deferred ids are deleted at once.
+        """
+        self._deferred.extend(ids)
+        if len(self._deferred) > _MAX_DEFERRED_DELETES:
+            deleted, self._deferred = self._deferred, []
+            try:
+                async with autocommit(self._pool) as conn:
+                    await conn.execute(self._sql.get("delete_outbox_many", conn), (deleted,))
+            except BaseException:
+                self._deferred[:0] = deleted
+                raise
 
 
 def _condition(f: RecordFilter) -> tuple[sql.Composable, object]:
