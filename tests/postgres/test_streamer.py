@@ -294,3 +294,16 @@ async def test_listener_reconnects_after_losing_its_connection(
             await receiver.close()
     finally:
         await other_pool.close()
+
+
+async def test_ack_after_close_is_harmless_and_the_event_comes_back(
+    streamer: PostgresStreamer,
+) -> None:
+    receiver = await streamer.new_receiver(TOPIC, "late-ack")
+    await send(streamer, TOPIC, "1")
+    event, ack = await asyncio.wait_for(receiver.recv(), 5)
+    await receiver.close()
+    await ack()  # after close: ignored, as in the in-memory streamer
+    again = await streamer.new_receiver(TOPIC, "late-ack")
+    assert (await recv(again)).id == event.id
+    await again.close()
