@@ -27,6 +27,7 @@ __all__ = [
     "outbox_data",
 ]
 
+_RUN_STATE_TEXT = {state: str(int(state)) for state in RunState}
 _TO_RUN_STATE_CHANGE = frozenset(
     {RunState.PAUSED, RunState.CANCELLED, RunState.DATA_DELETED, RunState.COMPLETED}
 )
@@ -56,11 +57,22 @@ def new_uuid4() -> str:
 
 def event_topic(record: Record) -> str:
     """The topic of the event a stored record produces (spec §3.1)."""
-    if record.run_state == RunState.REQUESTED_DATA_DELETED:
-        return delete_topic(record.workflow_name)
-    if record.run_state in _TO_RUN_STATE_CHANGE:
-        return run_state_change_topic(record.workflow_name)
-    return topic(record.workflow_name, record.status)
+    key = (record.workflow_name, record.run_state, record.status)
+    found = _TOPICS.get(key)
+    if found is None:
+        if record.run_state == RunState.REQUESTED_DATA_DELETED:
+            found = delete_topic(record.workflow_name)
+        elif record.run_state in _TO_RUN_STATE_CHANGE:
+            found = run_state_change_topic(record.workflow_name)
+        else:
+            found = topic(record.workflow_name, record.status)
+        if len(_TOPICS) < 10_000:
+            _TOPICS[key] = found
+    return found
+
+
+# Topic names are derived from (workflow, run state, status) on every write: memoised.
+_TOPICS: dict[tuple[str, int, int], str] = {}
 
 
 def outbox_data(record: Record) -> OutboxData:
@@ -70,7 +82,7 @@ def outbox_data(record: Record) -> OutboxData:
         "workflow_name": record.workflow_name,
         "topic": event_topic(record),
         "run_id": record.run_id,
-        "run_state": str(int(record.run_state)),
+        "run_state": _RUN_STATE_TEXT[record.run_state],
         "record_version": str(record.meta.version),
     }
     return OutboxData(run_id=record.run_id, type=record.status, headers=headers)

@@ -145,6 +145,10 @@ class Workflow(Generic[T, S]):
         # Looked up on every step: plain dicts beat the enum's own lookup.
         self.members: dict[int, S] = {int(m): m for m in builder.status_type}
         self.names: dict[int, str] = {int(m): m.name for m in builder.status_type}
+        self.allowed: dict[int, frozenset[int]] = {
+            n: frozenset(self.graph.transitions(n)) for n in self.graph.nodes()
+        }
+        self.terminal = frozenset(self.graph.terminal())
         self.error_counts: dict[tuple[str, str], int] = {}
         self.outbox_wake = asyncio.Event()
         self._watches: dict[str, list[_Watch]] = {}

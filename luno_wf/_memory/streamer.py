@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from .._clock import Clock, SystemClock
 from .._event import Event
@@ -34,14 +34,19 @@ class MemStreamer:
         return log
 
     def _append(
-        self, topic: str, foreign_id: str, status_type: int, headers: Mapping[str, str]
+        self,
+        topic: str,
+        foreign_id: str,
+        status_type: int,
+        headers: Mapping[str, str],
+        now: datetime | None = None,
     ) -> None:
         event = Event(
             id=self._next_id,
             foreign_id=foreign_id,
             type=int(status_type),
             headers=dict(headers),
-            created_at=self._clock.now(),
+            created_at=now or self._clock.now(),
         )
         self._next_id += 1
         self._log(topic).append(event)
@@ -81,8 +86,9 @@ class MemSender:
         """Append several events to the topic, in order."""
         if self._closed:
             raise RuntimeError(f"sender for topic {self._topic!r} is closed")
+        now = self._streamer._clock.now()
         for foreign_id, status_type, headers in events:
-            self._streamer._append(self._topic, foreign_id, status_type, headers)
+            self._streamer._append(self._topic, foreign_id, status_type, headers, now)
 
     async def close(self) -> None:
         """Close the sender; safe twice."""

@@ -35,7 +35,7 @@ async def apply_result(
         return False
     elif isinstance(result, wf.status_type):
         next_status = int(result)
-        if not wf.graph.allows(current, next_status):
+        if next_status not in wf.allowed[current]:
             raise InvalidTransition(
                 f"current status not defined in graph: current={wf.status_type(current)!r}, "
                 f"next={result!r}; allowed: "
@@ -56,7 +56,7 @@ async def apply_result(
         )
     record = run.record
     meta = record.meta
-    finished = next_status != current and wf.graph.is_terminal(next_status)
+    finished = next_status != current and next_status in wf.terminal
     # Built directly rather than with attrs.evolve: this is the hot path of every step.
     updated = Record(
         workflow_name=record.workflow_name,
