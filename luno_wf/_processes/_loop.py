@@ -17,7 +17,14 @@ from ..errors import RoleLost
 if TYPE_CHECKING:
     from .._workflow import Workflow
 
-__all__ = ["Body", "ProcessSpec", "Progress", "consume", "with_receiver"]
+__all__ = [
+    "Body",
+    "ProcessSpec",
+    "Progress",
+    "consume",
+    "consumer_process",
+    "with_receiver",
+]
 
 Progress = Callable[[], None]
 """Called by a process body after each unit of work, resetting the error back-off."""
@@ -148,3 +155,43 @@ async def with_receiver(
         await work(receiver)
     finally:
         await receiver.close()
+
+
+def consumer_process(
+    wf: Workflow[Any, Any],
+    *,
+    name: str,
+    role: str,
+    topic: str,
+    handle: Handler,
+    polling: timedelta,
+    backoff: timedelta | ExponentialBackoff,
+    lag: timedelta = timedelta(0),
+    lag_alert: timedelta = timedelta(0),
+    keep: Keep | None = None,
+) -> ProcessSpec:
+    """A process that consumes ``topic`` under ``role`` with ``handle``.
+
+    Each time it takes its role it opens a receiver named after the role (so it resumes at
+    the last acked event), consumes until an error or cancellation, and closes the receiver.
+    """
+
+    def body(progress: Progress) -> Awaitable[None]:
+        return with_receiver(
+            wf,
+            topic,
+            role,
+            polling,
+            lambda receiver: consume(
+                wf,
+                receiver,
+                handle,
+                process_name=name,
+                progress=progress,
+                lag=lag,
+                lag_alert=lag_alert,
+                keep=keep,
+            ),
+        )
+
+    return ProcessSpec(wf, name, role, body, backoff)

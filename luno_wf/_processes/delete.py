@@ -10,7 +10,7 @@ from .._event import Event
 from .._naming import delete_topic, make_role
 from .._runstate import RunState
 from ..errors import RecordNotFound, StaleRecord
-from ._loop import ProcessSpec, Progress, consume, with_receiver
+from ._loop import ProcessSpec, consumer_process
 
 if TYPE_CHECKING:
     from .._workflow import Workflow
@@ -60,20 +60,13 @@ def process(wf: Workflow[Any, Any]) -> ProcessSpec:
         except StaleRecord:
             return  # written meanwhile; that write's event is handled on its own
 
-    def body(progress: Progress) -> Any:
-        return with_receiver(
-            wf,
-            delete_topic(wf.name),
-            role,
-            opts.polling_frequency,
-            lambda receiver: consume(
-                wf,
-                receiver,
-                handle,
-                process_name=name,
-                progress=progress,
-                lag_alert=opts.lag_alert,
-            ),
-        )
-
-    return ProcessSpec(wf, name, role, body, opts.err_backoff)
+    return consumer_process(
+        wf,
+        name=name,
+        role=role,
+        topic=delete_topic(wf.name),
+        handle=handle,
+        polling=opts.polling_frequency,
+        backoff=opts.err_backoff,
+        lag_alert=opts.lag_alert,
+    )

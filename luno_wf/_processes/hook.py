@@ -8,7 +8,7 @@ from .._event import Event, Header
 from .._naming import make_role, run_state_change_topic
 from .._runstate import RunState
 from ..errors import RecordNotFound
-from ._loop import ProcessSpec, Progress, consume, with_receiver
+from ._loop import ProcessSpec, consumer_process
 from .step import DECODE_ERRORS
 
 if TYPE_CHECKING:
@@ -57,21 +57,14 @@ def process(wf: Workflow[Any, Any], run_state: RunState) -> ProcessSpec:
             return
         await hook(typed)
 
-    def body(progress: Progress) -> Any:
-        return with_receiver(
-            wf,
-            run_state_change_topic(wf.name),
-            role,
-            opts.polling_frequency,
-            lambda receiver: consume(
-                wf,
-                receiver,
-                handle,
-                process_name=name,
-                progress=progress,
-                lag_alert=opts.lag_alert,
-                keep=keep_run_state(run_state),
-            ),
-        )
-
-    return ProcessSpec(wf, name, role, body, opts.err_backoff)
+    return consumer_process(
+        wf,
+        name=name,
+        role=role,
+        topic=run_state_change_topic(wf.name),
+        handle=handle,
+        polling=opts.polling_frequency,
+        backoff=opts.err_backoff,
+        lag_alert=opts.lag_alert,
+        keep=keep_run_state(run_state),
+    )

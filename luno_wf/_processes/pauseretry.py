@@ -9,7 +9,7 @@ from .._event import Event
 from .._naming import make_role, run_state_change_topic
 from .._runstate import RunState
 from ..errors import InvalidRunStateTransition, RecordNotFound, StaleRecord
-from ._loop import ProcessSpec, Progress, consume, with_receiver
+from ._loop import ProcessSpec, consumer_process
 from .hook import keep_run_state
 
 if TYPE_CHECKING:
@@ -51,21 +51,14 @@ def process(wf: Workflow[Any, Any]) -> ProcessSpec:
         except (StaleRecord, InvalidRunStateTransition):
             return
 
-    def body(progress: Progress) -> Any:
-        return with_receiver(
-            wf,
-            run_state_change_topic(wf.name),
-            role,
-            opts.polling_frequency,
-            lambda receiver: consume(
-                wf,
-                receiver,
-                handle,
-                process_name=name,
-                progress=progress,
-                lag_alert=lag_alert,
-                keep=keep_run_state(RunState.PAUSED),
-            ),
-        )
-
-    return ProcessSpec(wf, name, role, body, opts.err_backoff)
+    return consumer_process(
+        wf,
+        name=name,
+        role=role,
+        topic=run_state_change_topic(wf.name),
+        handle=handle,
+        polling=opts.polling_frequency,
+        backoff=opts.err_backoff,
+        lag_alert=lag_alert,
+        keep=keep_run_state(RunState.PAUSED),
+    )

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any
 import cattrs
 
 from .._builder import StepSpec
-from .._event import Event, Header
+from .._event import Event
 from .._naming import make_role, topic
-from ..errors import InvalidTransition, RecordNotFound, StaleRecord, WorkflowError
-from ._loop import ProcessSpec, Progress, consume, with_receiver
+from ..errors import InvalidTransition, StaleRecord, WorkflowError
+from ._load import load_current
+from ._loop import ProcessSpec, consumer_process
 from ._pausing import maybe_pause
 from ._update import apply_result
 
@@ -21,10 +22,6 @@ if TYPE_CHECKING:
 __all__ = ["processes", "shard_keeps"]
 
 DECODE_ERRORS = (ValueError, TypeError, KeyError, cattrs.BaseValidationError, json.JSONDecodeError)
-
-
-class StaleEvent(WorkflowError):
-    """The event is newer than the record read for it (a lagging replica): retry later."""
 
 
 def shard_keeps(shard: int, total: int) -> Any:
@@ -43,39 +40,25 @@ def processes(wf: Workflow[Any, Any], spec: StepSpec) -> list[ProcessSpec]:
     """The consumers of one step, one per shard."""
     opts = wf.resolve(spec.options)
     total = max(opts.parallel_count, 1)
-    status = spec.from_status
-    out = []
-    for shard in range(1, total + 1):
-        role = make_role(wf.name, str(int(status)), "consumer", str(shard), "of", str(total))
-        name = make_role(status.name, "consumer", str(shard), "of", str(total))
-        handler = _handler(wf, spec, name, opts.pause_after_err_count)
+    status = int(spec.from_status)
 
-        def body(
-            progress: Progress,
-            role: str = role,
-            name: str = name,
-            handler: Any = handler,
-            shard: int = shard,
-        ) -> Any:
-            return with_receiver(
-                wf,
-                topic(wf.name, int(status)),
-                role,
-                opts.polling_frequency,
-                lambda receiver: consume(
-                    wf,
-                    receiver,
-                    handler,
-                    process_name=name,
-                    progress=progress,
-                    lag=opts.lag,
-                    lag_alert=opts.lag_alert,
-                    keep=shard_keeps(shard, total) if total > 1 else None,
-                ),
-            )
+    def shard_process(shard: int) -> ProcessSpec:
+        of = (str(shard), "of", str(total))
+        name = make_role(spec.from_status.name, "consumer", *of)
+        return consumer_process(
+            wf,
+            name=name,
+            role=make_role(wf.name, str(status), "consumer", *of),
+            topic=topic(wf.name, status),
+            handle=_handler(wf, spec, name, opts.pause_after_err_count),
+            polling=opts.polling_frequency,
+            backoff=opts.err_backoff,
+            lag=opts.lag,
+            lag_alert=opts.lag_alert,
+            keep=shard_keeps(shard, total) if total > 1 else None,
+        )
 
-        out.append(ProcessSpec(wf, name, role, body, opts.err_backoff))
-    return out
+    return [shard_process(shard) for shard in range(1, total + 1)]
 
 
 def _handler(wf: Workflow[Any, Any], spec: StepSpec, process_name: str, threshold: int) -> Any:
@@ -83,30 +66,8 @@ def _handler(wf: Workflow[Any, Any], spec: StepSpec, process_name: str, threshol
     fn = spec.fn
 
     async def handle(event: Event) -> None:
-        try:
-            record = await wf.store.lookup(event.foreign_id)
-        except RecordNotFound:
-            wf.debug_log("skipping event: record not found", run_id=event.foreign_id)
-            return
-        raw_version = event.headers.get(Header.RECORD_VERSION)
-        if raw_version is None:
-            if record.status != status:
-                return  # a legacy event without a version, for a run that has moved on
-            event_version = record.meta.version
-        else:
-            event_version = int(raw_version)
-        if record.meta.version > event_version:
-            return  # stale or duplicate event: a newer write has its own event
-        if record.meta.version < event_version:
-            raise StaleEvent(
-                "stale record lookup: record version is lower than event record version",
-                workflow_name=wf.name,
-                run_id=record.run_id,
-            )
-        if record.status != status:
-            return  # the event's version matches but not its status: not ours to process
-        if record.run_state.stopped():
-            wf.debug_log("Skipping consumption of stopped workflow record", run_id=record.run_id)
+        record = await load_current(wf, event, status)
+        if record is None:
             return
         try:
             run = wf.build_run(record)

@@ -12,11 +12,12 @@ from .._options import Options, backoff_delay
 from .._run import RUN_STATE_UPDATED, SKIP
 from .._timeoutrecord import TimeoutRecord
 from ..errors import InvalidTransition, RecordNotFound, StaleRecord
-from ._loop import ProcessSpec, Progress, consume, with_receiver
+from ._load import load_current
+from ._loop import ProcessSpec, Progress, consumer_process
 from ._pausing import maybe_pause
 from ._update import apply_result
 from ._wait import poll_wait
-from .step import DECODE_ERRORS, StaleEvent
+from .step import DECODE_ERRORS
 
 if TYPE_CHECKING:
     from .._workflow import Workflow
@@ -47,20 +48,8 @@ def _inserter(wf: Workflow[Any, Any], status: int) -> ProcessSpec:
     assert store is not None
 
     async def handle(event: Event) -> None:
-        try:
-            record = await wf.store.lookup(event.foreign_id)
-        except RecordNotFound:
-            return
-        version = int(event.headers.get("record_version", record.meta.version))
-        if record.meta.version > version:
-            return
-        if record.meta.version < version:
-            raise StaleEvent(
-                "stale record lookup: record version is lower than event record version",
-                workflow_name=wf.name,
-                run_id=record.run_id,
-            )
-        if record.status != status or record.run_state.stopped():
+        record = await load_current(wf, event, status)
+        if record is None:
             return
         try:
             run = wf.build_run(record)
@@ -91,23 +80,16 @@ def _inserter(wf: Workflow[Any, Any], status: int) -> ProcessSpec:
             )
         wf.clear_errors(name, record.run_id)
 
-    def body(progress: Progress) -> Any:
-        return with_receiver(
-            wf,
-            topic(wf.name, status),
-            role,
-            opts.polling_frequency,
-            lambda receiver: consume(
-                wf,
-                receiver,
-                handle,
-                process_name=name,
-                progress=progress,
-                lag_alert=opts.lag_alert,
-            ),
-        )
-
-    return ProcessSpec(wf, name, role, body, opts.err_backoff)
+    return consumer_process(
+        wf,
+        name=name,
+        role=role,
+        topic=topic(wf.name, status),
+        handle=handle,
+        polling=opts.polling_frequency,
+        backoff=opts.err_backoff,
+        lag_alert=opts.lag_alert,
+    )
 
 
 def _poller(wf: Workflow[Any, Any], status: int) -> ProcessSpec:
