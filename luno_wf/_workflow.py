@@ -27,13 +27,13 @@ from ._types import S, T
 from .adapter import EventStreamer, RecordStore, RoleScheduler, TimeoutStore
 from .errors import (
     RecordNotFound,
-    RunFinished,
     UnknownStatus,
     WorkflowError,
     WorkflowNotRunning,
 )
 
 if TYPE_CHECKING:
+    from ._await import Watch
     from ._builder import Builder
     from ._processes._loop import ProcessSpec
 
@@ -80,16 +80,6 @@ class API(Protocol[T, S]):
     ) -> Run[T, S]:
         """Wait for a status; see :meth:`Workflow.await_status`."""
         ...
-
-
-class _Watch:
-    """Records this process wrote for one run, for :meth:`Workflow.await_status`."""
-
-    __slots__ = ("changed", "records")
-
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-        self.changed = asyncio.Event()
 
 
 class Workflow(Generic[T, S]):
@@ -151,7 +141,7 @@ class Workflow(Generic[T, S]):
         self.terminal = frozenset(self.graph.terminal())
         self.error_counts: dict[tuple[str, str], int] = {}
         self.outbox_wake = asyncio.Event()
-        self._watches: dict[str, list[_Watch]] = {}
+        self.watches: dict[str, list[Watch]] = {}
         self._states: dict[str, ProcessState] = {}
         self._processes: list[ProcessSpec] = []
         self._task: asyncio.Task[None] | None = None
@@ -274,7 +264,7 @@ class Workflow(Generic[T, S]):
         """Store a record (with its outbox row) and wake the publisher and waiters (internal)."""
         await self.store.store(record)
         self.outbox_wake.set()
-        watches = self._watches.get(record.run_id)
+        watches = self.watches.get(record.run_id)
         if watches:
             for watch in watches:
                 watch.records.append(record)
@@ -324,7 +314,8 @@ class Workflow(Generic[T, S]):
 
     # -- API ----------------------------------------------------------------------------
 
-    def _check_status(self, status: object) -> S:
+    def check_status(self, status: object) -> S:
+        """``status`` if it is a configured status of this workflow, else raise (internal)."""
         if not isinstance(status, self.status_type):
             raise UnknownStatus(
                 f"status must be a member of {self.status_type.__name__}, got {status!r}",
@@ -339,7 +330,8 @@ class Workflow(Generic[T, S]):
         return status
 
     @staticmethod
-    def _check_foreign_id(foreign_id: object) -> str:
+    def check_foreign_id(foreign_id: object) -> str:
+        """``foreign_id`` if it is a non-empty string, else raise (internal)."""
         if not isinstance(foreign_id, str) or not foreign_id:
             raise WorkflowError(f"foreign_id must be a non-empty string, got {foreign_id!r}")
         return foreign_id
@@ -364,8 +356,8 @@ class Workflow(Generic[T, S]):
             raise WorkflowNotRunning(
                 "trigger failed: workflow is not running", workflow_name=self._name
             )
-        self._check_foreign_id(foreign_id)
-        start = self.default_start if start_at is None else self._check_status(start_at)
+        self.check_foreign_id(foreign_id)
+        start = self.default_start if start_at is None else self.check_status(start_at)
         if self.graph.is_terminal(int(start)):
             raise UnknownStatus(
                 f"cannot start a run at terminal status {start!r}: nothing would ever move it",
@@ -446,7 +438,7 @@ class Workflow(Generic[T, S]):
             raise WorkflowNotRunning(
                 "schedule failed: workflow is not running", workflow_name=self._name
             )
-        self._check_foreign_id(foreign_id)
+        self.check_foreign_id(foreign_id)
         if not isinstance(cron_spec, str) or not croniter.is_valid(cron_spec):
             raise ValueError(f"invalid cron expression {cron_spec!r}")
         spec = make_schedule(
@@ -472,7 +464,7 @@ class Workflow(Generic[T, S]):
 
     async def latest(self, foreign_id: str) -> TypedRecord[T, S]:
         """The newest run of ``foreign_id``; raises :class:`~luno_wf.errors.RecordNotFound`."""
-        self._check_foreign_id(foreign_id)
+        self.check_foreign_id(foreign_id)
         return self.typed(await self.store.latest(self._name, foreign_id))
 
     async def _control(self, run_id: str, target: RunState, reason: str) -> None:
@@ -516,7 +508,7 @@ class Workflow(Generic[T, S]):
         """
         from ._processes.callback import deliver_callback
 
-        await deliver_callback(self, self._check_foreign_id(foreign_id), status, payload)
+        await deliver_callback(self, self.check_foreign_id(foreign_id), status, payload)
 
     async def await_status(
         self,
@@ -539,66 +531,9 @@ class Workflow(Generic[T, S]):
             RecordNotFound: ``run_id`` is not a run of ``foreign_id`` in this workflow.
 
         """
-        self._check_foreign_id(foreign_id)
-        self._check_status(status)
-        watch = _Watch()
-        self._watches.setdefault(run_id, []).append(watch)
-        try:
-            record: Record | None = None
-            try:
-                record = await self.store.lookup(run_id)
-            except RecordNotFound:
-                record = None
-            while True:
-                candidates = [*watch.records] if record is None else [record, *watch.records]
-                watch.records.clear()
-                watch.changed.clear()
-                for candidate in candidates:
-                    found = self._reached(candidate, foreign_id, status)
-                    if found is not None:
-                        return found
-                try:
-                    async with asyncio.timeout(poll_interval.total_seconds()):
-                        await watch.changed.wait()
-                    record = None
-                except TimeoutError:
-                    try:
-                        record = await self.store.lookup(run_id)
-                    except RecordNotFound:
-                        record = None
-        finally:
-            watches = self._watches[run_id]
-            watches.remove(watch)
-            if not watches:
-                del self._watches[run_id]
+        from ._await import await_status
 
-    def _reached(self, record: Record, foreign_id: str, status: S) -> Run[T, S] | None:
-        if record.workflow_name != self._name or record.foreign_id != foreign_id:
-            raise RecordNotFound(
-                f"run is not a run of foreign id {foreign_id!r}",
-                workflow_name=self._name,
-                foreign_id=foreign_id,
-                run_id=record.run_id,
-            )
-        if record.status == int(status) and record.run_state not in (
-            RunState.REQUESTED_DATA_DELETED,
-            RunState.DATA_DELETED,
-        ):
-            return Run(
-                record,
-                self.status_of(record),
-                self.codec.decode(record.object),
-                self.controller(record),
-            )
-        if record.run_state.finished():
-            raise RunFinished(
-                f"run finished ({record.run_state}) at status "
-                f"{self.status_of(record)!r} without reaching {status!r}",
-                workflow_name=self._name,
-                foreign_id=foreign_id,
-                run_id=record.run_id,
-            )
-        return None
+        return await await_status(self, foreign_id, run_id, status, poll_interval)
 
     # -- options ------------------------------------------------------------------------
 
