@@ -80,6 +80,11 @@ class FakeClock(Clock):
         heapq.heappush(self._waiters, (deadline, next(self._seq), future))
         await future
 
+    @property
+    def sleepers(self) -> int:
+        """How many tasks are waiting for a moment this clock has not reached yet."""
+        return sum(1 for _, _, future in self._waiters if not future.done())
+
     def advance(self, delta: timedelta) -> datetime:
         """Move the clock forward by ``delta`` and wake what is now due; returns the new time."""
         if delta < timedelta(0):
