@@ -252,10 +252,11 @@ async def migrate(
     target: AsyncConnectionPool[Any] | AsyncConnection[Any],
     schema: str = DEFAULT_SCHEMA,
 ) -> None:
-    """Create (or bring up to date) the tables, indexes and functions of ``schema``.
+    """Create the schema's tables and indexes if missing, and (re)create its functions.
 
     Idempotent: running it again, or from several processes at once, is safe (a
-    transaction-scoped advisory lock serialises concurrent runs). Nothing is ever dropped.
+    transaction-scoped advisory lock serialises concurrent runs). Nothing is ever dropped,
+    and existing tables are not altered.
 
     Args:
         target: An open :class:`psycopg_pool.AsyncConnectionPool`, or an
