@@ -1,0 +1,50 @@
+"""Loading the record an event announces, with luno's version checks."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .._event import Event, Header
+from .._record import Record
+from ..errors import RecordNotFound, WorkflowError
+
+if TYPE_CHECKING:
+    from .._workflow import Workflow
+
+__all__ = ["StaleEvent", "load_current"]
+
+
+class StaleEvent(WorkflowError):
+    """The event is newer than the record read for it (a lagging replica): retry later."""
+
+
+async def load_current(wf: Workflow[Any, Any], event: Event, status: int) -> Record | None:
+    """The run's record if ``event`` is its latest news and the run waits in ``status``.
+
+    None (the event is acked and skipped) when the run is gone, when a newer write has
+    made the event stale or a duplicate, when the run is at another status, or when it is
+    paused, cancelled or deleted. Raises :class:`StaleEvent` when the record read is older
+    than the event (a lagging replica): the event is then retried after the back-off.
+    """
+    try:
+        record = await wf.store.lookup(event.foreign_id)
+    except RecordNotFound:
+        wf.debug_log("skipping event: record not found", run_id=event.foreign_id)
+        return None
+    raw_version = event.headers.get(Header.RECORD_VERSION)
+    # A legacy event without a version is taken at the record's version.
+    version = record.meta.version if raw_version is None else int(raw_version)
+    if record.meta.version > version:
+        return None  # stale or duplicate: the newer write has its own event
+    if record.meta.version < version:
+        raise StaleEvent(
+            "stale record lookup: record version is lower than event record version",
+            workflow_name=wf.name,
+            run_id=record.run_id,
+        )
+    if record.status != status:
+        return None
+    if record.run_state.stopped():
+        wf.debug_log("skipping event of a stopped run", run_id=record.run_id)
+        return None
+    return record
