@@ -22,13 +22,16 @@ import os
 import statistics
 import time
 import uuid
+from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
 from luno_wf_postgres import (
+    PostgresReceiver,
     PostgresRecordStore,
     PostgresRoleScheduler,
+    PostgresSender,
     PostgresStreamer,
     migrate,
 )
@@ -196,6 +199,81 @@ async def workflow_rates(
     return steps_per_s, runs / triggered, statistics.median(latencies), p99
 
 
+# -- where the time goes ------------------------------------------------------------------
+
+_CALLS = (
+    (PostgresRecordStore, ("store", "lookup", "list_outbox_events", "delete_outbox_events")),
+    (PostgresSender, ("send_many",)),
+    (PostgresReceiver, ("_claim",)),
+)
+
+
+def _instrument() -> tuple[Counter[str], defaultdict[str, float]]:
+    """Count and time every adapter call (wrapping the classes' methods)."""
+    calls: Counter[str] = Counter()
+    spent: defaultdict[str, float] = defaultdict(float)
+    for cls, names in _CALLS:
+        for name in names:
+            original = getattr(cls, name)
+
+            def wrapper(original: Any = original, key: str = f"{cls.__name__}.{name}") -> Any:
+                async def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
+                    calls[key] += 1
+                    started = time.perf_counter()
+                    try:
+                        return await original(self, *args, **kwargs)
+                    finally:
+                        spent[key] += time.perf_counter() - started
+
+                return timed
+
+            setattr(cls, name, wrapper())
+    return calls, spent
+
+
+async def explain(dsn: str, schema: str, runs: int) -> list[str]:
+    """Adapter calls per run of single runs, their mean wall time, and CPU per run."""
+    calls, spent = _instrument()
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(dsn, min_size=4, max_size=8, open=False)
+    await pool.open(wait=True)
+    streamer = PostgresStreamer(pool, schema=schema)
+    b = Builder("explain", Job, Status)
+    b.add_step(Status.CREATED, first, Status.FIRST)
+    b.add_step(Status.FIRST, second, Status.SECOND)
+    b.add_step(Status.SECOND, third, Status.DONE)
+    wf = b.build(
+        streamer,
+        PostgresRecordStore(pool, schema=schema),
+        PostgresRoleScheduler(dsn, namespace=schema),
+        pause_retry=None,
+    )
+    try:
+        async with wf:
+            for i in range(10):
+                run_id = await wf.trigger(f"warm-{i}", initial_value=Job(n=i))
+                await wf.await_status(f"warm-{i}", run_id, Status.DONE)
+            calls.clear()
+            spent.clear()
+            cpu, wall = time.process_time(), time.perf_counter()
+            for i in range(runs):
+                run_id = await wf.trigger(f"explain-{i}", initial_value=Job(n=i))
+                await wf.await_status(f"explain-{i}", run_id, Status.DONE)
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    finally:
+        await streamer.close()
+        await pool.close()
+    lines = [
+        f"  where a single run's time goes ({runs} runs, one at a time):",
+        f"      {1000 * wall / runs:6.1f} ms wall, {1000 * cpu / runs:6.1f} ms CPU of this process",
+    ]
+    for key in sorted(calls):
+        lines.append(
+            f"      {calls[key] / runs:5.2f} calls/run  {1000 * spent[key] / calls[key]:6.2f} ms"
+            f" mean  {key}"
+        )
+    return lines
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--dsn", default=os.environ.get("LUNO_WF_TEST_POSTGRES_DSN", DEFAULT_DSN))
@@ -203,6 +281,9 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--single", type=int, default=200)
     parser.add_argument("--parallel", type=int, default=2, help="parallel_count of each step")
+    parser.add_argument(
+        "--explain", action="store_true", help="also count and time adapter calls per run"
+    )
     args = parser.parse_args()
 
     schema = f"bench_{uuid.uuid4().hex[:12]}"
@@ -214,6 +295,7 @@ async def main() -> None:
         rate, trigger_rate, p50, p99 = await workflow_rates(
             args.dsn, schema, args.runs, args.single, args.parallel
         )
+        explained = await explain(args.dsn, schema, 50) if args.explain else []
     finally:
         async with pool.connection() as conn:
             await conn.execute(
@@ -235,6 +317,8 @@ async def main() -> None:
         f"      trigger-to-complete, one run at a time ({args.single} runs): "
         f"p50 {p50:.1f} ms, p99 {p99:.1f} ms"
     )
+    for line in explained:
+        print(line)
 
 
 if __name__ == "__main__":
