@@ -144,11 +144,12 @@ class Builder(Generic[T, S]):
         lag: timedelta | None = None,
         lag_alert: timedelta | None = None,
         pause_after_err_count: int | None = None,
+        concurrency: int | None = None,
     ) -> None:
         """Consume runs in ``from_status`` with ``fn``, which returns one of ``to``.
 
         Only one step may consume a status. Options (keyword-only) override the workflow
-        defaults for this step's consumers.
+        defaults for this step's consumers; see :class:`luno_wf.Options`.
         """
         if int(from_status) in self.steps:
             raise ValueError(
@@ -163,6 +164,7 @@ class Builder(Generic[T, S]):
             lag=lag,
             lag_alert=lag_alert,
             pause_after_err_count=pause_after_err_count,
+            concurrency=concurrency,
         )
         targets = self._add_edges(from_status, to, "add_step")
         self.steps[int(from_status)] = StepSpec(from_status, fn, targets, options)

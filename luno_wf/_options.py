@@ -71,6 +71,8 @@ class Options:
         lag: Process an event only once it is at least this old.
         lag_alert: Log a warning when events are processed later than this after publication.
         pause_after_err_count: Pause a run after this many errors in a row (0: never).
+        concurrency: Events one consumer handles at once (never two of the same run); 1
+            processes a shard strictly in order, as luno does.
 
     """
 
@@ -82,6 +84,7 @@ class Options:
     lag: timedelta | None = attrs.field(default=None, validator=_positive_duration)
     lag_alert: timedelta | None = attrs.field(default=None, validator=_positive_duration)
     pause_after_err_count: int | None = attrs.field(default=None, validator=_count)
+    concurrency: int | None = attrs.field(default=None, validator=_count)
 
     def merged_over(self, base: Options) -> Options:
         """These options, with unset fields taken from ``base``."""
@@ -102,6 +105,7 @@ DEFAULT_OPTIONS = Options(
     lag=timedelta(0),
     lag_alert=timedelta(minutes=30),
     pause_after_err_count=0,
+    concurrency=1,
 )
 """luno's defaults: one shard, 500 ms polling, 1 s back-off, no lag, 30 min lag alert, no pause."""
 
@@ -116,6 +120,7 @@ class Resolved:
     lag: timedelta
     lag_alert: timedelta
     pause_after_err_count: int
+    concurrency: int
 
     @classmethod
     def of(cls, options: Options, defaults: Options) -> Resolved:

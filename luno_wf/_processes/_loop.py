@@ -11,7 +11,7 @@ import attrs
 
 from .._event import Event
 from .._options import ExponentialBackoff, backoff_delay
-from ..adapter import EventReceiver
+from ..adapter import Ack, EventReceiver
 from ..errors import RoleLost
 
 if TYPE_CHECKING:
@@ -92,6 +92,9 @@ Handler = Callable[[Event], Awaitable[None]]
 Keep = Callable[[Event], bool]
 
 
+Dispatch = Callable[[Event, Ack], Awaitable[None]]
+
+
 async def consume(
     wf: Workflow[Any, Any],
     receiver: EventReceiver,
@@ -102,12 +105,37 @@ async def consume(
     lag: timedelta = timedelta(0),
     lag_alert: timedelta = timedelta(0),
     keep: Keep | None = None,
+    concurrency: int = 1,
 ) -> None:
     """Receive events forever: wait out ``lag``, skip what ``keep`` rejects, handle, ack.
 
     A handler error propagates without acking, so the event is redelivered after the
-    process restarts (the receiver is closed by the caller).
+    process restarts (the receiver is closed by the caller). With ``concurrency`` > 1, up to
+    that many events are handled at once (never two of the same run), each acked when done.
     """
+    if concurrency <= 1:
+
+        async def one_at_a_time(event: Event, ack: Ack) -> None:
+            await handler(event)
+            await ack()
+            progress()
+
+        await _receive(wf, receiver, one_at_a_time, process_name, lag, lag_alert, keep)
+        return
+    async with asyncio.TaskGroup() as group:
+        pool = _Concurrent(handler, concurrency, group, progress)
+        await _receive(wf, receiver, pool.start, process_name, lag, lag_alert, keep)
+
+
+async def _receive(
+    wf: Workflow[Any, Any],
+    receiver: EventReceiver,
+    dispatch: Dispatch,
+    process_name: str,
+    lag: timedelta,
+    lag_alert: timedelta,
+    keep: Keep | None,
+) -> None:
     clock = wf.clock
     # The lag alert compares each event with a threshold refreshed every few events rather
     # than reading the clock for each: an alert is at most that many events late.
@@ -133,9 +161,44 @@ async def consume(
         if keep is not None and not keep(event):
             await ack()
             continue
-        await handler(event)
-        await ack()
-        progress()
+        await dispatch(event, ack)
+
+
+class _Concurrent:
+    """Handles up to ``limit`` events at once, never two of the same run.
+
+    Handlers run in a task group owned by the consume loop's task: an error in one cancels
+    the others (their events stay un-acked, so they are redelivered) and ends the loop.
+    """
+
+    def __init__(
+        self, handler: Handler, limit: int, group: asyncio.TaskGroup, progress: Progress
+    ) -> None:
+        self._handler = handler
+        self._slots = asyncio.Semaphore(limit)
+        self._runs: dict[str, asyncio.Event] = {}
+        self._group = group
+        self._progress = progress
+
+    async def start(self, event: Event, ack: Ack) -> None:
+        await self._slots.acquire()
+        self._group.create_task(self._one(event, ack))
+
+    async def _one(self, event: Event, ack: Ack) -> None:
+        try:
+            run_id = event.foreign_id
+            while (busy := self._runs.get(run_id)) is not None:
+                await busy.wait()
+            done = self._runs[run_id] = asyncio.Event()
+            try:
+                await self._handler(event)
+            finally:
+                del self._runs[run_id]
+                done.set()
+            await ack()
+            self._progress()
+        finally:
+            self._slots.release()
 
 
 async def with_receiver(
@@ -169,6 +232,7 @@ def consumer_process(
     lag: timedelta = timedelta(0),
     lag_alert: timedelta = timedelta(0),
     keep: Keep | None = None,
+    concurrency: int = 1,
 ) -> ProcessSpec:
     """A process that consumes ``topic`` under ``role`` with ``handle``.
 
@@ -191,6 +255,7 @@ def consumer_process(
                 lag=lag,
                 lag_alert=lag_alert,
                 keep=keep,
+                concurrency=concurrency,
             ),
         )
 

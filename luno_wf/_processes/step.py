@@ -56,6 +56,7 @@ def processes(wf: Workflow[Any, Any], spec: StepSpec) -> list[ProcessSpec]:
             lag=opts.lag,
             lag_alert=opts.lag_alert,
             keep=shard_keeps(shard, total) if total > 1 else None,
+            concurrency=opts.concurrency,
         )
 
     return [shard_process(shard) for shard in range(1, total + 1)]

@@ -253,3 +253,58 @@ async def test_required_object_and_status() -> None:
         await require(wf, "f", Status.END, Obj(id="f", note="done"))
         with pytest.raises(AssertionError, match="expected"):
             await require(wf, "f", Status.END, Obj(id="f", note="other"), timeout=0.1)
+
+
+async def test_concurrency_handles_several_runs_at_once_but_never_one_run_twice() -> None:
+    gate = asyncio.Event()
+    in_flight: set[str] = set()
+    most = 0
+
+    async def slow(r: Run[Obj, Status]) -> Status:
+        nonlocal most
+        assert r.run_id not in in_flight
+        in_flight.add(r.run_id)
+        most = max(most, len(in_flight))
+        await gate.wait()
+        in_flight.discard(r.run_id)
+        return Status.END
+
+    b = Builder("concurrent", Obj, Status)
+    b.add_step(Status.STARTED, slow, Status.END, concurrency=4)
+    s = Stores()
+    async with s.build(b) as wf:
+        run_ids = [await wf.trigger(f"f{i}") for i in range(10)]
+        async with asyncio.timeout(5):
+            while len(in_flight) < 4:
+                await asyncio.sleep(0.005)
+        await asyncio.sleep(0.05)
+        assert len(in_flight) == 4  # the limit holds while the four wait
+        gate.set()
+        for i, run_id in enumerate(run_ids):
+            run = await wf.await_status(f"f{i}", run_id, Status.END)
+            assert versions(s.store, run.record) == [1, 2]
+    assert most == 4
+
+
+async def test_an_error_under_concurrency_redelivers_the_unfinished_events() -> None:
+    failed = False
+    done: Counter[str] = Counter()
+
+    async def step(r: Run[Obj, Status]) -> Status:
+        nonlocal failed
+        if r.foreign_id == "f3" and not failed:
+            failed = True
+            raise RuntimeError("once")
+        await asyncio.sleep(0.001)
+        done[r.run_id] += 1
+        return Status.END
+
+    b = Builder("concurrent-errors", Obj, Status)
+    b.add_step(Status.STARTED, step, Status.END, concurrency=3, err_backoff=FAST)
+    s = Stores()
+    async with s.build(b) as wf:
+        run_ids = [await wf.trigger(f"f{i}") for i in range(8)]
+        for i, run_id in enumerate(run_ids):
+            await wf.await_status(f"f{i}", run_id, Status.END)
+    assert failed
+    assert set(done) == set(run_ids)
