@@ -23,6 +23,7 @@ from ._filter import filter_by_created_at_before as filter_by_created_at_before
 from ._filter import filter_by_foreign_id as filter_by_foreign_id
 from ._filter import filter_by_run_state as filter_by_run_state
 from ._filter import filter_by_status as filter_by_status
+from ._filter import matches_filters as matches_filters
 from ._naming import delete_topic as delete_topic
 from ._naming import make_role as make_role
 from ._naming import run_state_change_topic as run_state_change_topic
@@ -86,6 +87,7 @@ __all__ = [
     "Header",
     "make_outbox_event",
     "make_role",
+    "matches_filters",
     "Meta",
     "Options",
     "OrderType",
