@@ -373,7 +373,7 @@ class Workflow(Generic[T, S]):
                     f"{self.object_type.__name__}() needs arguments; pass initial_value= to "
                     f"trigger: {err}"
                 ) from None
-        elif not isinstance(initial_value, self.object_type):
+        elif isinstance(self.object_type, type) and not isinstance(initial_value, self.object_type):
             raise TypeError(
                 f"initial_value must be a {self.object_type.__name__}, got "
                 f"{type(initial_value).__name__}"
