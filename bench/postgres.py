@@ -140,7 +140,7 @@ async def ceiling(dsn: str, schema: str, n: int) -> float:
 
 
 async def workflow_rates(
-    dsn: str, schema: str, runs: int, single: int, parallel: int
+    dsn: str, schema: str, runs: int, single: int, parallel: int, concurrency: int
 ) -> tuple[float, float, float, float]:
     """(steps/s with ``runs`` in flight, trigger rate, p50 ms, p99 ms of single runs)."""
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(dsn, min_size=8, max_size=24, open=False)
@@ -148,10 +148,11 @@ async def workflow_rates(
     streamer = PostgresStreamer(pool, schema=schema, poll_frequency=timedelta(seconds=1))
     store = PostgresRecordStore(pool, schema=schema)
     scheduler = PostgresRoleScheduler(dsn, namespace=schema)
+    options: dict[str, Any] = {"parallel_count": parallel, "concurrency": concurrency}
     b = Builder("bench", Job, Status)
-    b.add_step(Status.CREATED, first, Status.FIRST, parallel_count=parallel)
-    b.add_step(Status.FIRST, second, Status.SECOND, parallel_count=parallel)
-    b.add_step(Status.SECOND, third, Status.DONE, parallel_count=parallel)
+    b.add_step(Status.CREATED, first, Status.FIRST, **options)
+    b.add_step(Status.FIRST, second, Status.SECOND, **options)
+    b.add_step(Status.SECOND, third, Status.DONE, **options)
     wf = b.build(streamer, store, scheduler, pause_retry=None)
     count_done = sql.SQL(
         "SELECT count(*) FROM {}.records WHERE workflow_name = 'bench' AND status = 4"
@@ -282,6 +283,9 @@ async def main() -> None:
     parser.add_argument("--single", type=int, default=200)
     parser.add_argument("--parallel", type=int, default=2, help="parallel_count of each step")
     parser.add_argument(
+        "--concurrency", type=int, default=1, help="runs each step consumer handles at once"
+    )
+    parser.add_argument(
         "--explain", action="store_true", help="also count and time adapter calls per run"
     )
     args = parser.parse_args()
@@ -293,7 +297,7 @@ async def main() -> None:
         await migrate(pool, schema=schema)
         top = await ceiling(args.dsn, schema, args.ceiling_steps)
         rate, trigger_rate, p50, p99 = await workflow_rates(
-            args.dsn, schema, args.runs, args.single, args.parallel
+            args.dsn, schema, args.runs, args.single, args.parallel, args.concurrency
         )
         explained = await explain(args.dsn, schema, 50) if args.explain else []
     finally:
@@ -307,7 +311,8 @@ async def main() -> None:
     print(f"  (a) one-statement step, 1 connection, {args.ceiling_steps} steps")
     print(f"      {top:10,.0f} steps/s")
     print(
-        f"  (b) luno_wf 3-step workflow, PostgreSQL adapters only (parallel_count={args.parallel})"
+        "  (b) luno_wf 3-step workflow, PostgreSQL adapters only "
+        f"(parallel_count={args.parallel}, concurrency={args.concurrency})"
     )
     print(
         f"      {rate:10,.0f} steps/s with {args.runs} runs in flight "
