@@ -155,3 +155,28 @@ async def test_timeout_on_postgres(adapters: Adapters) -> None:
     rows = await adapters.timeouts.list("timeouts")
     assert rows == []  # fired: completed, so no longer listed
     assert datetime.now(UTC) > run.created_at
+
+
+async def test_concurrent_step_consumers_ack_out_of_order(adapters: Adapters) -> None:
+    async def slow_for_some(r: Run[Task, TaskStatus]) -> TaskStatus:
+        # Later runs finish first, so acks reach the receiver out of order.
+        await asyncio.sleep(0.02 if int(r.object.id) % 3 == 0 else 0)
+        return TaskStatus.PROCESSED
+
+    b = Builder("concurrent", Task, TaskStatus)
+    b.add_step(TaskStatus.CREATED, slow_for_some, TaskStatus.PROCESSED, concurrency=8)
+    b.add_step(TaskStatus.PROCESSED, finish, TaskStatus.COMPLETED, parallel_count=2)
+    wf = b.build(adapters.streamer, adapters.store, adapters.scheduler)
+    async with wf:
+        ids = [await wf.trigger(f"c-{i}", initial_value=Task(id=str(i))) for i in range(60)]
+        await asyncio.wait_for(
+            asyncio.gather(
+                *(
+                    wf.await_status(f"c-{i}", run_id, TaskStatus.COMPLETED)
+                    for i, run_id in enumerate(ids)
+                )
+            ),
+            60,
+        )
+        versions = [(await wf.lookup(run_id)).meta.version for run_id in ids]
+        assert versions == [3] * len(ids)
