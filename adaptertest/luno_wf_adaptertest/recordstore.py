@@ -16,6 +16,7 @@ foreign id may have only one unfinished run). The extensions (spec §5.7) follow
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import ClassVar
@@ -290,7 +291,7 @@ class RecordStoreContract(StatefulCases):
     async def test_lookup_and_latest_missing(self, store: RecordStore) -> None:
         """Unknown run ids and foreign ids raise RecordNotFound; workflows do not mix."""
         with pytest.raises(RecordNotFound):
-            await store.lookup("no-such-run")
+            await store.lookup(str(uuid.uuid4()))
         with pytest.raises(RecordNotFound):
             await store.latest(WF, "nobody")
         await store.store(dummy_wire_record(WF))
