@@ -6,6 +6,7 @@ import asyncio
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from ._processes._loop import ensure_not_cancelled
 from ._record import Record
 from ._run import Run
 from ._runstate import RunState
@@ -43,6 +44,7 @@ async def await_status(
         except RecordNotFound:
             record = None
         while True:
+            ensure_not_cancelled()
             candidates = [*watch.records] if record is None else [record, *watch.records]
             watch.records.clear()
             watch.changed.clear()

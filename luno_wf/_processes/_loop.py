@@ -19,12 +19,26 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Body",
+    "ensure_not_cancelled",
     "ProcessSpec",
     "Progress",
     "consume",
     "consumer_process",
     "with_receiver",
 ]
+
+
+def ensure_not_cancelled() -> None:
+    """Raise CancelledError if this task was asked to stop.
+
+    A library that swallows a cancellation (psycopg_pool's use of ``asyncio.wait_for`` can,
+    on Python 3.11) would otherwise leave an idle loop running for ever and ``stop()``
+    waiting on it: loops check this before each round.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
 
 Progress = Callable[[], None]
 """Called by a process body after each unit of work, resetting the error back-off."""
@@ -62,6 +76,7 @@ class ProcessSpec:
             wf.process_started(self.name)
         try:
             while True:
+                ensure_not_cancelled()
                 wf.set_state(self.name, ProcessState.IDLE)
                 try:
                     async with wf.scheduler.await_role(self.role):
@@ -142,6 +157,7 @@ async def _receive(
     alert_before = clock.now() - lag_alert if lag_alert else None
     count = 0
     while True:
+        ensure_not_cancelled()
         event, ack = await receiver.recv()
         if lag:
             await clock.sleep_until(event.created_at + lag)

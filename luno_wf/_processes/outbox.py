@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, cast
 from .._naming import make_role
 from .._outbox import OutboxData, decode_outbox_data
 from ..adapter import BatchOutboxDeleter, BatchSender, EventSender, OutboxDataLister
-from ._loop import ProcessSpec, Progress
+from ._loop import ProcessSpec, Progress, ensure_not_cancelled
 
 if TYPE_CHECKING:
     from .._workflow import Workflow
@@ -49,19 +49,24 @@ def process(wf: Workflow[Any, Any]) -> ProcessSpec:
                 out.append((row.id, None))
         return out
 
+    async def idle() -> None:
+        """Wait for a write in this process, or the polling interval (writes elsewhere)."""
+        try:
+            async with asyncio.timeout(POLLING.total_seconds()):
+                await wf.outbox_wake.wait()
+        except TimeoutError:
+            pass
+
     async def body(progress: Progress) -> None:
         senders: dict[str, EventSender] = {}
         batch_send: dict[str, bool] = {}
         try:
             while True:
+                ensure_not_cancelled()
                 wf.outbox_wake.clear()
                 rows = await next_batch()
                 if not rows:
-                    try:
-                        async with asyncio.timeout(POLLING.total_seconds()):
-                            await wf.outbox_wake.wait()
-                    except TimeoutError:
-                        pass
+                    await idle()
                     continue
                 batches: dict[str, list[tuple[str, int, Mapping[str, str]]]] = {}
                 published: list[str] = []
@@ -93,6 +98,10 @@ def process(wf: Workflow[Any, Any]) -> ProcessSpec:
                     for row_id in published:
                         await wf.store.delete_outbox_event(row_id)
                 progress()
+                if len(rows) < LOOKUP_LIMIT:
+                    # A short batch emptied the outbox as of its listing; rows written since
+                    # have set the wake-up, so this returns at once if there are any.
+                    await idle()
         finally:
             for sender in senders.values():
                 await sender.close()

@@ -12,7 +12,7 @@ from croniter import croniter
 from .._filter import OrderType, filter_by_foreign_id
 from .._naming import make_role
 from ..errors import WorkflowInProgress
-from ._loop import ProcessSpec, Progress
+from ._loop import ProcessSpec, Progress, ensure_not_cancelled
 
 if TYPE_CHECKING:
     from .._workflow import Workflow
@@ -74,6 +74,7 @@ def make_schedule(
     async def body(progress: Progress) -> None:
         base = await last_tick() or wf.clock.now()
         while True:
+            ensure_not_cancelled()
             it = croniter(spec, base.astimezone(timezone))
             tick: datetime = it.get_next(datetime)
             now = wf.clock.now()

@@ -13,7 +13,7 @@ from .._run import RUN_STATE_UPDATED, SKIP
 from .._timeoutrecord import TimeoutRecord
 from ..errors import InvalidTransition, RecordNotFound, StaleRecord
 from ._load import load_current
-from ._loop import ProcessSpec, Progress, consumer_process
+from ._loop import ProcessSpec, Progress, consumer_process, ensure_not_cancelled
 from ._pausing import maybe_pause
 from ._update import apply_result
 from ._wait import poll_wait
@@ -165,6 +165,7 @@ def _poller(wf: Workflow[Any, Any], status: int) -> ProcessSpec:
 
     async def body(progress: Progress) -> None:
         while True:
+            ensure_not_cancelled()
             now = wf.clock.now()
             rows = await store.list_valid(wf.name, status, now)
             moment = time.monotonic()
