@@ -307,7 +307,7 @@ async def with_postgres(
             )
         module = load_postgres_bench()
         steps, _, p50, p99 = await module.workflow_rates(
-            dsn, schema, args.runs, args.single, args.parallel
+            dsn, schema, args.runs, args.single, args.parallel, concurrency=1
         )
         return hybrid, {"steps": steps, "p50": p50, "p99": p99}
     finally:
