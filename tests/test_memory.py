@@ -81,3 +81,34 @@ async def test_revoked_role_cancels_the_body_and_raises_role_lost() -> None:
         async with other.await_role("r"):
             assert other.holds("r")
     assert not other.revoke("r")
+
+
+async def test_decoded_outbox_listing_matches_the_encoded_one() -> None:
+    from datetime import UTC, datetime
+
+    from luno_wf import Meta, Record, RunState, decode_outbox_data
+    from luno_wf._outbox import _RECENT
+    from luno_wf.memory import MemRecordStore
+
+    store = MemRecordStore()
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+    for i, state in enumerate([RunState.INITIATED, RunState.COMPLETED, RunState.PAUSED]):
+        await store.store(
+            Record(
+                workflow_name="wf",
+                foreign_id=f"f{i}",
+                run_id=f"r{i}",
+                run_state=state,
+                status=i + 1,
+                object=b"{}",
+                created_at=now,
+                updated_at=now,
+                meta=Meta(version=1),
+            )
+        )
+    encoded = await store.list_outbox_events("wf", 10)
+    _RECENT.clear()
+    decoded = await store.list_outbox_data("wf", 10)
+    assert [row.id for row in encoded] == [row_id for row_id, _ in decoded]
+    assert [decode_outbox_data(row.data) for row in encoded] == [data for _, data in decoded]
+    assert len(await store.list_outbox_data("wf", 2)) == 2
