@@ -23,7 +23,7 @@ from typing import ClassVar
 import pytest
 import pytest_asyncio
 
-from luno_wf import Ack, Event, EventReceiver, EventSender, EventStreamer
+from luno_wf import Ack, BatchSender, Event, EventReceiver, EventSender, EventStreamer
 
 from ._shared import assert_within, unique, utcnow, within_timeout
 from ._workflows import run_acceptance
@@ -296,6 +296,27 @@ class EventStreamerContract(StatefulCases):
                 for task in tasks:
                     task.cancel()
         assert got == sent
+
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_send_many(self, streams: Streams) -> None:
+        """``send_many`` (optional) publishes every event, in order, as ``send`` would."""
+        topic = unique("batch")
+        sender = await streams.sender(topic)
+        if not isinstance(sender, BatchSender):
+            pytest.skip("the sender has no send_many (optional BatchSender)")
+        batch = [(f"key-{i % 2}", i + 1, {"topic": topic, "seq": str(i)}) for i in range(6)]
+        await sender.send_many(batch)
+        await sender.send("last", 9, {"topic": topic, "seq": "6"})
+        receiver = await streams.receiver(topic, unique("r"))
+        got = [
+            (e.foreign_id, e.type, e.headers)
+            for e in await streams.recv_ids(receiver, 7, "the batch and one more")
+        ]
+        expected = [*batch, ("last", 9, {"topic": topic, "seq": "6"})]
+        if self.order_per_key:
+            got.sort(key=lambda e: int(e[2]["seq"]))
+        assert got == expected, f"got {got}"
 
     # -- Hypothesis state machine ------------------------------------------------------
 
