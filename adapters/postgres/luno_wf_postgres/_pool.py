@@ -3,35 +3,135 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from time import monotonic
+from types import TracebackType
 from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.pq import TransactionStatus
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, AsyncNullConnectionPool
 
-__all__ = ["autocommit", "raise_if_cancelling"]
+__all__ = ["AutocommitConnections", "raise_if_cancelling"]
+
+_IDLE = TransactionStatus.IDLE
+# A connection kept between calls goes back to the pool once unused for this long...
+_KEEP_IDLE_SECONDS = 0.05
+# ...and after a call ending this long after it was taken from the pool, so the pool's own
+# housekeeping (max_lifetime, checks, fairness) still sees every connection regularly.
+_KEEP_AT_MOST_SECONDS = 1.0
 
 
-@asynccontextmanager
-async def autocommit(pool: AsyncConnectionPool[Any]) -> AsyncIterator[AsyncConnection[Any]]:
-    """A pool connection in autocommit mode, restored to the pool's own mode afterwards.
+class AutocommitConnections:
+    """Autocommit connections of a pool, kept for a moment between calls of one adapter.
 
-    Every adapter operation is one statement, atomic on its own; autocommit makes it one
-    round trip (no separate COMMIT), whatever mode the user opened the pool with.
+    Taking a connection from the pool and switching it to autocommit (and back) costs
+    more CPU than a short statement itself. An adapter making call after call keeps the
+    connections it used in autocommit mode and reuses them; one unused for 50 ms, or taken
+    from the pool over a second ago, goes back to the pool in the pool's own mode, and so
+    does every connection while another client of the pool is waiting for one. A
+    connection is lent to one call at a time; one not idle after its call (cancelled
+    mid-query, broken) goes straight back to the pool, which repairs or discards it.
+    A null pool (:class:`psycopg_pool.AsyncNullConnectionPool`) is used call by call.
     """
-    async with pool.connection() as conn:
-        if conn.autocommit:
-            yield conn
+
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self._pool = pool
+        self._keep = not isinstance(pool, AsyncNullConnectionPool)
+        # Kept connections, least recently used first, with when they were last given back.
+        self._idle: list[tuple[AsyncConnection[Any], float]] = []
+        # Lent or kept connections: when taken from the pool, and whether it was autocommit.
+        self._taken: dict[AsyncConnection[Any], tuple[float, bool]] = {}
+        self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_loop: asyncio.AbstractEventLoop | None = None
+        self._returning: set[asyncio.Task[None]] = set()
+
+    def connection(self) -> _Loan:
+        """``async with`` this for an autocommit connection, lent for the block's duration."""
+        return _Loan(self)
+
+    async def take(self) -> AsyncConnection[Any]:
+        """An autocommit connection; give it back with :meth:`give` (in a ``finally``)."""
+        idle = self._idle
+        while idle:
+            kept = idle.pop()[0]  # the most recently used
+            if not kept.closed and not self._pool.closed:
+                return kept
+            await self._give_back(kept)  # a closed pool closes it
+        conn: AsyncConnection[Any] = await self._pool.getconn()
+        was_autocommit = conn.autocommit
+        if not was_autocommit:
+            try:
+                await conn.set_autocommit(True)
+            except BaseException:
+                await self._pool.putconn(conn)
+                raise
+        self._taken[conn] = (monotonic(), was_autocommit)
+        return conn
+
+    async def give(self, conn: AsyncConnection[Any]) -> None:
+        """Take back a connection :meth:`take` lent: keep it a moment, or return it."""
+        now = monotonic()
+        if (
+            not self._keep
+            or conn.closed
+            or conn.pgconn.transaction_status != _IDLE
+            or now - self._taken[conn][0] >= _KEEP_AT_MOST_SECONDS
+            or self._pool.closed
+            or self._pool.get_stats().get("requests_waiting")
+        ):
+            await self._give_back(conn)
             return
-        await conn.set_autocommit(True)
+        self._idle.append((conn, now))
+        loop = asyncio.get_running_loop()
+        if self._sweep is None or self._sweep_loop is not loop:
+            self._sweep = loop.call_later(_KEEP_IDLE_SECONDS, self._return_idle)
+            self._sweep_loop = loop
+
+    async def _give_back(self, conn: AsyncConnection[Any]) -> None:
+        _, was_autocommit = self._taken.pop(conn, (0.0, True))
         try:
-            yield conn
-        finally:
             # A connection left mid-query (cancelled) is discarded by the pool anyway.
-            if not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE:
+            if not was_autocommit and not conn.closed and conn.pgconn.transaction_status == _IDLE:
                 await conn.set_autocommit(False)
+        finally:
+            await self._pool.putconn(conn)
+
+    def _return_idle(self) -> None:
+        """Give back the connections idle for long enough; look again for the others."""
+        self._sweep = self._sweep_loop = None
+        now = monotonic()
+        idle = self._idle
+        stale = 0
+        while stale < len(idle) and now - idle[stale][1] >= _KEEP_IDLE_SECONDS:
+            stale += 1
+        for conn, _ in idle[:stale]:
+            task = asyncio.get_running_loop().create_task(self._give_back(conn))
+            self._returning.add(task)
+            task.add_done_callback(self._returning.discard)
+        del idle[:stale]
+        if idle:
+            loop = asyncio.get_running_loop()
+            self._sweep = loop.call_later(idle[0][1] + _KEEP_IDLE_SECONDS - now, self._return_idle)
+            self._sweep_loop = loop
+
+
+class _Loan:
+    __slots__ = ("_conn", "_conns")
+
+    def __init__(self, conns: AutocommitConnections) -> None:
+        self._conns = conns
+
+    async def __aenter__(self) -> AsyncConnection[Any]:
+        self._conn = await self._conns.take()
+        return self._conn
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._conns.give(self._conn)
 
 
 def raise_if_cancelling() -> None:

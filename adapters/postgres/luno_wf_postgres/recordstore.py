@@ -26,7 +26,7 @@ from luno_wf import (
 from luno_wf._filter import fold_filters
 from luno_wf.errors import RecordNotFound, StaleRecord, WorkflowInProgress
 
-from ._pool import autocommit
+from ._pool import AutocommitConnections
 from ._schema import DEFAULT_SCHEMA, Statements
 
 __all__ = ["PostgresRecordStore"]
@@ -153,7 +153,8 @@ class PostgresRecordStore:
 
     Args:
         pool: An open pool; the store borrows a connection per call and runs each call in
-            autocommit mode (each is a single atomic statement).
+            autocommit mode (each is a single atomic statement), keeping the connection a
+            moment for its next calls.
         schema: The schema :func:`~luno_wf_postgres.migrate` created.
         clock: Stamps outbox rows' ``created_at`` (defaults to the wall clock).
 
@@ -167,6 +168,7 @@ class PostgresRecordStore:
         clock: Clock | None = None,
     ) -> None:
         self._pool = pool
+        self._conns = AutocommitConnections(pool)
         self._clock = clock or SystemClock()
         self._sql = Statements(schema, _TEMPLATES)
         self._deferred: builtins.list[str] = []  # published rows not yet deleted
@@ -199,7 +201,7 @@ class PostgresRecordStore:
         }
         # The engine inserts runs at version 1 and updates them above it: try that first.
         attempt = "insert" if record.meta.version <= 1 else "update"
-        async with autocommit(self._pool) as conn:
+        async with self._conns.connection() as conn:
             try:
                 for _ in range(_MAX_STORE_ATTEMPTS):
                     cur = await conn.execute(self._sql.get(attempt, conn), params)
@@ -246,7 +248,7 @@ class PostgresRecordStore:
             RecordNotFound: No run has that id.
 
         """
-        async with autocommit(self._pool) as conn:
+        async with self._conns.connection() as conn:
             cur = await conn.execute(self._sql.get("lookup", conn), (run_id,))
             row = await cur.fetchone()
         if row is None:
@@ -260,7 +262,7 @@ class PostgresRecordStore:
             RecordNotFound: The foreign id has no run in the workflow.
 
         """
-        async with autocommit(self._pool) as conn:
+        async with self._conns.connection() as conn:
             cur = await conn.execute(self._sql.get("latest", conn), (workflow_name, foreign_id))
             row = await cur.fetchone()
         if row is None:
@@ -307,7 +309,7 @@ class PostgresRecordStore:
             where=where,
             direction=direction,
         )
-        async with autocommit(self._pool) as conn:
+        async with self._conns.connection() as conn:
             cur = await conn.execute(query, [*params, offset, limit])
             rows = await cur.fetchall()
         return [_record(row) for row in rows]
@@ -324,7 +326,7 @@ class PostgresRecordStore:
             return []
         deleted, self._deferred = self._deferred, []
         try:
-            async with autocommit(self._pool) as conn:
+            async with self._conns.connection() as conn:
                 if deleted:
                     cur = await conn.execute(
                         self._sql.get("list_outbox_deleting", conn),
@@ -350,7 +352,7 @@ class PostgresRecordStore:
 
     async def delete_outbox_event(self, id: str) -> None:
         """Remove a published row now; a missing row is not an error."""
-        async with autocommit(self._pool) as conn:
+        async with self._conns.connection() as conn:
             await conn.execute(self._sql.get("delete_outbox", conn), (id,))
 
     async def delete_outbox_events(self, ids: Sequence[str]) -> None:
@@ -366,7 +368,7 @@ class PostgresRecordStore:
         if len(self._deferred) > _MAX_DEFERRED_DELETES:
             deleted, self._deferred = self._deferred, []
             try:
-                async with autocommit(self._pool) as conn:
+                async with self._conns.connection() as conn:
                     await conn.execute(self._sql.get("delete_outbox_many", conn), (deleted,))
             except BaseException:
                 self._deferred[:0] = deleted

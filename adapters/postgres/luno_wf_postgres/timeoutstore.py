@@ -10,7 +10,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from luno_wf import Clock, SystemClock, TimeoutRecord
 
-from ._pool import autocommit
+from ._pool import AutocommitConnections
 from ._schema import DEFAULT_SCHEMA, Statements
 
 __all__ = ["PostgresTimeoutStore"]
@@ -79,7 +79,8 @@ class PostgresTimeoutStore:
     :meth:`list_valid` is inclusive of ``now`` and ordered by id, like the in-memory store.
 
     Args:
-        pool: An open pool; each call borrows one connection for one statement.
+        pool: An open pool; each call borrows one connection for one statement (kept a
+            moment for the next call).
         schema: The schema :func:`~luno_wf_postgres.migrate` created.
         clock: Stamps ``created_at`` (defaults to the wall clock).
 
@@ -93,6 +94,7 @@ class PostgresTimeoutStore:
         clock: Clock | None = None,
     ) -> None:
         self._pool = pool
+        self._conns = AutocommitConnections(pool)
         self._clock = clock or SystemClock()
         self._sql = Statements(schema, _TEMPLATES)
 
@@ -125,22 +127,22 @@ class PostgresTimeoutStore:
             int(timer),
             int(version),
         )
-        async with autocommit(self._pool) as conn:
+        async with self._conns.connection() as conn:
             await conn.execute(self._sql.get("create", conn), params)
 
     async def complete(self, id: int) -> None:
         """Mark a timeout as fired; an unknown id is ignored."""
-        async with autocommit(self._pool) as conn:
+        async with self._conns.connection() as conn:
             await conn.execute(self._sql.get("complete", conn), (id,))
 
     async def cancel(self, id: int) -> None:
         """Remove a timeout from every listing; an unknown id is ignored."""
-        async with autocommit(self._pool) as conn:
+        async with self._conns.connection() as conn:
             await conn.execute(self._sql.get("cancel", conn), (id,))
 
     async def list(self, workflow_name: str) -> builtins.list[TimeoutRecord]:
         """Uncompleted timeouts of the workflow, in id order."""
-        async with autocommit(self._pool) as conn:
+        async with self._conns.connection() as conn:
             cur = await conn.execute(self._sql.get("list", conn), (workflow_name,))
             rows = await cur.fetchall()
         return [_timeout(row) for row in rows]
@@ -155,7 +157,7 @@ class PostgresTimeoutStore:
 
         """
         params = (workflow_name, int(status), _aware(now, "now"))
-        async with autocommit(self._pool) as conn:
+        async with self._conns.connection() as conn:
             cur = await conn.execute(self._sql.get("list_valid", conn), params)
             rows = await cur.fetchall()
         return [_timeout(row) for row in rows]
