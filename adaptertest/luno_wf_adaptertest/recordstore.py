@@ -29,6 +29,7 @@ from luno_wf import (
     BatchOutboxDeleter,
     Meta,
     OrderType,
+    OutboxDataLister,
     Record,
     RecordStore,
     RunState,
@@ -469,6 +470,19 @@ class RecordStoreContract(StatefulCases):
         await store.delete_outbox_events([rows[0].id, rows[2].id, "outbox-id-missing"])
         left = await store.list_outbox_events(WF, 10)
         assert [r.id for r in left] == [rows[1].id, rows[3].id]
+
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_decoded_outbox_listing(self, store: RecordStore) -> None:
+        """``list_outbox_data`` (optional) matches ``list_outbox_events`` row for row."""
+        if not isinstance(store, OutboxDataLister):
+            pytest.skip("the store has no list_outbox_data (optional OutboxDataLister)")
+        await _seed(store, _runs(WF, 3))
+        encoded = await store.list_outbox_events(WF, 10)
+        decoded = await store.list_outbox_data(WF, 10)
+        assert [r.id for r in encoded] == [row_id for row_id, _ in decoded]
+        assert [decode_outbox_data(r.data) for r in encoded] == [d for _, d in decoded]
+        assert len(await store.list_outbox_data(WF, 2)) == 2
 
     # -- Hypothesis state machine ------------------------------------------------------
 

@@ -158,6 +158,23 @@ class TimeoutStoreContract(StatefulCases):
         _expect(await timeout_store.list(WF), ["2", "3"], now)
         _expect(await timeout_store.list_valid(WF, 1, now), ["2", "3"], now)
 
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_create_is_idempotent_per_timer_and_version(
+        self, timeout_store: TimeoutStore
+    ) -> None:
+        """A repeated create of (run, status, timer, version) is ignored; others are kept."""
+        now = utcnow()
+        expire = now - timedelta(minutes=1)
+        for _ in range(2):  # a redelivered event repeats every create
+            await timeout_store.create(WF, "andrew", "1", 1, expire, timer=0, version=2)
+            await timeout_store.create(WF, "andrew", "1", 1, expire, timer=1, version=2)
+        await timeout_store.create(WF, "andrew", "1", 1, expire, timer=0, version=4)
+        rows = await timeout_store.list_valid(WF, 1, now)
+        assert [(r.timer, r.version) for r in rows] == [(0, 2), (1, 2), (0, 4)], (
+            "expected one row per (timer, version), in creation order, carrying both"
+        )
+
     # -- Hypothesis state machine ------------------------------------------------------
 
     @pytest.mark.conformance_stateful

@@ -20,5 +20,8 @@ def test_toy_adapter_passes_the_suite(pytester: pytest.Pytester) -> None:
     passed, skipped, failed = result.listoutcomes()
     assert failed == [], [r.nodeid for r in failed]
     # The one optional capability the toy leaves out.
-    assert [r.nodeid.rsplit("::", 1)[-1] for r in skipped] == ["test_batch_outbox_delete"]
+    assert [r.nodeid.rsplit("::", 1)[-1] for r in skipped] == [
+        "test_batch_outbox_delete",
+        "test_decoded_outbox_listing",
+    ]
     assert len(passed) >= 20
