@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 import pytest
 from luno_wf_postgres import PostgresRecordStore, migrate
 from psycopg.pq import TransactionStatus
@@ -139,3 +140,23 @@ async def test_a_null_pool_is_used_call_by_call(postgres_dsn: str, pg_schema: st
         await store.store(record)
         assert (await store.lookup(record.run_id)).run_id == record.run_id
         assert store._conns._idle == []
+
+
+async def test_a_statement_reuses_its_cursor_after_a_failure(
+    postgres_dsn: str, pg_schema: str
+) -> None:
+    async with AsyncConnectionPool(postgres_dsn, min_size=1, max_size=1, open=False) as pool:
+        await pool.wait()
+        conns = PostgresRecordStore(pool, schema=pg_schema)._conns
+        query = b"SELECT 10 / %s"
+        async with conns.connection() as conn:
+            with pytest.raises(psycopg.errors.DivisionByZero):
+                await conns.execute(conn, query, (0,))
+            first = await conns.execute(conn, query, (2,))
+            assert await first.fetchone() == (5,)
+            again = await conns.execute(conn, query, (5,))
+            assert again is first
+            assert await again.fetchall() == [(2,)]
+            other = await conns.execute(conn, b"SELECT %s::text", ("x",))
+            assert other is not first
+            assert await other.fetchone() == ("x",)

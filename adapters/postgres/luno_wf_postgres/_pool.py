@@ -7,7 +7,7 @@ from time import monotonic
 from types import TracebackType
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, AsyncNullConnectionPool
 
@@ -41,6 +41,9 @@ class AutocommitConnections:
         self._idle: list[tuple[AsyncConnection[Any], float]] = []
         # Lent or kept connections: when taken from the pool, and whether it was autocommit.
         self._taken: dict[AsyncConnection[Any], tuple[float, bool]] = {}
+        # Their cursors, one per statement: a cursor executing the same query object again
+        # keeps its adaptation state (dumpers and loaders already looked up).
+        self._cursors: dict[AsyncConnection[Any], dict[bytes, AsyncCursor[Any]]] = {}
         self._sweep: asyncio.TimerHandle | None = None
         self._sweep_loop: asyncio.AbstractEventLoop | None = None
         self._returning: set[asyncio.Task[None]] = set()
@@ -48,6 +51,19 @@ class AutocommitConnections:
     def connection(self) -> _Loan:
         """``async with`` this for an autocommit connection, lent for the block's duration."""
         return _Loan(self)
+
+    async def execute(
+        self, conn: AsyncConnection[Any], query: bytes, params: Any = None
+    ) -> AsyncCursor[Any]:
+        """Execute ``query`` on a lent connection, with this statement's own cursor."""
+        cursors = self._cursors.get(conn)
+        if cursors is None:
+            cursors = self._cursors[conn] = {}
+        cur = cursors.get(query)
+        if cur is None:
+            cur = cursors[query] = conn.cursor()
+        await cur.execute(query, params)
+        return cur
 
     async def take(self) -> AsyncConnection[Any]:
         """An autocommit connection; give it back with :meth:`give` (in a ``finally``)."""
@@ -89,6 +105,7 @@ class AutocommitConnections:
 
     async def _give_back(self, conn: AsyncConnection[Any]) -> None:
         _, was_autocommit = self._taken.pop(conn, (0.0, True))
+        self._cursors.pop(conn, None)
         try:
             # A connection left mid-query (cancelled) is discarded by the pool anyway.
             if not was_autocommit and not conn.closed and conn.pgconn.transaction_status == _IDLE:

@@ -206,7 +206,7 @@ class PostgresRecordStore:
         async with self._conns.connection() as conn:
             try:
                 for _ in range(_MAX_STORE_ATTEMPTS):
-                    cur = await conn.execute(self._sql.get(attempt, conn), params)
+                    cur = await self._conns.execute(conn, self._sql.get(attempt, conn), params)
                     row = await cur.fetchone()
                     if row is not None and row[0] == 1:
                         return
@@ -251,7 +251,7 @@ class PostgresRecordStore:
 
         """
         async with self._conns.connection() as conn:
-            cur = await conn.execute(self._sql.get("lookup", conn), (run_id,))
+            cur = await self._conns.execute(conn, self._sql.get("lookup", conn), (run_id,))
             row = await cur.fetchone()
         if row is None:
             raise RecordNotFound(run_id=run_id)
@@ -330,13 +330,14 @@ class PostgresRecordStore:
         try:
             async with self._conns.connection() as conn:
                 if deleted:
-                    cur = await conn.execute(
+                    cur = await self._conns.execute(
+                        conn,
                         self._sql.get("list_outbox_deleting", conn),
                         {"deleted": deleted, "workflow_name": workflow_name, "limit": limit},
                     )
                 else:
-                    cur = await conn.execute(
-                        self._sql.get("list_outbox", conn), (workflow_name, limit)
+                    cur = await self._conns.execute(
+                        conn, self._sql.get("list_outbox", conn), (workflow_name, limit)
                     )
                 rows = await cur.fetchall()
         except BaseException:

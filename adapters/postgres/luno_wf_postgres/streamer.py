@@ -337,7 +337,7 @@ class PostgresSender:
             streamer._clock.now(),
         )
         async with streamer._conns.connection() as conn:
-            await conn.execute(streamer._sql.get("send", conn), params)
+            await streamer._conns.execute(conn, streamer._sql.get("send", conn), params)
             pid = conn.info.backend_pid
         listener = streamer._listener
         listener.local_pids.add(pid)
@@ -426,7 +426,7 @@ class PostgresReceiver:
         )
         try:
             async with streamer._conns.connection() as conn:
-                cur = await conn.execute(streamer._sql.get("claim", conn), params)
+                cur = await streamer._conns.execute(conn, streamer._sql.get("claim", conn), params)
                 rows = await cur.fetchall()
         except BaseException:
             # Not recorded (or not known to be): record them with the next claim.
