@@ -46,7 +46,9 @@ from ._workflow import API as API
 from ._workflow import ProcessState as ProcessState
 from ._workflow import Workflow as Workflow
 from .adapter import Ack as Ack
+from .adapter import BatchLookup as BatchLookup
 from .adapter import BatchOutboxDeleter as BatchOutboxDeleter
+from .adapter import BatchReceiver as BatchReceiver
 from .adapter import BatchSender as BatchSender
 from .adapter import ConnectorConstructor as ConnectorConstructor
 from .adapter import ConnectorConsumer as ConnectorConsumer
@@ -61,7 +63,9 @@ from .adapter import TimeoutStore as TimeoutStore
 __all__ = [
     "Ack",
     "API",
+    "BatchLookup",
     "BatchOutboxDeleter",
+    "BatchReceiver",
     "BatchSender",
     "Builder",
     "Clock",

@@ -28,7 +28,9 @@ from ._timeoutrecord import TimeoutRecord
 
 __all__ = [
     "Ack",
+    "BatchLookup",
     "BatchOutboxDeleter",
+    "BatchReceiver",
     "BatchSender",
     "ConnectorConstructor",
     "ConnectorConsumer",
@@ -97,6 +99,19 @@ class RecordStore(Protocol):
 
 
 @runtime_checkable
+class BatchLookup(Protocol):
+    """Optional: a record store that looks up many runs in one call.
+
+    Step consumers of receivers that hand out batches (:class:`BatchReceiver`) read the
+    records of a whole batch at once instead of one round trip per event.
+    """
+
+    async def lookup_many(self, run_ids: Sequence[str]) -> dict[str, Record]:
+        """The records of ``run_ids`` that exist, by run id (missing ids are left out)."""
+        ...
+
+
+@runtime_checkable
 class OutboxDataLister(Protocol):
     """Optional: a record store that lists outbox rows already decoded.
 
@@ -150,6 +165,19 @@ class EventReceiver(Protocol):
 
     async def close(self) -> None:
         """Stop receiving; un-acked events go back to the name's other receivers. Safe twice."""
+        ...
+
+
+@runtime_checkable
+class BatchReceiver(Protocol):
+    """Optional: a receiver that hands out the events it already holds, several at a time."""
+
+    async def recv_many(self, limit: int) -> builtins.list[tuple[Event, Ack]]:
+        """Wait for at least one event (cancellable), then take up to ``limit`` in all.
+
+        The events after the first are those available without waiting, in order, each
+        with its own ack.
+        """
         ...
 
 

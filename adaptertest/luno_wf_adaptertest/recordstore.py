@@ -26,6 +26,7 @@ import pytest
 import pytest_asyncio
 
 from luno_wf import (
+    BatchLookup,
     BatchOutboxDeleter,
     Meta,
     OrderType,
@@ -470,6 +471,21 @@ class RecordStoreContract(StatefulCases):
         await store.delete_outbox_events([rows[0].id, rows[2].id, "outbox-id-missing"])
         left = await store.list_outbox_events(WF, 10)
         assert [r.id for r in left] == [rows[1].id, rows[3].id]
+
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_lookup_many(self, store: RecordStore) -> None:
+        """``lookup_many`` (optional) returns the stored records by run id, missing left out."""
+        if not isinstance(store, BatchLookup):
+            pytest.skip("the store has no lookup_many (optional BatchLookup)")
+        runs = _runs(WF, 3)
+        await _seed(store, runs)
+        found = await store.lookup_many([runs[2].run_id, "missing-run", runs[0].run_id])
+        assert set(found) == {runs[0].run_id, runs[2].run_id}
+        for record in (runs[0], runs[2]):
+            assert_record_equal(found[record.run_id], record)
+            assert found[record.run_id].meta == record.meta
+        assert await store.lookup_many([]) == {}
 
     @pytest.mark.conformance_extension
     @pytest.mark.asyncio

@@ -23,7 +23,15 @@ from typing import ClassVar
 import pytest
 import pytest_asyncio
 
-from luno_wf import Ack, BatchSender, Event, EventReceiver, EventSender, EventStreamer
+from luno_wf import (
+    Ack,
+    BatchReceiver,
+    BatchSender,
+    Event,
+    EventReceiver,
+    EventSender,
+    EventStreamer,
+)
 
 from ._shared import assert_within, unique, utcnow, within_timeout
 from ._workflows import run_acceptance
@@ -317,6 +325,34 @@ class EventStreamerContract(StatefulCases):
         if self.order_per_key:
             got.sort(key=lambda e: int(e[2]["seq"]))
         assert got == expected, f"got {got}"
+
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_recv_many(self, streams: Streams) -> None:
+        """``recv_many`` (optional) hands out events in order, each acked on its own."""
+        topic = unique("many")
+        name = unique("r")
+        sender = await streams.sender(topic)
+        receiver = await streams.receiver(topic, name)
+        if not isinstance(receiver, BatchReceiver):
+            pytest.skip("the receiver has no recv_many (optional BatchReceiver)")
+        for i in range(5):
+            await sender.send("key", i + 1, {"topic": topic, "seq": str(i)})
+        got: list[tuple[Event, Ack]] = []
+        while len(got) < 5:
+            batch = await within_timeout(
+                receiver.recv_many(3), self.recv_timeout, "a batch of the five events"
+            )
+            assert 1 <= len(batch) <= 3, f"recv_many(3) returned {len(batch)} events"
+            got.extend(batch)
+        assert [int(e.headers["seq"]) for e, _ in got] == [0, 1, 2, 3, 4]
+        for event, ack in got:
+            if event.headers["seq"] != "3":
+                await ack()
+        await receiver.close()
+        again = await streams.receiver(topic, name)
+        event, _ = await streams.recv(again, "the one un-acked event, redelivered")
+        assert event.headers["seq"] == "3"
 
     # -- Hypothesis state machine ------------------------------------------------------
 

@@ -155,6 +155,16 @@ class Reader(Generic[T]):
             if self._closed:
                 raise RuntimeError("receiver is closed")
 
+    def take_ready(self) -> tuple[int, T] | None:
+        """The next item if one is available now, else None (never waits)."""
+        if self._closed:
+            return None
+        position = self._group.take()
+        if position is None:
+            return None
+        self._in_flight[position] = None
+        return position, self._group.log.get(position)
+
     def ack(self, position: int) -> None:
         """Mark ``position`` done for the group; acking twice or after close is harmless."""
         if self._in_flight.pop(position, 0) is None:

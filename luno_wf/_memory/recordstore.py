@@ -89,6 +89,11 @@ class MemRecordStore:
         except KeyError:
             raise RecordNotFound(run_id=run_id) from None
 
+    async def lookup_many(self, run_ids: Sequence[str]) -> dict[str, Record]:
+        """The records of ``run_ids`` that exist, by run id."""
+        records = self._records
+        return {run_id: records[run_id] for run_id in run_ids if run_id in records}
+
     async def latest(self, workflow_name: str, foreign_id: str) -> Record:
         """The newest-created run of the foreign id."""
         run_id = self._latest.get((workflow_name, foreign_id))

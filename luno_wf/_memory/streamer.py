@@ -110,6 +110,22 @@ class MemReceiver:
 
         return event, ack
 
+    async def recv_many(self, limit: int) -> list[tuple[Event, Ack]]:
+        """Wait for the next event, then take up to ``limit`` in all without waiting."""
+        batch = [await self.recv()]
+        reader = self._reader
+        while len(batch) < limit:
+            taken = reader.take_ready()
+            if taken is None:
+                break
+            position, event = taken
+
+            async def ack(position: int = position) -> None:
+                reader.ack(position)
+
+            batch.append((event, ack))
+        return batch
+
     async def close(self) -> None:
         """Close; un-acked events are redelivered to the next receiver of this name."""
         self._reader.close()

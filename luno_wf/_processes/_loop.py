@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -11,7 +12,7 @@ import attrs
 
 from .._event import Event
 from .._options import ExponentialBackoff, backoff_delay
-from ..adapter import Ack, EventReceiver
+from ..adapter import Ack, BatchReceiver, EventReceiver
 from ..errors import RoleLost
 
 if TYPE_CHECKING:
@@ -121,13 +122,18 @@ async def consume(
     lag_alert: timedelta = timedelta(0),
     keep: Keep | None = None,
     concurrency: int = 1,
+    prefetch: Prefetch | None = None,
 ) -> None:
     """Receive events forever: wait out ``lag``, skip what ``keep`` rejects, handle, ack.
 
     A handler error propagates without acking, so the event is redelivered after the
     process restarts (the receiver is closed by the caller). With ``concurrency`` > 1, up to
     that many events are handled at once (never two of the same run), each acked when done.
+    With ``prefetch`` and a receiver that hands out batches, ``prefetch`` is called with the
+    run ids of each batch before its events are handled.
     """
+    if prefetch is not None and isinstance(receiver, BatchReceiver):
+        receiver = _Prefetching(receiver, prefetch)
     if concurrency <= 1:
 
         async def one_at_a_time(event: Event, ack: Ack) -> None:
@@ -178,6 +184,30 @@ async def _receive(
             await ack()
             continue
         await dispatch(event, ack)
+
+
+Prefetch = Callable[[list[str]], Awaitable[None]]
+
+_BATCH = 64
+
+
+class _Prefetching:
+    """Hands out a batch receiver's events one by one, prefetching each batch's records."""
+
+    def __init__(self, receiver: BatchReceiver, prefetch: Prefetch) -> None:
+        self._receiver = receiver
+        self._prefetch = prefetch
+        self._ready: deque[tuple[Event, Ack]] = deque()
+
+    async def recv(self) -> tuple[Event, Ack]:
+        if not self._ready:
+            batch = await self._receiver.recv_many(_BATCH)
+            await self._prefetch([event.foreign_id for event, _ in batch])
+            self._ready.extend(batch)
+        return self._ready.popleft()
+
+    async def close(self) -> None:  # pragma: no cover - the caller closes the real receiver
+        return None
 
 
 class _Concurrent:
@@ -249,6 +279,7 @@ def consumer_process(
     lag_alert: timedelta = timedelta(0),
     keep: Keep | None = None,
     concurrency: int = 1,
+    prefetch: Prefetch | None = None,
 ) -> ProcessSpec:
     """A process that consumes ``topic`` under ``role`` with ``handle``.
 
@@ -272,6 +303,7 @@ def consumer_process(
                 lag_alert=lag_alert,
                 keep=keep,
                 concurrency=concurrency,
+                prefetch=prefetch,
             ),
         )
 

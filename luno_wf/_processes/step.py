@@ -10,8 +10,9 @@ import cattrs
 from .._builder import StepSpec
 from .._event import Event
 from .._naming import make_role, topic
+from .._record import Record
 from ..errors import InvalidTransition, StaleRecord, WorkflowError
-from ._load import load_current
+from ._load import load_current, prefetcher
 from ._loop import ProcessSpec, consumer_process
 from ._pausing import maybe_pause
 from ._update import apply_result
@@ -45,29 +46,39 @@ def processes(wf: Workflow[Any, Any], spec: StepSpec) -> list[ProcessSpec]:
     def shard_process(shard: int) -> ProcessSpec:
         of = (str(shard), "of", str(total))
         name = make_role(spec.from_status.name, "consumer", *of)
+        batch = prefetcher(wf)
         return consumer_process(
             wf,
             name=name,
             role=make_role(wf.name, str(status), "consumer", *of),
             topic=topic(wf.name, status),
-            handle=_handler(wf, spec, name, opts.pause_after_err_count),
+            handle=_handler(
+                wf, spec, name, opts.pause_after_err_count, batch[0] if batch else None
+            ),
             polling=opts.polling_frequency,
             backoff=opts.err_backoff,
             lag=opts.lag,
             lag_alert=opts.lag_alert,
             keep=shard_keeps(shard, total) if total > 1 else None,
             concurrency=opts.concurrency,
+            prefetch=batch[1] if batch else None,
         )
 
     return [shard_process(shard) for shard in range(1, total + 1)]
 
 
-def _handler(wf: Workflow[Any, Any], spec: StepSpec, process_name: str, threshold: int) -> Any:
+def _handler(
+    wf: Workflow[Any, Any],
+    spec: StepSpec,
+    process_name: str,
+    threshold: int,
+    prefetched: dict[str, Record] | None,
+) -> Any:
     status = int(spec.from_status)
     fn = spec.fn
 
     async def handle(event: Event) -> None:
-        record = await load_current(wf, event, status)
+        record = await load_current(wf, event, status, prefetched)
         if record is None:
             return
         try:

@@ -72,6 +72,7 @@ SELECT count(*) FROM upd""",
 SELECT run_id FROM {s}.records
 WHERE workflow_name = %s AND foreign_id = %s AND run_state NOT IN (4, 5, 6, 7)""",
     "lookup": f"SELECT {_COLUMNS} FROM {{s}}.records WHERE run_id = %s",
+    "lookup_many": f"SELECT {_COLUMNS} FROM {{s}}.records WHERE run_id = ANY(%s::text[])",
     "latest": f"""
 SELECT {_COLUMNS} FROM {{s}}.records WHERE workflow_name = %s AND foreign_id = %s
 ORDER BY created_at DESC, seq DESC LIMIT 1""",
@@ -256,6 +257,17 @@ class PostgresRecordStore:
         if row is None:
             raise RecordNotFound(run_id=run_id)
         return _record(row)
+
+    async def lookup_many(self, run_ids: Sequence[str]) -> dict[str, Record]:
+        """The records of ``run_ids`` that exist, by run id, in one round trip."""
+        if not run_ids:
+            return {}
+        async with self._conns.connection() as conn:
+            cur = await self._conns.execute(
+                conn, self._sql.get("lookup_many", conn), (list(dict.fromkeys(run_ids)),)
+            )
+            rows = await cur.fetchall()
+        return {record.run_id: record for record in map(_record, rows)}
 
     async def latest(self, workflow_name: str, foreign_id: str) -> Record:
         """The most recently created run of the foreign id (ties: the last inserted).

@@ -402,6 +402,20 @@ class PostgresReceiver:
             if not claimed:
                 await streamer._maybe_cleanup(self._topic)
 
+    async def recv_many(self, limit: int) -> list[tuple[Event, Ack]]:
+        """Wait for the next event (cancellable), then take up to ``limit`` in all.
+
+        The events after the first are those this receiver already holds, in order.
+
+        Raises:
+            RuntimeError: The receiver is closed.
+
+        """
+        batch = [await self.recv()]
+        while self._buffer and len(batch) < limit:
+            batch.append(self._hand_out(self._buffer.popleft()))
+        return batch
+
     def _hand_out(self, event: Event) -> tuple[Event, Ack]:
         event_id = event.id
 
