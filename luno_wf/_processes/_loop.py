@@ -133,7 +133,7 @@ async def consume(
     run ids of each batch before its events are handled.
     """
     if prefetch is not None and isinstance(receiver, BatchReceiver):
-        receiver = _Prefetching(receiver, prefetch)
+        receiver = _Prefetching(receiver, prefetch, keep)
     if concurrency <= 1:
 
         async def one_at_a_time(event: Event, ack: Ack) -> None:
@@ -194,15 +194,20 @@ _BATCH = 64
 class _Prefetching:
     """Hands out a batch receiver's events one by one, prefetching each batch's records."""
 
-    def __init__(self, receiver: BatchReceiver, prefetch: Prefetch) -> None:
+    def __init__(self, receiver: BatchReceiver, prefetch: Prefetch, keep: Keep | None) -> None:
         self._receiver = receiver
         self._prefetch = prefetch
+        self._keep = keep
         self._ready: deque[tuple[Event, Ack]] = deque()
 
     async def recv(self) -> tuple[Event, Ack]:
         if not self._ready:
             batch = await self._receiver.recv_many(_BATCH)
-            await self._prefetch([event.foreign_id for event, _ in batch])
+            keep = self._keep
+            # Only the events this consumer keeps (its shard's) need their records.
+            await self._prefetch(
+                [event.foreign_id for event, _ in batch if keep is None or keep(event)]
+            )
             self._ready.extend(batch)
         return self._ready.popleft()
 
