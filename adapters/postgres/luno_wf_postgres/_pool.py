@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from time import monotonic
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeAlias
 
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, AsyncNullConnectionPool
 
-__all__ = ["AutocommitConnections", "raise_if_cancelling"]
+__all__ = ["AutocommitConnections", "PoolOrDsn", "raise_if_cancelling"]
+
+PoolOrDsn: TypeAlias = "AsyncConnectionPool[Any] | str"
+"""What an adapter is built on: the caller's pool, or a DSN to open its own pool from."""
+
+# The pool an adapter opens from a DSN, unless ``pool_kwargs`` says otherwise: every engine
+# process may hold a connection for a statement at once, so allow a few.
+_OWN_POOL_DEFAULTS: Mapping[str, Any] = {"min_size": 1, "max_size": 10}
 
 _IDLE = TransactionStatus.IDLE
 # A connection kept between calls goes back to the pool once unused for this long...
@@ -32,11 +40,45 @@ class AutocommitConnections:
     connection is lent to one call at a time; one not idle after its call (cancelled
     mid-query, broken) goes straight back to the pool, which repairs or discards it.
     A null pool (:class:`psycopg_pool.AsyncNullConnectionPool`) is used call by call.
+
+    Given a DSN instead of a pool, it makes its own pool (no I/O until the first call),
+    opens it on first use and closes it in :meth:`close`.
     """
 
-    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
-        self._pool = pool
-        self._keep = not isinstance(pool, AsyncNullConnectionPool)
+    def __init__(
+        self,
+        pool: PoolOrDsn,
+        *,
+        owner: str,
+        pool_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._owner = owner
+        self._closed = False
+        self._open_lock = asyncio.Lock()
+        if isinstance(pool, str):
+            kwargs = {**_OWN_POOL_DEFAULTS, **(pool_kwargs or {})}
+            self._dsn: str | None = pool
+            self._connect_kwargs: Mapping[str, Any] = kwargs.get("kwargs") or {}
+            self._pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+                pool, open=False, name=owner, **kwargs
+            )
+            self._opened = False
+        elif isinstance(pool, AsyncConnectionPool):
+            if pool_kwargs:
+                raise ValueError(
+                    f"{owner}: pool_kwargs applies only to a pool opened from a DSN; "
+                    "configure your own pool when you create it"
+                )
+            self._dsn = None
+            self._connect_kwargs = {}
+            self._pool = pool
+            self._opened = True
+        else:
+            raise TypeError(
+                f"{owner} needs a psycopg_pool.AsyncConnectionPool or a DSN string, "
+                f"got {type(pool).__name__}"
+            )
+        self._keep = not isinstance(self._pool, AsyncNullConnectionPool)
         # Kept connections, least recently used first, with when they were last given back.
         self._idle: list[tuple[AsyncConnection[Any], float]] = []
         # Lent or kept connections: when taken from the pool, and whether it was autocommit.
@@ -47,6 +89,54 @@ class AutocommitConnections:
         self._sweep: asyncio.TimerHandle | None = None
         self._sweep_loop: asyncio.AbstractEventLoop | None = None
         self._returning: set[asyncio.Task[None]] = set()
+
+    @property
+    def owns_pool(self) -> bool:
+        """Whether the pool was opened from a DSN by this object (and is closed by it)."""
+        return self._dsn is not None
+
+    async def pool(self) -> AsyncConnectionPool[Any]:
+        """The pool, opened first if this object opens it from a DSN."""
+        self._check_open()
+        if not self._opened:
+            await self._open()
+        return self._pool
+
+    async def _open(self) -> None:
+        async with self._open_lock:
+            if self._opened:
+                return
+            self._check_open()
+            assert self._dsn is not None
+            # One plain connection first: a wrong DSN, password or database is reported with
+            # the server's own message, rather than as a pool timeout half a minute later.
+            probe = await AsyncConnection.connect(self._dsn, **self._connect_kwargs)
+            await probe.close()
+            await self._pool.open(wait=True)
+            self._opened = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"the {self._owner} is closed")
+
+    async def close(self) -> None:
+        """Give kept connections back, and close the pool if it was opened from a DSN.
+
+        Calls after this raise :class:`RuntimeError`. Safe to call twice.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = self._sweep_loop = None
+        idle, self._idle = self._idle, []
+        for conn, _ in idle:
+            await self._give_back(conn)
+        if self._returning:
+            await asyncio.gather(*self._returning, return_exceptions=True)
+        if self._dsn is not None and self._opened:
+            await self._pool.close()
 
     def connection(self) -> _Loan:
         """``async with`` this for an autocommit connection, lent for the block's duration."""
@@ -66,7 +156,16 @@ class AutocommitConnections:
         return cur
 
     async def take(self) -> AsyncConnection[Any]:
-        """An autocommit connection; give it back with :meth:`give` (in a ``finally``)."""
+        """An autocommit connection; give it back with :meth:`give` (in a ``finally``).
+
+        Raises:
+            RuntimeError: :meth:`close` was called.
+
+        """
+        if self._closed:
+            raise RuntimeError(f"the {self._owner} is closed")
+        if not self._opened:
+            await self._open()
         idle = self._idle
         while idle:
             kept = idle.pop()[0]  # the most recently used
@@ -89,6 +188,7 @@ class AutocommitConnections:
         now = monotonic()
         if (
             not self._keep
+            or self._closed
             or conn.closed
             or conn.pgconn.transaction_status != _IDLE
             or now - self._taken[conn][0] >= _KEEP_AT_MOST_SECONDS

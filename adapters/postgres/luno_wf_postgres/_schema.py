@@ -249,7 +249,7 @@ def migration_statements(schema: str = DEFAULT_SCHEMA) -> list[sql.Composed]:
 
 
 async def migrate(
-    target: AsyncConnectionPool[Any] | AsyncConnection[Any],
+    target: AsyncConnectionPool[Any] | AsyncConnection[Any] | str,
     schema: str = DEFAULT_SCHEMA,
 ) -> None:
     """Create the schema's tables and indexes if missing, and (re)create its functions.
@@ -259,14 +259,15 @@ async def migrate(
     and existing tables are not altered.
 
     Args:
-        target: An open :class:`psycopg_pool.AsyncConnectionPool`, or an
-            :class:`psycopg.AsyncConnection` not inside a transaction.
+        target: An open :class:`psycopg_pool.AsyncConnectionPool`, an
+            :class:`psycopg.AsyncConnection` not inside a transaction, or a DSN (a
+            connection is opened for the migration and closed after it).
         schema: The PostgreSQL schema to create the tables in; letters, digits and
             underscores.
 
     Raises:
         ValueError: ``schema`` is not a valid identifier.
-        TypeError: ``target`` is neither a pool nor a connection.
+        TypeError: ``target`` is not a pool, a connection or a DSN string.
 
     """
     statements = migration_statements(schema)
@@ -275,9 +276,13 @@ async def migrate(
             await _migrate(conn, schema, statements)
     elif isinstance(target, AsyncConnection):
         await _migrate(target, schema, statements)
-    else:  # pragma: no cover - guarded by the annotation
+    elif isinstance(target, str):
+        async with await AsyncConnection.connect(target) as conn:
+            await _migrate(conn, schema, statements)
+    else:
         raise TypeError(
-            "migrate() needs a psycopg_pool.AsyncConnectionPool or a psycopg.AsyncConnection, "
+            "migrate() needs a psycopg_pool.AsyncConnectionPool, a psycopg.AsyncConnection "
+            "or a DSN string, "
             f"got {type(target).__name__}"
         )
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import builtins
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any
 
 import orjson
 from psycopg import errors, sql
-from psycopg_pool import AsyncConnectionPool
 
 from luno_wf import (
     Clock,
@@ -26,7 +26,7 @@ from luno_wf import (
 from luno_wf._filter import fold_filters
 from luno_wf.errors import RecordNotFound, StaleRecord, WorkflowInProgress
 
-from ._pool import AutocommitConnections
+from ._pool import AutocommitConnections, PoolOrDsn
 from ._schema import DEFAULT_SCHEMA, Statements
 
 __all__ = ["PostgresRecordStore"]
@@ -155,26 +155,50 @@ class PostgresRecordStore:
     own (microsecond precision), never the database clock.
 
     Args:
-        pool: An open pool; the store borrows a connection per call and runs each call in
-            autocommit mode (each is a single atomic statement), keeping the connection a
-            moment for its next calls.
+        pool: An open :class:`psycopg_pool.AsyncConnectionPool` (yours: the store never
+            closes it), or a DSN from which the store opens its own pool at its first call
+            and closes it in :meth:`close`. The store borrows a connection per call and
+            runs each call in autocommit mode (each is a single atomic statement), keeping
+            the connection a moment for its next calls.
         schema: The schema :func:`~luno_wf_postgres.migrate` created.
         clock: Stamps outbox rows' ``created_at`` (defaults to the wall clock).
+        pool_kwargs: With a DSN, keyword arguments for the store's own
+            :class:`~psycopg_pool.AsyncConnectionPool` (default ``min_size=1, max_size=10``).
 
     """
 
     def __init__(
         self,
-        pool: AsyncConnectionPool[Any],
+        pool: PoolOrDsn,
         *,
         schema: str = DEFAULT_SCHEMA,
         clock: Clock | None = None,
+        pool_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
-        self._pool = pool
-        self._conns = AutocommitConnections(pool)
+        self._conns = AutocommitConnections(
+            pool, owner="PostgresRecordStore", pool_kwargs=pool_kwargs
+        )
         self._clock = clock or SystemClock()
         self._sql = Statements(schema, _TEMPLATES)
         self._deferred: builtins.list[str] = []  # published rows not yet deleted
+
+    async def close(self) -> None:
+        """Give kept connections back to the pool (closing the pool if opened from a DSN).
+
+        Calls after this raise :class:`RuntimeError`. Safe to call twice.
+        """
+        await self._conns.close()
+
+    async def __aenter__(self) -> PostgresRecordStore:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
 
     async def store(self, record: Record) -> None:
         """Insert or compare-and-set update ``record``, and write its outbox row, atomically.

@@ -69,12 +69,40 @@ class PostgresRoleScheduler:
         self._check = _positive(check_interval, "check_interval")
         self._check_timeout = _positive(check_timeout, "check_timeout")
         self._connect_kwargs = dict(connect_kwargs or {})
+        self._closed = False
 
     def await_role(self, role: str) -> _Lease:
-        """Hold ``role`` for the duration of an ``async with`` block."""
+        """Hold ``role`` for the duration of an ``async with`` block.
+
+        Raises:
+            ValueError: ``role`` is empty.
+            RuntimeError: The scheduler is closed.
+
+        """
         if not role:
             raise ValueError("role must be a non-empty string")
+        if self._closed:
+            raise RuntimeError(f"the PostgresRoleScheduler is closed (awaiting role {role!r})")
         return _Lease(self, role)
+
+    async def close(self) -> None:
+        """Refuse new :meth:`await_role` calls; safe twice.
+
+        The scheduler shares no connection: each holding has its own, closed (and its lock
+        released) when its block ends, so stop the workflow before closing its scheduler.
+        """
+        self._closed = True
+
+    async def __aenter__(self) -> PostgresRoleScheduler:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         kwargs = {**self._connect_kwargs, "autocommit": True}

@@ -19,7 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from luno_wf import Ack, Clock, Event, SystemClock
 
-from ._pool import AutocommitConnections, raise_if_cancelling
+from ._pool import AutocommitConnections, PoolOrDsn, raise_if_cancelling
 from ._schema import DEFAULT_SCHEMA, Statements, notify_channel, schema_identifier
 
 __all__ = ["PostgresReceiver", "PostgresSender", "PostgresStreamer"]
@@ -86,8 +86,8 @@ class _Listener:
     (re)connection all waiters are woken, as notifications may have been missed.
     """
 
-    def __init__(self, pool: AsyncConnectionPool[Any], channel: str) -> None:
-        self._pool = pool
+    def __init__(self, conns: AutocommitConnections, channel: str) -> None:
+        self._conns = conns
         self._channel = channel
         self._waiters: dict[str, asyncio.Event] = {}
         self._task: asyncio.Task[None] | None = None
@@ -117,9 +117,12 @@ class _Listener:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
+        # On Python 3.11 a cancellation arriving just as a notification does can be
+        # swallowed inside psycopg's wait (asyncio.wait_for), leaving the task waiting for
+        # the next one: cancel again until it ends.
+        while task is not None and not task.done():
             task.cancel()
-            await asyncio.wait([task])
+            await asyncio.wait([task], timeout=0.1)
         self.wake_all()
 
     async def _run(self) -> None:
@@ -127,7 +130,8 @@ class _Listener:
         backoff = 0.1
         while True:
             try:
-                conn = await self._pool.getconn()
+                pool = await self._conns.pool()
+                conn = await pool.getconn()
             except psycopg.Error as err:
                 _log.warning("event listener cannot get a connection: %s", err)
                 await asyncio.sleep(backoff)
@@ -147,9 +151,12 @@ class _Listener:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             finally:
-                await self._give_back(conn)
+                await self._give_back(pool, conn)
 
-    async def _give_back(self, conn: psycopg.AsyncConnection[Any]) -> None:
+    @staticmethod
+    async def _give_back(
+        pool: AsyncConnectionPool[Any], conn: psycopg.AsyncConnection[Any]
+    ) -> None:
         try:
             if (
                 not conn.closed
@@ -159,7 +166,7 @@ class _Listener:
                 await conn.set_autocommit(False)
         except psycopg.Error:
             await conn.close()  # a broken connection is discarded by the pool
-        await self._pool.putconn(conn)
+        await pool.putconn(conn)
 
 
 class PostgresStreamer:
@@ -179,8 +186,10 @@ class PostgresStreamer:
     (``cleanup_interval``), and so is any event older than ``retention``.
 
     Args:
-        pool: An open pool. The streamer keeps one of its connections for LISTEN while any
-            receiver exists; size the pool for it.
+        pool: An open :class:`psycopg_pool.AsyncConnectionPool` (yours: the streamer never
+            closes it), or a DSN from which the streamer opens its own pool at its first
+            call and closes it in :meth:`close`. The streamer keeps one of its connections
+            for LISTEN while any receiver exists; size the pool for it.
         schema: The schema :func:`~luno_wf_postgres.migrate` created.
         clock: Stamps events' ``created_at`` (defaults to the wall clock).
         batch_size: How many events a receiver claims per round trip.
@@ -190,12 +199,14 @@ class PostgresStreamer:
         retention: Delete events older than this even if some receiver name has not acked
             them (None: keep them until every name has).
         cleanup_interval: How often receivers delete fully-acked events of their topic.
+        pool_kwargs: With a DSN, keyword arguments for the streamer's own
+            :class:`~psycopg_pool.AsyncConnectionPool` (default ``min_size=1, max_size=10``).
 
     """
 
     def __init__(
         self,
-        pool: AsyncConnectionPool[Any],
+        pool: PoolOrDsn,
         *,
         schema: str = DEFAULT_SCHEMA,
         clock: Clock | None = None,
@@ -204,12 +215,12 @@ class PostgresStreamer:
         poll_frequency: timedelta = timedelta(seconds=1),
         retention: timedelta | None = timedelta(days=7),
         cleanup_interval: timedelta = timedelta(seconds=30),
+        pool_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         schema_identifier(schema)  # validates
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self._pool = pool
-        self._conns = AutocommitConnections(pool)
+        self._conns = AutocommitConnections(pool, owner="PostgresStreamer", pool_kwargs=pool_kwargs)
         self._clock = clock or SystemClock()
         self._sql = Statements(schema, _TEMPLATES)
         self._batch_size = batch_size
@@ -218,7 +229,7 @@ class PostgresStreamer:
         self._retention = None if retention is None else _positive(retention, "retention")
         self._cleanup_every = _positive(cleanup_interval, "cleanup_interval").total_seconds()
         self._last_cleanup: dict[str, float] = {}
-        self._listener = _Listener(pool, notify_channel(schema))
+        self._listener = _Listener(self._conns, notify_channel(schema))
         self._closed = False
 
     async def new_sender(self, topic: str) -> PostgresSender:
@@ -279,12 +290,14 @@ class PostgresStreamer:
         return deleted
 
     async def close(self) -> None:
-        """Stop listening for notifications and give the connection back; safe twice.
+        """Stop listening, give connections back (closing a pool opened from a DSN); safe twice.
 
-        Close receivers first: a receiver of a closed streamer falls back to polling.
+        Close receivers first: a receiver of a closed streamer can no longer reach the
+        database, so its calls fail (its un-acked events return when their lease lapses).
         """
         self._closed = True
         await self._listener.close()
+        await self._conns.close()
 
     async def __aenter__(self) -> PostgresStreamer:
         return self
@@ -483,6 +496,14 @@ class PostgresReceiver:
         self._acked = []
         streamer._listener.wake(self._topic)  # a recv() waiting in another task sees the close
         if not params["acked"] and not params["held"]:
+            return
+        if streamer._closed:
+            _log.warning(
+                "receiver %r of topic %r closed after its streamer: its events are "
+                "redelivered when their lease lapses",
+                self._name,
+                self._topic,
+            )
             return
         try:
             async with streamer._conns.connection() as conn:

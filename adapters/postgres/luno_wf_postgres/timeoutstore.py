@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any
-
-from psycopg_pool import AsyncConnectionPool
 
 from luno_wf import Clock, SystemClock, TimeoutRecord
 
-from ._pool import AutocommitConnections
+from ._pool import AutocommitConnections, PoolOrDsn
 from ._schema import DEFAULT_SCHEMA, Statements
 
 __all__ = ["PostgresTimeoutStore"]
@@ -79,24 +79,48 @@ class PostgresTimeoutStore:
     :meth:`list_valid` is inclusive of ``now`` and ordered by id, like the in-memory store.
 
     Args:
-        pool: An open pool; each call borrows one connection for one statement (kept a
-            moment for the next call).
+        pool: An open :class:`psycopg_pool.AsyncConnectionPool` (yours: the store never
+            closes it), or a DSN from which the store opens its own pool at its first call
+            and closes it in :meth:`close`. Each call borrows one connection for one
+            statement (kept a moment for the next call).
         schema: The schema :func:`~luno_wf_postgres.migrate` created.
         clock: Stamps ``created_at`` (defaults to the wall clock).
+        pool_kwargs: With a DSN, keyword arguments for the store's own
+            :class:`~psycopg_pool.AsyncConnectionPool` (default ``min_size=1, max_size=10``).
 
     """
 
     def __init__(
         self,
-        pool: AsyncConnectionPool[Any],
+        pool: PoolOrDsn,
         *,
         schema: str = DEFAULT_SCHEMA,
         clock: Clock | None = None,
+        pool_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
-        self._pool = pool
-        self._conns = AutocommitConnections(pool)
+        self._conns = AutocommitConnections(
+            pool, owner="PostgresTimeoutStore", pool_kwargs=pool_kwargs
+        )
         self._clock = clock or SystemClock()
         self._sql = Statements(schema, _TEMPLATES)
+
+    async def close(self) -> None:
+        """Give kept connections back to the pool (closing the pool if opened from a DSN).
+
+        Calls after this raise :class:`RuntimeError`. Safe to call twice.
+        """
+        await self._conns.close()
+
+    async def __aenter__(self) -> PostgresTimeoutStore:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
 
     async def create(
         self,
