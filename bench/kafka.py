@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import enum
 import importlib.util
 import os
 import socket
@@ -36,49 +35,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import attrs
+from _three_steps import Rates, Status, build, measure, percentile
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from luno_wf_kafka import KafkaStreamer
 
-from luno_wf import Builder, EventStreamer, RecordStore, RoleScheduler, Run, filter_by_status
+from luno_wf import EventStreamer, RecordStore, RoleScheduler, filter_by_status
 from luno_wf.memory import MemRecordStore, MemRoleScheduler
 
 HERE = Path(__file__).parent
 DEFAULT_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
-
-
-class Status(enum.IntEnum):
-    UNKNOWN = 0
-    CREATED = 1
-    FIRST = 2
-    SECOND = 3
-    DONE = 4
-
-
-@attrs.define
-class Job:
-    n: int = 0
-    note: str = ""
-
-
-async def first(r: Run[Job, Status]) -> Status:
-    r.object.note = "first"
-    return Status.FIRST
-
-
-async def second(r: Run[Job, Status]) -> Status:
-    r.object.note = "second"
-    return Status.SECOND
-
-
-async def third(r: Run[Job, Status]) -> Status:
-    r.object.note = "done"
-    return Status.DONE
-
-
-def percentile(sorted_ms: list[float], q: float) -> float:
-    return sorted_ms[min(len(sorted_ms) - 1, max(0, round(len(sorted_ms) * q) - 1))]
 
 
 # -- the broker -------------------------------------------------------------------------
@@ -203,54 +169,18 @@ async def workflow_rates(
     runs: int,
     single: int,
     parallel: int,
-) -> dict[str, float]:
+) -> Rates:
+    """Steps/s with ``runs`` in flight, and trigger-to-complete p50/p99 of single runs."""
     name = f"bench-{uuid.uuid4().hex[:8]}"
-    b = Builder(name, Job, Status)
-    b.add_step(Status.CREATED, first, Status.FIRST, parallel_count=parallel)
-    b.add_step(Status.FIRST, second, Status.SECOND, parallel_count=parallel)
-    b.add_step(Status.SECOND, third, Status.DONE, parallel_count=parallel)
-    wf = b.build(streamer, store, scheduler, pause_retry=None)
-    async with wf:
-        # Warm up: every consumer has joined its group and holds its partitions.
-        for i in range(20):
-            run_id = await wf.trigger(f"warm-{i}", initial_value=Job(n=i))
-            await wf.await_status(f"warm-{i}", run_id, Status.DONE)
+    wf = build(name, streamer, store, scheduler, parallel_count=parallel)
+    # Completion is polled with one List query (1,000 concurrent await_status calls would
+    # load the store themselves), not too often: listing costs CPU the workflow needs.
+    done = [filter_by_status(Status.DONE)]
 
-        # Throughput: `runs` runs in flight at once; completion is polled with one List
-        # query (1,000 concurrent await_status calls would load the store themselves).
-        done = [filter_by_status(Status.DONE)]
+    async def count_done() -> int:
+        return len(await store.list(name, limit=runs + 100, filters=done))
 
-        async def count_done() -> int:
-            return len(await store.list(name, limit=runs + 100, filters=done))
-
-        base = await count_done()
-        started = time.perf_counter()
-        sem = asyncio.Semaphore(16)
-
-        async def trigger(i: int) -> None:
-            async with sem:
-                await wf.trigger(f"job-{i}", initial_value=Job(n=i))
-
-        await asyncio.gather(*(trigger(i) for i in range(runs)))
-        while True:
-            if await count_done() - base >= runs:
-                break
-            await asyncio.sleep(0.05)  # listing costs CPU the workflow needs: not too often
-        elapsed = time.perf_counter() - started
-
-        # Latency: one run at a time, trigger to DONE as await_status sees it.
-        latencies = []
-        for i in range(single):
-            t0 = time.perf_counter()
-            run_id = await wf.trigger(f"single-{i}", initial_value=Job(n=i))
-            await wf.await_status(f"single-{i}", run_id, Status.DONE)
-            latencies.append((time.perf_counter() - t0) * 1000)
-    latencies.sort()
-    return {
-        "steps": 3 * runs / elapsed,
-        "p50": statistics.median(latencies),
-        "p99": percentile(latencies, 0.99),
-    }
+    return await measure(wf, count_done, runs, single, poll=0.05)
 
 
 @contextlib.asynccontextmanager
@@ -278,7 +208,7 @@ def load_postgres_bench() -> Any:
 
 async def with_postgres(
     dsn: str, servers: str, args: argparse.Namespace
-) -> tuple[dict[str, float], dict[str, float]] | str:
+) -> tuple[Rates, Rates] | str:
     """(c) PostgreSQL records and roles + Kafka events, and (d) PostgreSQL only."""
     try:
         from luno_wf_postgres import PostgresRecordStore, PostgresRoleScheduler, migrate
@@ -306,10 +236,10 @@ async def with_postgres(
                 args.parallel,
             )
         module = load_postgres_bench()
-        steps, _, p50, p99 = await module.workflow_rates(
+        pg_only: Rates = await module.workflow_rates(
             dsn, schema, args.runs, args.single, args.parallel, concurrency=1
         )
-        return hybrid, {"steps": steps, "p50": p50, "p99": p99}
+        return hybrid, pg_only
     finally:
         async with pool.connection() as conn:
             await conn.execute(
@@ -343,7 +273,7 @@ async def main() -> None:
                 args.single,
                 args.parallel,
             )
-        pg: tuple[dict[str, float], dict[str, float]] | str = "skipped (--no-postgres)"
+        pg: tuple[Rates, Rates] | str = "skipped (--no-postgres)"
         if not args.no_postgres:
             pg = await with_postgres(args.dsn, servers, args)
 
@@ -359,9 +289,9 @@ async def main() -> None:
         f"(parallel_count={args.parallel})"
     )
     print(
-        f"      {mem['steps']:10,.0f} steps/s with {args.runs} runs in flight; "
+        f"      {mem.steps_per_s:10,.0f} steps/s with {args.runs} runs in flight; "
         f"trigger-to-complete ({args.single} single runs): "
-        f"p50 {mem['p50']:.1f} ms, p99 {mem['p99']:.1f} ms"
+        f"p50 {mem.p50_ms:.1f} ms, p99 {mem.p99_ms:.1f} ms"
     )
     if isinstance(pg, str):
         print(f"  (c), (d) PostgreSQL comparison: {pg}")
@@ -369,13 +299,13 @@ async def main() -> None:
     hybrid, pg_only = pg
     print("  (c) the same, PostgreSQL records and roles, Kafka events")
     print(
-        f"      {hybrid['steps']:10,.0f} steps/s with {args.runs} runs in flight; "
-        f"p50 {hybrid['p50']:.1f} ms, p99 {hybrid['p99']:.1f} ms"
+        f"      {hybrid.steps_per_s:10,.0f} steps/s with {args.runs} runs in flight; "
+        f"p50 {hybrid.p50_ms:.1f} ms, p99 {hybrid.p99_ms:.1f} ms"
     )
     print("  (d) the same, PostgreSQL only (records, roles and events)")
     print(
-        f"      {pg_only['steps']:10,.0f} steps/s with {args.runs} runs in flight; "
-        f"p50 {pg_only['p50']:.1f} ms, p99 {pg_only['p99']:.1f} ms"
+        f"      {pg_only.steps_per_s:10,.0f} steps/s with {args.runs} runs in flight; "
+        f"p50 {pg_only.p50_ms:.1f} ms, p99 {pg_only.p99_ms:.1f} ms"
     )
 
 

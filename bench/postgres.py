@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import enum
 import os
-import statistics
 import time
 import uuid
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import attrs
+from _three_steps import Job, Rates, Status, build, measure
 from luno_wf_postgres import (
     PostgresReceiver,
     PostgresRecordStore,
@@ -39,38 +37,9 @@ from psycopg import AsyncConnection, sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from luno_wf import Builder, Meta, Record, Run, RunState, make_outbox_event
+from luno_wf import Meta, Record, RunState, make_outbox_event
 
 DEFAULT_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
-
-
-class Status(enum.IntEnum):
-    UNKNOWN = 0
-    CREATED = 1
-    FIRST = 2
-    SECOND = 3
-    DONE = 4
-
-
-@attrs.define
-class Job:
-    n: int = 0
-    note: str = ""
-
-
-async def first(r: Run[Job, Status]) -> Status:
-    r.object.note = "first"
-    return Status.FIRST
-
-
-async def second(r: Run[Job, Status]) -> Status:
-    r.object.note = "second"
-    return Status.SECOND
-
-
-async def third(r: Run[Job, Status]) -> Status:
-    r.object.note = "done"
-    return Status.DONE
 
 
 # -- (a) the database's ceiling ---------------------------------------------------------
@@ -141,63 +110,35 @@ async def ceiling(dsn: str, schema: str, n: int) -> float:
 
 async def workflow_rates(
     dsn: str, schema: str, runs: int, single: int, parallel: int, concurrency: int
-) -> tuple[float, float, float, float]:
-    """(steps/s with ``runs`` in flight, trigger rate, p50 ms, p99 ms of single runs)."""
+) -> Rates:
+    """Steps/s with ``runs`` in flight, and trigger-to-complete p50/p99 of single runs."""
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(dsn, min_size=8, max_size=24, open=False)
     await pool.open(wait=True)
     streamer = PostgresStreamer(pool, schema=schema, poll_frequency=timedelta(seconds=1))
     store = PostgresRecordStore(pool, schema=schema)
-    scheduler = PostgresRoleScheduler(dsn, namespace=schema)
-    options: dict[str, Any] = {"parallel_count": parallel, "concurrency": concurrency}
-    b = Builder("bench", Job, Status)
-    b.add_step(Status.CREATED, first, Status.FIRST, **options)
-    b.add_step(Status.FIRST, second, Status.SECOND, **options)
-    b.add_step(Status.SECOND, third, Status.DONE, **options)
-    wf = b.build(streamer, store, scheduler, pause_retry=None)
-    count_done = sql.SQL(
+    wf = build(
+        "bench",
+        streamer,
+        store,
+        PostgresRoleScheduler(dsn, namespace=schema),
+        parallel_count=parallel,
+        concurrency=concurrency,
+    )
+    query = sql.SQL(
         "SELECT count(*) FROM {}.records WHERE workflow_name = 'bench' AND status = 4"
     ).format(sql.Identifier(schema))
+
+    async def count_done() -> int:
+        async with pool.connection() as conn:
+            row = await (await conn.execute(query)).fetchone()
+        return int(row[0]) if row else 0
+
     try:
-        async with wf:
-            # Warm up: every process holds its role and every statement is prepared.
-            for i in range(20):
-                run_id = await wf.trigger(f"warm-{i}", initial_value=Job(n=i))
-                await wf.await_status(f"warm-{i}", run_id, Status.DONE)
-            async with pool.connection() as conn:
-                base = (await (await conn.execute(count_done)).fetchone() or (0,))[0]
-
-            # Throughput: `runs` runs in flight at once.
-            started = time.perf_counter()
-            sem = asyncio.Semaphore(16)
-
-            async def trigger(i: int) -> None:
-                async with sem:
-                    await wf.trigger(f"job-{i}", initial_value=Job(n=i))
-
-            await asyncio.gather(*(trigger(i) for i in range(runs)))
-            triggered = time.perf_counter() - started
-            async with pool.connection() as conn:
-                while True:
-                    row = await (await conn.execute(count_done)).fetchone()
-                    if row is not None and row[0] - base >= runs:
-                        break
-                    await asyncio.sleep(0.005)
-            elapsed = time.perf_counter() - started
-            steps_per_s = 3 * runs / elapsed
-
-            # Latency: one run at a time, trigger to DONE as await_status sees it.
-            latencies = []
-            for i in range(single):
-                t0 = time.perf_counter()
-                run_id = await wf.trigger(f"single-{i}", initial_value=Job(n=i))
-                await wf.await_status(f"single-{i}", run_id, Status.DONE)
-                latencies.append((time.perf_counter() - t0) * 1000)
+        return await measure(wf, count_done, runs, single, poll=0.005)
     finally:
         await streamer.close()
+        await store.close()
         await pool.close()
-    latencies.sort()
-    p99 = latencies[min(len(latencies) - 1, round(len(latencies) * 0.99) - 1)]
-    return steps_per_s, runs / triggered, statistics.median(latencies), p99
 
 
 # -- where the time goes ------------------------------------------------------------------
@@ -238,15 +179,11 @@ async def explain(dsn: str, schema: str, runs: int) -> list[str]:
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(dsn, min_size=4, max_size=8, open=False)
     await pool.open(wait=True)
     streamer = PostgresStreamer(pool, schema=schema)
-    b = Builder("explain", Job, Status)
-    b.add_step(Status.CREATED, first, Status.FIRST)
-    b.add_step(Status.FIRST, second, Status.SECOND)
-    b.add_step(Status.SECOND, third, Status.DONE)
-    wf = b.build(
+    wf = build(
+        "explain",
         streamer,
         PostgresRecordStore(pool, schema=schema),
         PostgresRoleScheduler(dsn, namespace=schema),
-        pause_retry=None,
     )
     try:
         async with wf:
@@ -296,7 +233,7 @@ async def main() -> None:
     try:
         await migrate(pool, schema=schema)
         top = await ceiling(args.dsn, schema, args.ceiling_steps)
-        rate, trigger_rate, p50, p99 = await workflow_rates(
+        rates = await workflow_rates(
             args.dsn, schema, args.runs, args.single, args.parallel, args.concurrency
         )
         explained = await explain(args.dsn, schema, 50) if args.explain else []
@@ -315,12 +252,12 @@ async def main() -> None:
         f"(parallel_count={args.parallel}, concurrency={args.concurrency})"
     )
     print(
-        f"      {rate:10,.0f} steps/s with {args.runs} runs in flight "
-        f"({rate / top:.2f} of (a)); triggers {trigger_rate:,.0f}/s"
+        f"      {rates.steps_per_s:10,.0f} steps/s with {args.runs} runs in flight "
+        f"({rates.steps_per_s / top:.2f} of (a)); triggers {rates.triggers_per_s:,.0f}/s"
     )
     print(
         f"      trigger-to-complete, one run at a time ({args.single} runs): "
-        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+        f"p50 {rates.p50_ms:.1f} ms, p99 {rates.p99_ms:.1f} ms"
     )
     for line in explained:
         print(line)

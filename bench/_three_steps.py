@@ -1,0 +1,129 @@
+"""The 3-step workflow the PostgreSQL and Kafka benchmarks measure, and how they measure it.
+
+Imported by ``bench/postgres.py`` and ``bench/kafka.py`` (run as scripts, so this folder is
+on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+
+from luno_wf import Builder, EventStreamer, RecordStore, RoleScheduler, Run, Workflow
+
+
+class Status(enum.IntEnum):
+    UNKNOWN = 0
+    CREATED = 1
+    FIRST = 2
+    SECOND = 3
+    DONE = 4
+
+
+@attrs.define
+class Job:
+    n: int = 0
+    note: str = ""
+
+
+async def first(r: Run[Job, Status]) -> Status:
+    r.object.note = "first"
+    return Status.FIRST
+
+
+async def second(r: Run[Job, Status]) -> Status:
+    r.object.note = "second"
+    return Status.SECOND
+
+
+async def third(r: Run[Job, Status]) -> Status:
+    r.object.note = "done"
+    return Status.DONE
+
+
+def build(
+    name: str,
+    streamer: EventStreamer,
+    store: RecordStore,
+    scheduler: RoleScheduler,
+    **options: Any,
+) -> Workflow[Job, Status]:
+    """The workflow CREATED -> FIRST -> SECOND -> DONE, each step with ``options``."""
+    b = Builder(name, Job, Status)
+    b.add_step(Status.CREATED, first, Status.FIRST, **options)
+    b.add_step(Status.FIRST, second, Status.SECOND, **options)
+    b.add_step(Status.SECOND, third, Status.DONE, **options)
+    return b.build(streamer, store, scheduler, pause_retry=None)
+
+
+def percentile(sorted_ms: list[float], q: float) -> float:
+    """The ``q`` quantile of an ascending list (nearest rank)."""
+    return sorted_ms[min(len(sorted_ms) - 1, max(0, round(len(sorted_ms) * q) - 1))]
+
+
+@attrs.frozen
+class Rates:
+    """What :func:`measure` found."""
+
+    steps_per_s: float
+    triggers_per_s: float
+    p50_ms: float
+    p99_ms: float
+
+
+async def measure(
+    wf: Workflow[Job, Status],
+    count_done: Callable[[], Awaitable[int]],
+    runs: int,
+    single: int,
+    *,
+    poll: float,
+) -> Rates:
+    """Run ``wf`` (entered here) through a warm-up, a throughput and a latency phase.
+
+    Throughput: ``runs`` runs triggered (16 triggers in flight at a time) and the time
+    until ``count_done`` (runs at DONE, polled every ``poll`` seconds) has grown by
+    ``runs``. Latency: ``single`` runs one at a time, trigger to DONE as ``await_status``
+    sees it.
+    """
+    async with wf:
+        # Warm up: every process holds its role and every statement is prepared.
+        for i in range(20):
+            run_id = await wf.trigger(f"warm-{i}", initial_value=Job(n=i))
+            await wf.await_status(f"warm-{i}", run_id, Status.DONE)
+        base = await count_done()
+
+        started = time.perf_counter()
+        sem = asyncio.Semaphore(16)
+
+        async def trigger(i: int) -> None:
+            async with sem:
+                await wf.trigger(f"job-{i}", initial_value=Job(n=i))
+
+        await asyncio.gather(*(trigger(i) for i in range(runs)))
+        triggered = time.perf_counter() - started
+        while True:
+            if await count_done() - base >= runs:
+                break
+            await asyncio.sleep(poll)
+        elapsed = time.perf_counter() - started
+
+        latencies = []
+        for i in range(single):
+            t0 = time.perf_counter()
+            run_id = await wf.trigger(f"single-{i}", initial_value=Job(n=i))
+            await wf.await_status(f"single-{i}", run_id, Status.DONE)
+            latencies.append((time.perf_counter() - t0) * 1000)
+    latencies.sort()
+    return Rates(
+        steps_per_s=3 * runs / elapsed,
+        triggers_per_s=runs / triggered,
+        p50_ms=statistics.median(latencies),
+        p99_ms=percentile(latencies, 0.99),
+    )
