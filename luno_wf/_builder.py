@@ -19,6 +19,7 @@ from ._types import AnyFunc, S, T
 from .adapter import ConnectorConstructor, EventStreamer, RecordStore, RoleScheduler, TimeoutStore
 
 if TYPE_CHECKING:
+    from ._metrics import Metrics
     from ._types import (
         CallbackFunc,
         ConnectorFunc,
@@ -268,6 +269,7 @@ class Builder(Generic[T, S]):
         outbox: bool = True,
         logger: logging.Logger | None = None,
         debug: bool = False,
+        metrics: Metrics | bool = True,
     ) -> Workflow[T, S]:
         """Validate the graph and make the :class:`~luno_wf.Workflow`.
 
@@ -285,11 +287,16 @@ class Builder(Generic[T, S]):
             outbox: Run the outbox publisher here (False: something else publishes).
             logger: Where to log (default: the ``luno_wf`` logger).
             debug: Log debug lines too.
+            metrics: Where to report Prometheus metrics: True (the default) for
+                ``prometheus_client``'s default registry (:func:`luno_wf.metrics.default_metrics`),
+                a :class:`luno_wf.metrics.Metrics` for its registry, False for none.
 
         Raises:
             ValueError: The graph has no starting point, or timeouts lack a timeout store.
+            TypeError: ``metrics`` is neither a bool nor a ``Metrics``.
 
         """
+        from ._metrics import Metrics, default_metrics
         from ._workflow import Workflow
 
         if self.timeouts and timeout_store is None:
@@ -308,6 +315,15 @@ class Builder(Generic[T, S]):
             _require_async(custom_delete, "custom_delete")
         if default_options is not None and not isinstance(default_options, Options):
             raise TypeError(f"default_options must be luno_wf.Options, got {default_options!r}")
+        if isinstance(metrics, bool):
+            reporting = default_metrics() if metrics else None
+        elif isinstance(metrics, Metrics):
+            reporting = metrics
+        else:
+            raise TypeError(
+                "metrics must be True (the default registry), a luno_wf.metrics.Metrics or "
+                f"False (no metrics), got {metrics!r}"
+            )
         return Workflow(
             self,
             streamer=streamer,
@@ -322,4 +338,5 @@ class Builder(Generic[T, S]):
             outbox=outbox,
             logger=logger,
             debug=debug,
+            metrics=reporting,
         )

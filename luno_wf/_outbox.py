@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Mapping
+from datetime import datetime
 
 import attrs
 
@@ -35,11 +36,16 @@ _TO_RUN_STATE_CHANGE = frozenset(
 
 @attrs.frozen(kw_only=True)
 class OutboxData:
-    """The decoded payload of an outbox row: what the publisher sends, and where."""
+    """The decoded payload of an outbox row: what the publisher sends, and where.
+
+    ``created_at`` is when the row was written, if the lister knows it (for the outbox lag
+    metric); it is not part of the payload and is left out of comparisons.
+    """
 
     run_id: str
     type: int
     headers: dict[str, str]
+    created_at: datetime | None = attrs.field(default=None, eq=False)
 
     @property
     def topic(self) -> str:
@@ -75,7 +81,7 @@ def event_topic(record: Record) -> str:
 _TOPICS: dict[tuple[str, int, int], str] = {}
 
 
-def outbox_data(record: Record) -> OutboxData:
+def outbox_data(record: Record, created_at: datetime | None = None) -> OutboxData:
     """What the outbox row of a record as it is being stored announces (not encoded)."""
     headers = {
         "foreign_id": record.foreign_id,
@@ -85,7 +91,9 @@ def outbox_data(record: Record) -> OutboxData:
         "run_state": _RUN_STATE_TEXT[record.run_state],
         "record_version": str(record.meta.version),
     }
-    return OutboxData(run_id=record.run_id, type=record.status, headers=headers)
+    return OutboxData(
+        run_id=record.run_id, type=record.status, headers=headers, created_at=created_at
+    )
 
 
 def make_outbox_event(record: Record) -> tuple[str, bytes]:

@@ -44,7 +44,8 @@ SKIP = _Sentinel(0, "skip: nothing stored")
 RUN_STATE_UPDATED = _Sentinel(-1, "run state updated: pause or cancel already stored")
 SAVE_AND_REPEAT = _Sentinel(-2, "save and repeat: object stored, same status processed again")
 
-StoreFunc = Callable[[Record], Awaitable[None]]
+StoreFunc = Callable[[Record, RunState], Awaitable[None]]
+"""Stores a record; the second argument is the run state it leaves."""
 
 _UNABLE: dict[RunState, type[InvalidRunStateTransition]] = {
     RunState.PAUSED: UnableToPause,
@@ -83,7 +84,7 @@ class RunStateController:
                 version=self.record.meta.version + 1,
             ),
         )
-        await self._store(updated)
+        await self._store(updated, current)
         self.record = updated
         return updated
 

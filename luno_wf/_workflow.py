@@ -35,6 +35,7 @@ from .errors import (
 if TYPE_CHECKING:
     from ._await import Watch
     from ._builder import Builder
+    from ._metrics import Metrics, ProcessMetrics
     from ._processes._loop import ProcessSpec
 
 __all__ = ["API", "ProcessState", "Workflow"]
@@ -107,6 +108,7 @@ class Workflow(Generic[T, S]):
         outbox: bool,
         logger: logging.Logger | None,
         debug: bool,
+        metrics: Metrics | None,
     ) -> None:
         self._name = builder.name
         self.object_type = builder.object_type
@@ -143,6 +145,12 @@ class Workflow(Generic[T, S]):
         self.outbox_wake = asyncio.Event()
         self.watches: dict[str, list[Watch]] = {}
         self._states: dict[str, ProcessState] = {}
+        self.metrics = metrics
+        self._process_metrics: dict[str, ProcessMetrics] = {}
+        # workflow_run_state_changes counts, [previous][current], bumped inline by write().
+        self._run_state_changes: list[list[int]] | None = (
+            None if metrics is None else metrics.run_state_changes(self._name)
+        )
         self._processes: list[ProcessSpec] = []
         self._task: asyncio.Task[None] | None = None
         self._ready: asyncio.Event | None = None
@@ -188,7 +196,7 @@ class Workflow(Generic[T, S]):
         self._processes = all_processes(self)
         self._ready = asyncio.Event()
         for spec in self._processes:
-            self._states[spec.name] = ProcessState.IDLE
+            self.set_state(spec.name, ProcessState.IDLE)
         if not self._processes:
             self._ready.set()
         self._task = loop.create_task(self._supervise(), name=f"luno_wf:{self._name}")
@@ -234,8 +242,8 @@ class Workflow(Generic[T, S]):
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise
-        for name in self._states:
-            self._states[name] = ProcessState.SHUTDOWN
+        for name in list(self._states):
+            self.set_state(name, ProcessState.SHUTDOWN)
 
     async def __aenter__(self) -> Workflow[T, S]:
         self.run()
@@ -255,14 +263,33 @@ class Workflow(Generic[T, S]):
         return dict(self._states)
 
     def set_state(self, name: str, state: ProcessState) -> None:
-        """Record a process's state (internal)."""
+        """Record a process's state, and report it (internal)."""
         self._states[name] = state
+        probe = self.process_metrics(name)
+        if probe is not None:
+            probe.state = state
+
+    def process_metrics(self, name: str) -> ProcessMetrics | None:
+        """The metric series of process ``name``, None with metrics off (internal)."""
+        if self.metrics is None:
+            return None
+        probe = self._process_metrics.get(name)
+        if probe is None:
+            probe = self._process_metrics[name] = self.metrics.process(self._name, name)
+        return probe
 
     # -- writes -------------------------------------------------------------------------
 
-    async def write(self, record: Record) -> None:
-        """Store a record (with its outbox row) and wake the publisher and waiters (internal)."""
+    async def write(self, record: Record, previous: RunState) -> None:
+        """Store a record (with its outbox row) and wake the publisher and waiters (internal).
+
+        ``previous`` is the run state the run was in (UNKNOWN for a new run), for the
+        ``workflow_run_state_changes`` metric, counted once the store has taken the write.
+        """
         await self.store.store(record)
+        changes = self._run_state_changes
+        if changes is not None:
+            changes[previous][record.run_state] += 1
         self.outbox_wake.set()
         watches = self.watches.get(record.run_id)
         if watches:
@@ -394,7 +421,7 @@ class Workflow(Generic[T, S]):
             updated_at=now,
             meta=Meta(status_description=start.name, version=1, trace_origin=origin),
         )
-        await self.write(record)
+        await self.write(record, RunState.UNKNOWN)
         return run_id
 
     async def trigger_scheduled(self, foreign_id: str, initial_value: T | None, origin: str) -> str:

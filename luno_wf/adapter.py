@@ -122,7 +122,11 @@ class OutboxDataLister(Protocol):
     async def list_outbox_data(
         self, workflow_name: str, limit: int
     ) -> builtins.list[tuple[str, OutboxData]]:
-        """Up to ``limit`` unpublished rows as ``(row id, decoded payload)``, oldest first."""
+        """Up to ``limit`` unpublished rows as ``(row id, decoded payload)``, oldest first.
+
+        Set each payload's ``created_at`` to the row's write time, as
+        :meth:`RecordStore.list_outbox_events` gives it, for the outbox lag metric.
+        """
         ...
 
 

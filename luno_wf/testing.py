@@ -257,7 +257,7 @@ class _TestingController(RunStateController):
         on_pause: Callable[[str], Awaitable[None]] | None,
         on_cancel: Callable[[str], Awaitable[None]] | None,
     ) -> None:
-        async def no_store(_: Record) -> None:
+        async def no_store(_: Record, __: RunState) -> None:
             return None
 
         super().__init__(record, no_store, lambda: record.updated_at)

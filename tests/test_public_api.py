@@ -12,6 +12,7 @@ PUBLIC_MODULES = [
     "luno_wf.adapter",
     "luno_wf.errors",
     "luno_wf.memory",
+    "luno_wf.metrics",
     "luno_wf.testing",
     "luno_wf.visualise",
 ]

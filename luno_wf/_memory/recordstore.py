@@ -165,8 +165,8 @@ class MemRecordStore:
         if not rows:
             return []
         out: builtins.list[tuple[str, OutboxData]] = []
-        for row_id, (record, _) in rows.items():
-            out.append((row_id, outbox_data(record)))
+        for row_id, (record, created_at) in rows.items():
+            out.append((row_id, outbox_data(record, created_at)))
             if len(out) >= limit:
                 break
         return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -11,11 +12,13 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .._event import Event
+from .._metrics import SkipReason
 from .._options import ExponentialBackoff, backoff_delay
 from ..adapter import Ack, BatchReceiver, EventReceiver
 from ..errors import RoleLost
 
 if TYPE_CHECKING:
+    from .._metrics import ProcessMetrics
     from .._workflow import Workflow
 
 __all__ = [
@@ -67,6 +70,7 @@ class ProcessSpec:
 
         wf = self.wf
         attempts = 0
+        probe = wf.process_metrics(self.name)
 
         def progress() -> None:
             nonlocal attempts
@@ -92,6 +96,8 @@ class ProcessSpec:
                     continue
                 except Exception as err:
                     attempts += 1
+                    if probe is not None:
+                        probe.errors += 1
                     wf.logger.error(
                         "run error [role=%s], [process=%s]: %s",
                         self.role,
@@ -131,21 +137,39 @@ async def consume(
     that many events are handled at once (never two of the same run), each acked when done.
     With ``prefetch`` and a receiver that hands out batches, ``prefetch`` is called with the
     run ids of each batch before its events are handled.
+
+    With metrics on, each event sets the process's lag gauge (and lag alert gauge), each
+    filtered event counts as skipped, and each handled and acked event observes the
+    handler's duration.
     """
     if prefetch is not None and isinstance(receiver, BatchReceiver):
         receiver = _Prefetching(receiver, prefetch, keep)
+    probe = wf.process_metrics(process_name)
     if concurrency <= 1:
+        if probe is None:
 
-        async def one_at_a_time(event: Event, ack: Ack) -> None:
-            await handler(event)
-            await ack()
-            progress()
+            async def one_at_a_time(event: Event, ack: Ack) -> None:
+                await handler(event)
+                await ack()
+                progress()
 
-        await _receive(wf, receiver, one_at_a_time, process_name, lag, lag_alert, keep)
+        else:
+            observe = probe.observe
+            clock = time.perf_counter
+
+            async def one_at_a_time(event: Event, ack: Ack) -> None:
+                start = clock()
+                await handler(event)
+                took = clock() - start
+                await ack()
+                observe(took)
+                progress()
+
+        await _receive(wf, receiver, one_at_a_time, process_name, lag, lag_alert, keep, probe)
         return
     async with asyncio.TaskGroup() as group:
-        pool = _Concurrent(handler, concurrency, group, progress)
-        await _receive(wf, receiver, pool.start, process_name, lag, lag_alert, keep)
+        pool = _Concurrent(handler, concurrency, group, progress, probe)
+        await _receive(wf, receiver, pool.start, process_name, lag, lag_alert, keep, probe)
 
 
 async def _receive(
@@ -156,17 +180,21 @@ async def _receive(
     lag: timedelta,
     lag_alert: timedelta,
     keep: Keep | None,
+    probe: ProcessMetrics | None,
 ) -> None:
     clock = wf.clock
     # The lag alert compares each event with a threshold refreshed every few events rather
     # than reading the clock for each: an alert is at most that many events late.
     alert_before = clock.now() - lag_alert if lag_alert else None
     count = 0
+    picked_up = None if probe is None else probe.lag_recorder(clock, lag_alert)
     while True:
         ensure_not_cancelled()
         event, ack = await receiver.recv()
         if lag:
             await clock.sleep_until(event.created_at + lag)
+        if picked_up is not None:
+            picked_up(event.created_at)
         if alert_before is not None:
             count += 1
             if count >= 32:
@@ -182,6 +210,8 @@ async def _receive(
                 )
         if keep is not None and not keep(event):
             await ack()
+            if probe is not None:
+                probe.skip(SkipReason.FILTERED_OUT)
             continue
         await dispatch(event, ack)
 
@@ -223,13 +253,19 @@ class _Concurrent:
     """
 
     def __init__(
-        self, handler: Handler, limit: int, group: asyncio.TaskGroup, progress: Progress
+        self,
+        handler: Handler,
+        limit: int,
+        group: asyncio.TaskGroup,
+        progress: Progress,
+        probe: ProcessMetrics | None,
     ) -> None:
         self._handler = handler
         self._slots = asyncio.Semaphore(limit)
         self._runs: dict[str, asyncio.Event] = {}
         self._group = group
         self._progress = progress
+        self._observe = None if probe is None else probe.observe
 
     async def start(self, event: Event, ack: Ack) -> None:
         await self._slots.acquire()
@@ -241,12 +277,16 @@ class _Concurrent:
             while (busy := self._runs.get(run_id)) is not None:
                 await busy.wait()
             done = self._runs[run_id] = asyncio.Event()
+            start = time.perf_counter()
             try:
                 await self._handler(event)
             finally:
                 del self._runs[run_id]
                 done.set()
+            took = time.perf_counter() - start
             await ack()
+            if self._observe is not None:
+                self._observe(took)
             self._progress()
         finally:
             self._slots.release()

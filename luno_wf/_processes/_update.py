@@ -74,5 +74,5 @@ async def apply_result(
             trace_origin=meta.trace_origin,
         ),
     )
-    await wf.write(updated)
+    await wf.write(updated, record.run_state)
     return True

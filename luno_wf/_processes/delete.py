@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .._event import Event
+from .._metrics import SkipReason
 from .._naming import delete_topic, make_role
 from .._runstate import RunState
 from ..errors import RecordNotFound, StaleRecord
@@ -39,12 +40,15 @@ def process(wf: Workflow[Any, Any]) -> ProcessSpec:
     role = make_role(wf.name, "delete-consumer")
     name = "delete-consumer"
     opts = wf.defaults
+    probe = wf.process_metrics(name)
 
     async def handle(event: Event) -> None:
         try:
             record = await wf.store.lookup(event.foreign_id)
         except RecordNotFound:
             wf.logger.error("delete: run %s not found; skipping", event.foreign_id)
+            if probe is not None:
+                probe.skip(SkipReason.RECORD_NOT_FOUND)
             return
         if record.run_state != RunState.REQUESTED_DATA_DELETED:
             return  # already deleted, or the request was for an older version
@@ -56,7 +60,7 @@ def process(wf: Workflow[Any, Any]) -> ProcessSpec:
             meta=attrs.evolve(record.meta, version=record.meta.version + 1),
         )
         try:
-            await wf.write(updated)
+            await wf.write(updated, record.run_state)
         except StaleRecord:
             return  # written meanwhile; that write's event is handled on its own
 

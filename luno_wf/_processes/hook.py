@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .._event import Event, Header
+from .._metrics import SkipReason
 from .._naming import make_role, run_state_change_topic
 from .._runstate import RunState
 from ..errors import RecordNotFound
@@ -38,11 +39,14 @@ def process(wf: Workflow[Any, Any], run_state: RunState) -> ProcessSpec:
     role = make_role(wf.name, label, "run-state-change-hook-consumer")
     name = make_role(label, "run-state-change-hook-consumer")
     opts = wf.defaults
+    probe = wf.process_metrics(name)
 
     async def handle(event: Event) -> None:
         try:
             record = await wf.store.lookup(event.foreign_id)
         except RecordNotFound:
+            if probe is not None:
+                probe.skip(SkipReason.RECORD_NOT_FOUND)
             return
         # A run that has moved on (resumed, say) is not reported; a completed run whose data
         # was deleted since is still reported as completed.
@@ -54,6 +58,8 @@ def process(wf: Workflow[Any, Any], run_state: RunState) -> ProcessSpec:
             typed = wf.typed(record)
         except DECODE_ERRORS as err:
             wf.logger.error("hook %s: cannot decode run %s: %s", name, record.run_id, err)
+            if probe is not None:
+                probe.skip(SkipReason.UNABLE_TO_UNMARSHAL_OBJECT)
             return
         await hook(typed)
 

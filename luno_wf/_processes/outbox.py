@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from .._naming import make_role
@@ -20,6 +21,8 @@ __all__ = ["LOOKUP_LIMIT", "process"]
 LOOKUP_LIMIT = 1000
 POLLING = timedelta(milliseconds=250)
 BACKOFF = timedelta(milliseconds=500)
+LAG_ALERT = timedelta(minutes=1)
+NAME = "outbox-consumer"
 
 
 def process(wf: Workflow[Any, Any]) -> ProcessSpec:
@@ -27,17 +30,27 @@ def process(wf: Workflow[Any, Any]) -> ProcessSpec:
 
     It wakes as soon as this process stores a record (so latency does not wait for a polling
     interval) and polls every 250 ms for rows written by other processes.
+
+    With metrics on, each batch sets the lag gauges from its oldest row's write time and
+    observes the time taken to send and delete the whole batch.
     """
     batch_delete = isinstance(wf.store, BatchOutboxDeleter)
     decoded_lister = isinstance(wf.store, OutboxDataLister)
+    probe = wf.process_metrics(NAME)
+    picked_up = None if probe is None else probe.lag_recorder(wf.clock, LAG_ALERT)
 
-    async def next_batch() -> list[tuple[str, OutboxData | None]]:
-        """Rows to publish as (row id, payload), payload None if it cannot be decoded."""
+    async def next_batch() -> tuple[list[tuple[str, OutboxData | None]], datetime | None]:
+        """Rows to publish as (row id, payload), payload None if it cannot be decoded.
+
+        Also the oldest row's write time, if the store gives it (for the lag metric).
+        """
         if decoded_lister:
             lister = cast(OutboxDataLister, wf.store)
-            return list(await lister.list_outbox_data(wf.name, LOOKUP_LIMIT))
+            decoded = await lister.list_outbox_data(wf.name, LOOKUP_LIMIT)
+            return list(decoded), decoded[0][1].created_at if decoded else None
         out: list[tuple[str, OutboxData | None]] = []
-        for row in await wf.store.list_outbox_events(wf.name, LOOKUP_LIMIT):
+        rows = await wf.store.list_outbox_events(wf.name, LOOKUP_LIMIT)
+        for row in rows:
             try:
                 out.append((row.id, decode_outbox_data(row.data)))
             except ValueError as err:
@@ -47,7 +60,7 @@ def process(wf: Workflow[Any, Any]) -> ProcessSpec:
                     "dropping undecodable outbox row %s of %s: %s", row.id, wf.name, err
                 )
                 out.append((row.id, None))
-        return out
+        return out, rows[0].created_at if rows else None
 
     async def idle() -> None:
         """Wait for a write in this process, or the polling interval (writes elsewhere)."""
@@ -64,10 +77,13 @@ def process(wf: Workflow[Any, Any]) -> ProcessSpec:
             while True:
                 ensure_not_cancelled()
                 wf.outbox_wake.clear()
-                rows = await next_batch()
+                rows, oldest = await next_batch()
                 if not rows:
                     await idle()
                     continue
+                started = time.perf_counter()
+                if oldest is not None and picked_up is not None:
+                    picked_up(oldest)
                 batches: dict[str, list[tuple[str, int, Mapping[str, str]]]] = {}
                 published: list[str] = []
                 for row_id, data in rows:
@@ -97,6 +113,8 @@ def process(wf: Workflow[Any, Any]) -> ProcessSpec:
                 else:
                     for row_id in published:
                         await wf.store.delete_outbox_event(row_id)
+                if probe is not None:
+                    probe.observe(time.perf_counter() - started)
                 progress()
                 if len(rows) < LOOKUP_LIMIT:
                     # A short batch emptied the outbox as of its listing; rows written since
@@ -106,4 +124,4 @@ def process(wf: Workflow[Any, Any]) -> ProcessSpec:
             for sender in senders.values():
                 await sender.close()
 
-    return ProcessSpec(wf, "outbox-consumer", make_role(wf.name, "outbox-consumer"), body, BACKOFF)
+    return ProcessSpec(wf, NAME, make_role(wf.name, NAME), body, BACKOFF)

@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from .._event import Event
+from .._metrics import SkipReason
 from .._naming import make_role, run_state_change_topic
 from .._runstate import RunState
 from ..errors import InvalidRunStateTransition, RecordNotFound, StaleRecord
@@ -28,11 +29,14 @@ def process(wf: Workflow[Any, Any]) -> ProcessSpec:
     lag_alert = resume_after * 3
     if lag_alert < timedelta(minutes=1):
         lag_alert = resume_after + timedelta(minutes=5)
+    probe = wf.process_metrics(name)
 
     async def handle(event: Event) -> None:
         try:
             record = await wf.store.lookup(event.foreign_id)
         except RecordNotFound:
+            if probe is not None:
+                probe.skip(SkipReason.RECORD_NOT_FOUND)
             return
         if record.run_state != RunState.PAUSED:
             return

@@ -9,6 +9,7 @@ import cattrs
 
 from .._builder import StepSpec
 from .._event import Event
+from .._metrics import SkipReason
 from .._naming import make_role, topic
 from .._record import Record
 from ..errors import InvalidTransition, StaleRecord, WorkflowError
@@ -76,9 +77,10 @@ def _handler(
 ) -> Any:
     status = int(spec.from_status)
     fn = spec.fn
+    probe = wf.process_metrics(process_name)
 
     async def handle(event: Event) -> None:
-        record = await load_current(wf, event, status, prefetched)
+        record = await load_current(wf, event, status, prefetched, probe)
         if record is None:
             return
         try:
@@ -100,7 +102,7 @@ def _handler(
                 status=status,
             ) from err
         try:
-            await apply_result(wf, status, result, run)
+            written = await apply_result(wf, status, result, run)
         except InvalidTransition as err:
             wf.logger.error("%s", err)
             if await maybe_pause(wf, process_name, record, err, threshold, permanent=True):
@@ -110,7 +112,11 @@ def _handler(
             # Written elsewhere while the step ran (a pause or cancel from the API, say):
             # that write's own event carries the run on.
             wf.debug_log("skipping stale update", run_id=record.run_id)
+            if probe is not None:
+                probe.skip(SkipReason.EVENT_RECORD_VERSION_LOWER)
             return
+        if not written and probe is not None:
+            probe.skip(SkipReason.NEXT_VALUE_SPECIFIED_SKIP)
         wf.clear_errors(process_name, record.run_id)
 
     return handle

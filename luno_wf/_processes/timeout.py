@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .._event import Event
+from .._metrics import SkipReason
 from .._naming import make_role, topic
 from .._options import Options, backoff_delay
 from .._run import RUN_STATE_UPDATED, SKIP
@@ -46,9 +47,10 @@ def _inserter(wf: Workflow[Any, Any], status: int) -> ProcessSpec:
     name = make_role(label, "timeout-auto-inserter-consumer")
     store = wf.timeout_store
     assert store is not None
+    probe = wf.process_metrics(name)
 
     async def handle(event: Event) -> None:
-        record = await load_current(wf, event, status)
+        record = await load_current(wf, event, status, probe=probe)
         if record is None:
             return
         try:
@@ -103,6 +105,7 @@ def _poller(wf: Workflow[Any, Any], status: int) -> ProcessSpec:
     # Per-row back-off after a timeout-function error: (consecutive errors, monotonic time
     # before which the row is not retried). Other rows keep firing meanwhile.
     backoff: dict[int, tuple[int, float]] = {}
+    probe = wf.process_metrics(name)
 
     async def fire(row: TimeoutRecord, now: datetime) -> None:
         try:
@@ -128,12 +131,19 @@ def _poller(wf: Workflow[Any, Any], status: int) -> ProcessSpec:
             ):
                 raise
             return
+        start = time.perf_counter()
         try:
             result = await specs[row.timer].fn(run, now)
         except Exception as err:
+            if probe is not None:
+                probe.observe(time.perf_counter() - start)
             if await maybe_pause(wf, name, record, err, opts.pause_after_err_count):
                 backoff.pop(row.id, None)
                 return
+            if probe is not None:
+                # Backed off here, per row, where a step's error restarts its process:
+                # counted as that restart would be.
+                probe.errors += 1
             attempts = backoff.get(row.id, (0, 0.0))[0] + 1
             backoff[row.id] = (
                 attempts,
@@ -147,10 +157,14 @@ def _poller(wf: Workflow[Any, Any], status: int) -> ProcessSpec:
                 err,
             )
             return
+        if probe is not None:
+            probe.observe(time.perf_counter() - start)
         backoff.pop(row.id, None)
         wf.clear_errors(name, record.run_id)
         if result is SKIP or result is RUN_STATE_UPDATED:
             await store.complete(row.id)  # done with: a skipped timeout is not re-fired
+            if probe is not None:
+                probe.skip(SkipReason.NEXT_VALUE_SPECIFIED_SKIP)
             return
         try:
             await apply_result(wf, status, result, run)
