@@ -1,0 +1,61 @@
+"""The benchmarks still run: each is executed with tiny counts and must print its figures.
+
+These check that the scripts work, not how fast anything is (figures on a loaded test
+machine mean nothing); run ``make bench`` for figures.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).parent.parent / "bench"
+FIGURE = r"[\d,]+(\.\d+)?"
+
+
+def run(script: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, f"{script} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def test_memory_bench_prints_its_figures() -> None:
+    out = run("memory.py", "--runs", "200", "--latency-runs", "10")
+    assert re.search(rf"steps/s +{FIGURE}\n", out), out
+    assert re.search(rf"p50 +{FIGURE} ms", out), out
+    assert re.search(rf"engine / bare +{FIGURE}\n", out), out
+
+
+@pytest.mark.postgres
+def test_postgres_bench_prints_the_ratio(postgres_dsn: str) -> None:
+    out = run(
+        "postgres.py",
+        *("--dsn", postgres_dsn, "--ceiling-steps", "200", "--runs", "60", "--single", "5"),
+        "--explain",
+    )
+    assert re.search(rf"\({FIGURE} of \(a\)\)", out), out
+    assert re.search(rf"p50 {FIGURE} ms, p99 {FIGURE} ms", out), out
+    assert re.search(rf"{FIGURE} calls/run .* PostgresRecordStore\.store", out), out
+
+
+@pytest.mark.postgres
+@pytest.mark.kafka
+def test_kafka_bench_prints_every_comparison(postgres_dsn: str, kafka_bootstrap: str) -> None:
+    out = run(
+        "kafka.py",
+        *("--kafka", kafka_bootstrap, "--dsn", postgres_dsn),
+        *("--messages", "500", "--hops", "10", "--runs", "60", "--single", "5"),
+    )
+    for part in ("(a)", "(b)", "(c)", "(d)"):
+        assert f"  {part} " in out, out
+    assert len(re.findall(rf"{FIGURE} steps/s", out)) == 3, out
