@@ -69,7 +69,8 @@ class Options:
         polling_frequency: How often polling adapters and the timeout poller look for work.
         err_backoff: Wait after a process error before it restarts (constant or exponential).
         lag: Process an event only once it is at least this old.
-        lag_alert: Log a warning when events are processed later than this after publication.
+        lag_alert: Log a warning, and set the ``workflow_process_lag_alert`` gauge, when
+            events are processed later than this after publication.
         pause_after_err_count: Pause a run after this many errors in a row (0: never).
         concurrency: Events one consumer handles at once (never two of the same run); 1
             processes a shard strictly in order, as luno does.

@@ -396,6 +396,9 @@ async def test_a_write_racing_a_step_counts_the_event_as_outdated() -> None:
             lambda: skips(registry, STARTED, SkipReason.EVENT_RECORD_VERSION_LOWER), 1.0
         )
     assert (await s.store.lookup(run_id)).run_state == RunState.PAUSED
+    # The step's refused write is not a run-state change; the pause is.
+    assert changes(registry, "Running", "Paused") == 1
+    assert changes(registry, "Running", "Running") is None
 
 
 async def test_shards_count_the_events_they_leave_to_each_other_as_filtered_out() -> None:
