@@ -50,6 +50,7 @@ from .adapter import BatchLookup as BatchLookup
 from .adapter import BatchOutboxDeleter as BatchOutboxDeleter
 from .adapter import BatchReceiver as BatchReceiver
 from .adapter import BatchSender as BatchSender
+from .adapter import BatchStore as BatchStore
 from .adapter import ConnectorConstructor as ConnectorConstructor
 from .adapter import ConnectorConsumer as ConnectorConsumer
 from .adapter import EventReceiver as EventReceiver
@@ -67,6 +68,7 @@ __all__ = [
     "BatchOutboxDeleter",
     "BatchReceiver",
     "BatchSender",
+    "BatchStore",
     "Builder",
     "Clock",
     "ConnectorConstructor",

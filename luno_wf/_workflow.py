@@ -287,6 +287,10 @@ class Workflow(Generic[T, S]):
         ``workflow_run_state_changes`` metric, counted once the store has taken the write.
         """
         await self.store.store(record)
+        self.written(record, previous)
+
+    def written(self, record: Record, previous: RunState) -> None:
+        """Count a stored write, and wake the publisher and the run's waiters (internal)."""
         changes = self._run_state_changes
         if changes is not None:
             changes[previous][record.run_state] += 1

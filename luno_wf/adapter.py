@@ -32,6 +32,7 @@ __all__ = [
     "BatchOutboxDeleter",
     "BatchReceiver",
     "BatchSender",
+    "BatchStore",
     "ConnectorConstructor",
     "ConnectorConsumer",
     "EventReceiver",
@@ -108,6 +109,33 @@ class BatchLookup(Protocol):
 
     async def lookup_many(self, run_ids: Sequence[str]) -> dict[str, Record]:
         """The records of ``run_ids`` that exist, by run id (missing ids are left out)."""
+        ...
+
+
+@runtime_checkable
+class BatchStore(Protocol):
+    """Optional: a record store that writes many runs' records in one call.
+
+    Step consumers of receivers that hand out batches (:class:`BatchReceiver`) run a
+    batch's steps one after another and write their results together, so a database
+    store can take a whole batch in one round trip.
+    """
+
+    async def store_many(self, records: Sequence[Record]) -> builtins.list[Exception | None]:
+        """Store each record as :meth:`RecordStore.store` would, reporting each outcome.
+
+        Each record is written with its outbox row atomically and independently of the
+        others. The result has one entry per record, in order: ``None`` if it was stored,
+        else the :class:`~luno_wf.errors.StaleRecord` or
+        :class:`~luno_wf.errors.WorkflowInProgress` that :meth:`RecordStore.store` would
+        have raised for it (and nothing of it was written). Outbox rows of stored records
+        are listed in the order of ``records``. Any other error is raised; the records are
+        then each either stored or not, as after a crash.
+
+        Raises:
+            ValueError: Two records have the same run id.
+
+        """
         ...
 
 

@@ -114,9 +114,9 @@ class TestingRecordStore(MemRecordStore):
         super().__init__(clock=clock)
         self._snapshots: dict[tuple[str, str, str], list[Record]] = {}
 
-    async def store(self, record: Record) -> None:
-        """Store as the memory store does, then keep the version."""
-        await super().store(record)
+    def _store(self, record: Record) -> None:
+        # Every write (store and store_many) goes through here; keep what it took.
+        super()._store(record)
         key = (record.workflow_name, record.foreign_id, record.run_id)
         self._snapshots.setdefault(key, []).append(record)
 

@@ -28,6 +28,7 @@ import pytest_asyncio
 from luno_wf import (
     BatchLookup,
     BatchOutboxDeleter,
+    BatchStore,
     Meta,
     OrderType,
     OutboxDataLister,
@@ -486,6 +487,64 @@ class RecordStoreContract(StatefulCases):
             assert_record_equal(found[record.run_id], record)
             assert found[record.run_id].meta == record.meta
         assert await store.lookup_many([]) == {}
+
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_store_many(self, store: RecordStore) -> None:
+        """``store_many`` (optional) stores each record as ``store`` would, in order.
+
+        A batch mixing valid updates, a stale update, a new run, a new run refused as in
+        progress, and an update of a run not stored yet (which inserts it) reports each
+        outcome and writes exactly the accepted records and their outbox rows.
+        """
+        if not isinstance(store, BatchStore):
+            pytest.skip("the store has no store_many (optional BatchStore)")
+        a, b, c, held = _runs(WF, 4)
+        await _seed(store, [a, b, c, held])
+        a2 = bump(a, status=int(Status.MIDDLE), run_state=RunState.RUNNING)
+        c2 = bump(c, status=int(Status.MIDDLE), run_state=RunState.RUNNING)
+        stale_b = bump(bump(b), status=int(Status.END))  # skips version 2
+        fresh = dummy_wire_record(WF, foreign_id="someone new")
+        blocked = dummy_wire_record(WF, foreign_id=held.foreign_id)  # held is unfinished
+        unseen = bump(dummy_wire_record(WF, foreign_id="not stored before"))
+        batch = [a2, stale_b, fresh, blocked, c2, unseen]
+        before = len(await _outbox(store))
+
+        outcomes = await store.store_many(batch)
+
+        assert len(outcomes) == len(batch), f"one outcome per record expected: {outcomes!r}"
+        expected_kinds = [None, StaleRecord, None, WorkflowInProgress, None, None]
+        for record, outcome, kind in zip(batch, outcomes, expected_kinds, strict=True):
+            if kind is None:
+                assert outcome is None, f"{record.run_id}: expected stored, got {outcome!r}"
+            else:
+                assert isinstance(outcome, kind), f"{record.run_id}: expected {kind.__name__}"
+        for record in (a2, c2, fresh, unseen):
+            assert_record_equal(await store.lookup(record.run_id), record)
+        assert (await store.lookup(b.run_id)).meta.version == 1, "a stale record was written"
+        with pytest.raises(RecordNotFound):
+            await store.lookup(blocked.run_id)
+        rows = (await _outbox(store))[before:]
+        assert {(run_id, version) for run_id, _, version in rows} == {
+            (r.run_id, str(r.meta.version)) for r in (a2, c2, fresh, unseen)
+        }, f"outbox rows of the accepted records only, got {rows!r}"
+        # Updates of stored runs keep the order of the batch among themselves.
+        updated = [run_id for run_id, _, _ in rows if run_id in (a2.run_id, c2.run_id)]
+        assert updated == [a2.run_id, c2.run_id]
+
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_store_many_refuses_a_run_twice(self, store: RecordStore) -> None:
+        """``store_many`` (optional) raises ValueError for a batch naming a run twice."""
+        if not isinstance(store, BatchStore):
+            pytest.skip("the store has no store_many (optional BatchStore)")
+        v1 = dummy_wire_record(WF)
+        await store.store(v1)
+        v2 = bump(v1, status=int(Status.MIDDLE))
+        with pytest.raises(ValueError, match=v1.run_id):
+            await store.store_many([v2, bump(v2)])
+        assert (await store.lookup(v1.run_id)).meta.version == 1
+        assert await store.store_many([]) == []
 
     @pytest.mark.conformance_extension
     @pytest.mark.asyncio

@@ -82,6 +82,19 @@ class MemRecordStore:
         self._outbox.setdefault(record.workflow_name, {})[outbox_id] = (record, self._clock.now())
         self._outbox_owner[outbox_id] = record.workflow_name
 
+    async def store_many(self, records: Sequence[Record]) -> builtins.list[Exception | None]:
+        """Store each record as :meth:`store` would; ``None`` or the refusal for each."""
+        _distinct(records)
+        outcomes: builtins.list[Exception | None] = []
+        for record in records:
+            try:
+                self._store(record)
+            except (StaleRecord, WorkflowInProgress) as err:
+                outcomes.append(err)
+            else:
+                outcomes.append(None)
+        return outcomes
+
     async def lookup(self, run_id: str) -> Record:
         """The record of ``run_id``."""
         try:
@@ -183,3 +196,12 @@ class MemRecordStore:
             owner = self._outbox_owner.pop(id, None)
             if owner is not None:
                 del self._outbox[owner][id]
+
+
+def _distinct(records: Sequence[Record]) -> None:
+    """Refuse a batch naming one run twice."""
+    seen: set[str] = set()
+    for record in records:
+        if record.run_id in seen:
+            raise ValueError(f"store_many got run {record.run_id!r} twice in one batch")
+        seen.add(record.run_id)

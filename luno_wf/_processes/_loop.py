@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,7 @@ from ..errors import RoleLost
 if TYPE_CHECKING:
     from .._metrics import ProcessMetrics
     from .._workflow import Workflow
+    from ._batch import WriteBatch
 
 __all__ = [
     "Body",
@@ -129,6 +131,7 @@ async def consume(
     keep: Keep | None = None,
     concurrency: int = 1,
     prefetch: Prefetch | None = None,
+    batch: WriteBatch | None = None,
 ) -> None:
     """Receive events forever: wait out ``lag``, skip what ``keep`` rejects, handle, ack.
 
@@ -136,15 +139,36 @@ async def consume(
     process restarts (the receiver is closed by the caller). With ``concurrency`` > 1, up to
     that many events are handled at once (never two of the same run), each acked when done.
     With ``prefetch`` and a receiver that hands out batches, ``prefetch`` is called with the
-    run ids of each batch before its events are handled.
+    run ids of each batch before its events are handled. With ``batch`` as well (one event
+    at a time), handlers may queue their writes in it: those events are acked when it is
+    flushed, which happens before the next batch is awaited and when a handler fails.
 
     With metrics on, each event sets the process's lag gauge (and lag alert gauge), each
     filtered event counts as skipped, and each handled and acked event observes the
     handler's duration.
     """
-    if prefetch is not None and isinstance(receiver, BatchReceiver):
-        receiver = _Prefetching(receiver, prefetch, keep)
+    if not isinstance(receiver, BatchReceiver) or concurrency > 1:
+        batch = None
+    if (prefetch is not None or batch is not None) and isinstance(receiver, BatchReceiver):
+        receiver = _Prefetching(receiver, prefetch, keep, batch)
     probe = wf.process_metrics(process_name)
+    if batch is not None:
+        batch.active = True
+        try:
+            await _receive(
+                wf,
+                receiver,
+                _batching(handler, batch, progress, probe),
+                process_name,
+                lag,
+                lag_alert,
+                keep,
+                probe,
+            )
+        finally:
+            batch.active = False
+            batch.discard()  # what a failed flush left: redelivered with the receiver's events
+        return
     if concurrency <= 1:
         if probe is None:
 
@@ -170,6 +194,42 @@ async def consume(
     async with asyncio.TaskGroup() as group:
         pool = _Concurrent(handler, concurrency, group, progress, probe)
         await _receive(wf, receiver, pool.start, process_name, lag, lag_alert, keep, probe)
+
+
+def _batching(
+    handler: Handler, batch: WriteBatch, progress: Progress, probe: ProcessMetrics | None
+) -> Dispatch:
+    """One event at a time, acking those whose writes wait in ``batch`` when it is flushed."""
+    observe = None if probe is None else probe.observe
+    clock = time.perf_counter
+
+    async def dispatch(event: Event, ack: Ack) -> None:
+        queued = len(batch)
+        start = clock()
+        try:
+            await handler(event)
+        except BaseException:
+            # The writes of the events before this one go through (and those events are
+            # acked); this event is redelivered after the restart.
+            try:
+                await batch.flush()
+            except Exception as err:
+                logging.getLogger("luno_wf").warning(
+                    "could not write a batch's results while stopping on an error (their "
+                    "events are redelivered): %s",
+                    err,
+                )
+            raise
+        took = clock() - start
+        if len(batch) > queued:
+            batch.defer_ack(ack)
+        else:
+            await ack()
+        if observe is not None:
+            observe(took)
+        progress()
+
+    return dispatch
 
 
 async def _receive(
@@ -222,22 +282,36 @@ _BATCH = 64
 
 
 class _Prefetching:
-    """Hands out a batch receiver's events one by one, prefetching each batch's records."""
+    """Hands out a batch receiver's events one by one.
 
-    def __init__(self, receiver: BatchReceiver, prefetch: Prefetch, keep: Keep | None) -> None:
+    It prefetches each batch's records (with ``prefetch``), and flushes ``writes`` before it
+    waits for the next batch.
+    """
+
+    def __init__(
+        self,
+        receiver: BatchReceiver,
+        prefetch: Prefetch | None,
+        keep: Keep | None,
+        writes: WriteBatch | None,
+    ) -> None:
         self._receiver = receiver
         self._prefetch = prefetch
         self._keep = keep
+        self._writes = writes
         self._ready: deque[tuple[Event, Ack]] = deque()
 
     async def recv(self) -> tuple[Event, Ack]:
         if not self._ready:
+            if self._writes is not None:
+                await self._writes.flush()  # never wait for events with writes held back
             batch = await self._receiver.recv_many(_BATCH)
-            keep = self._keep
-            # Only the events this consumer keeps (its shard's) need their records.
-            await self._prefetch(
-                [event.foreign_id for event, _ in batch if keep is None or keep(event)]
-            )
+            if self._prefetch is not None:
+                keep = self._keep
+                # Only the events this consumer keeps (its shard's) need their records.
+                await self._prefetch(
+                    [event.foreign_id for event, _ in batch if keep is None or keep(event)]
+                )
             self._ready.extend(batch)
         return self._ready.popleft()
 
@@ -325,6 +399,7 @@ def consumer_process(
     keep: Keep | None = None,
     concurrency: int = 1,
     prefetch: Prefetch | None = None,
+    batch: WriteBatch | None = None,
 ) -> ProcessSpec:
     """A process that consumes ``topic`` under ``role`` with ``handle``.
 
@@ -349,6 +424,7 @@ def consumer_process(
                 keep=keep,
                 concurrency=concurrency,
                 prefetch=prefetch,
+                batch=batch,
             ),
         )
 

@@ -12,7 +12,7 @@ from ..errors import InvalidTransition
 if TYPE_CHECKING:
     from .._workflow import Workflow
 
-__all__ = ["apply_result"]
+__all__ = ["apply_result", "next_record"]
 
 
 async def apply_result(
@@ -25,14 +25,29 @@ async def apply_result(
     ``current`` (nothing is stored) and :class:`~luno_wf.errors.StaleRecord` if the run was
     written elsewhere since it was loaded.
     """
+    updated = next_record(wf, current, result, run)
+    if updated is None:
+        return False
+    await wf.write(updated, run.record.run_state)
+    return True
+
+
+def next_record(
+    wf: Workflow[Any, Any], current: int, result: object, run: Run[Any, Any]
+) -> Record | None:
+    """The record to write for what a user function returned, or None if nothing is.
+
+    Raises :class:`~luno_wf.errors.InvalidTransition` for a status the graph does not allow
+    from ``current``.
+    """
     if isinstance(result, _Sentinel):
         if result is SAVE_AND_REPEAT:
             next_status = current
         else:
             assert result is SKIP or result is RUN_STATE_UPDATED
-            return False
+            return None
     elif result is None or result == 0:
-        return False
+        return None
     elif isinstance(result, wf.status_type):
         next_status = int(result)
         if next_status not in wf.allowed[current]:
@@ -58,7 +73,7 @@ async def apply_result(
     meta = record.meta
     finished = next_status != current and next_status in wf.terminal
     # Built directly rather than with attrs.evolve: this is the hot path of every step.
-    updated = Record(
+    return Record(
         workflow_name=record.workflow_name,
         foreign_id=record.foreign_id,
         run_id=record.run_id,
@@ -74,5 +89,3 @@ async def apply_result(
             trace_origin=meta.trace_origin,
         ),
     )
-    await wf.write(updated, record.run_state)
-    return True

@@ -13,10 +13,11 @@ from .._metrics import SkipReason
 from .._naming import make_role, topic
 from .._record import Record
 from ..errors import InvalidTransition, StaleRecord, WorkflowError
+from ._batch import WriteBatch, write_batch
 from ._load import load_current, prefetcher
 from ._loop import ProcessSpec, consumer_process
 from ._pausing import maybe_pause
-from ._update import apply_result
+from ._update import next_record
 
 if TYPE_CHECKING:
     from .._workflow import Workflow
@@ -47,14 +48,20 @@ def processes(wf: Workflow[Any, Any], spec: StepSpec) -> list[ProcessSpec]:
     def shard_process(shard: int) -> ProcessSpec:
         of = (str(shard), "of", str(total))
         name = make_role(spec.from_status.name, "consumer", *of)
-        batch = prefetcher(wf)
+        prefetch = prefetcher(wf)
+        writes = write_batch(wf, name, opts.concurrency, bool(opts.lag))
         return consumer_process(
             wf,
             name=name,
             role=make_role(wf.name, str(status), "consumer", *of),
             topic=topic(wf.name, status),
             handle=_handler(
-                wf, spec, name, opts.pause_after_err_count, batch[0] if batch else None
+                wf,
+                spec,
+                name,
+                opts.pause_after_err_count,
+                prefetch[0] if prefetch else None,
+                writes,
             ),
             polling=opts.polling_frequency,
             backoff=opts.err_backoff,
@@ -62,7 +69,8 @@ def processes(wf: Workflow[Any, Any], spec: StepSpec) -> list[ProcessSpec]:
             lag_alert=opts.lag_alert,
             keep=shard_keeps(shard, total) if total > 1 else None,
             concurrency=opts.concurrency,
-            prefetch=batch[1] if batch else None,
+            prefetch=prefetch[1] if prefetch else None,
+            batch=writes,
         )
 
     return [shard_process(shard) for shard in range(1, total + 1)]
@@ -74,12 +82,16 @@ def _handler(
     process_name: str,
     threshold: int,
     prefetched: dict[str, Record] | None,
+    batch: WriteBatch | None,
 ) -> Any:
     status = int(spec.from_status)
     fn = spec.fn
     probe = wf.process_metrics(process_name)
 
     async def handle(event: Event) -> None:
+        batching = batch is not None and batch.active
+        if batch is not None and batching and batch.pending(event.foreign_id):
+            await batch.flush()  # the run's queued write first: this event may follow it
         record = await load_current(wf, event, status, prefetched, probe)
         if record is None:
             return
@@ -102,21 +114,29 @@ def _handler(
                 status=status,
             ) from err
         try:
-            written = await apply_result(wf, status, result, run)
+            updated = next_record(wf, status, result, run)
         except InvalidTransition as err:
             wf.logger.error("%s", err)
             if await maybe_pause(wf, process_name, record, err, threshold, permanent=True):
                 return
             raise
-        except StaleRecord:
-            # Written elsewhere while the step ran (a pause or cancel from the API, say):
-            # that write's own event carries the run on.
-            wf.debug_log("skipping stale update", run_id=record.run_id)
+        if updated is None:
             if probe is not None:
-                probe.skip(SkipReason.EVENT_RECORD_VERSION_LOWER)
+                probe.skip(SkipReason.NEXT_VALUE_SPECIFIED_SKIP)
+        elif batching:
+            assert batch is not None
+            batch.add(updated, run.record.run_state)  # the batch clears the errors once written
             return
-        if not written and probe is not None:
-            probe.skip(SkipReason.NEXT_VALUE_SPECIFIED_SKIP)
+        else:
+            try:
+                await wf.write(updated, run.record.run_state)
+            except StaleRecord:
+                # Written elsewhere while the step ran (a pause or cancel from the API,
+                # say): that write's own event carries the run on.
+                wf.debug_log("skipping stale update", run_id=record.run_id)
+                if probe is not None:
+                    probe.skip(SkipReason.EVENT_RECORD_VERSION_LOWER)
+                return
         wf.clear_errors(process_name, record.run_id)
 
     return handle

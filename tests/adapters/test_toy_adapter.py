@@ -24,5 +24,7 @@ def test_toy_adapter_passes_the_suite(pytester: pytest.Pytester) -> None:
         "test_batch_outbox_delete",
         "test_decoded_outbox_listing",
         "test_lookup_many",
+        "test_store_many",
+        "test_store_many_refuses_a_run_twice",
     ]
     assert len(passed) >= 20

@@ -67,6 +67,33 @@ WITH upd AS (
     SELECT %(outbox_id)s, %(workflow_name)s, %(data)s, %(outbox_created_at)s FROM upd
 )
 SELECT count(*) FROM upd""",
+    # Many existing runs: compare-and-set each, and the outbox rows of those that won, in
+    # the order given. Runs not updated (stale, or not stored yet) are returned by none.
+    "update_many": """
+WITH input AS (
+    SELECT * FROM unnest(
+        %(run_id)s::text[], %(workflow_name)s::text[], %(foreign_id)s::text[],
+        %(run_state)s::integer[], %(status)s::bigint[], %(object)s::bytea[],
+        %(created_at)s::timestamptz[], %(updated_at)s::timestamptz[], %(version)s::bigint[],
+        %(meta)s::text[], %(outbox_id)s::text[], %(data)s::bytea[]
+    ) WITH ORDINALITY AS i(run_id, workflow_name, foreign_id, run_state, status, object,
+                           created_at, updated_at, version, meta, outbox_id, data, ord)
+), upd AS (
+    UPDATE {s}.records r SET
+        workflow_name = i.workflow_name, foreign_id = i.foreign_id,
+        run_state = i.run_state, status = i.status, object = i.object,
+        created_at = i.created_at, updated_at = i.updated_at,
+        version = i.version, meta = i.meta::jsonb
+    FROM input i
+    WHERE r.run_id = i.run_id AND r.version = i.version - 1
+    RETURNING r.run_id
+), out AS (
+    INSERT INTO {s}.outbox (id, workflow_name, data, created_at)
+    SELECT i.outbox_id, i.workflow_name, i.data, %(outbox_created_at)s
+    FROM input i JOIN upd USING (run_id)
+    ORDER BY i.ord
+)
+SELECT run_id FROM upd""",
     "version": "SELECT version FROM {s}.records WHERE run_id = %s",
     "holder": """
 SELECT run_id FROM {s}.records
@@ -267,6 +294,84 @@ class PostgresRecordStore:
             foreign_id=record.foreign_id,
             run_id=record.run_id,
         )
+
+    async def store_many(self, records: Sequence[Record]) -> builtins.list[Exception | None]:
+        """Store each record as :meth:`store` would; ``None`` or the refusal for each.
+
+        Updates of existing runs (``meta.version`` above 1) go in one statement, each a
+        compare-and-set with its outbox row, the rows in the order given. New runs, and
+        updates that statement did not apply (stale, or not stored yet), go through
+        :meth:`store` one by one, which names the reason.
+
+        Raises:
+            ValueError: Two records have the same run id, or a timestamp is naive.
+
+        """
+        seen: set[str] = set()
+        for record in records:
+            if record.run_id in seen:
+                raise ValueError(f"store_many got run {record.run_id!r} twice in one batch")
+            seen.add(record.run_id)
+        updates = [record for record in records if record.meta.version > 1]
+        applied: set[str] = set()
+        if len(updates) > 1:
+            applied = await self._update_many(updates)
+        outcomes: builtins.list[Exception | None] = []
+        for record in records:
+            if record.run_id in applied:
+                outcomes.append(None)
+                continue
+            try:
+                await self.store(record)
+            except (StaleRecord, WorkflowInProgress) as err:
+                outcomes.append(err)
+            else:
+                outcomes.append(None)
+        return outcomes
+
+    async def _update_many(self, records: builtins.list[Record]) -> set[str]:
+        """The run ids of ``records`` updated (with their outbox rows) in one statement."""
+        columns: dict[str, builtins.list[Any]] = {
+            name: []
+            for name in (
+                "run_id",
+                "workflow_name",
+                "foreign_id",
+                "run_state",
+                "status",
+                "object",
+                "created_at",
+                "updated_at",
+                "version",
+                "meta",
+                "outbox_id",
+                "data",
+            )
+        }
+        for record in records:
+            outbox_id, data = make_outbox_event(record)
+            columns["run_id"].append(record.run_id)
+            columns["workflow_name"].append(record.workflow_name)
+            columns["foreign_id"].append(record.foreign_id)
+            columns["run_state"].append(int(record.run_state))
+            columns["status"].append(int(record.status))
+            columns["object"].append(record.object)
+            columns["created_at"].append(_utc(record.created_at, "record.created_at"))
+            columns["updated_at"].append(_utc(record.updated_at, "record.updated_at"))
+            columns["version"].append(record.meta.version)
+            columns["meta"].append(_meta_json(record.meta))
+            columns["outbox_id"].append(outbox_id)
+            columns["data"].append(data)
+        params: dict[str, object] = {**columns, "outbox_created_at": self._clock.now()}
+        async with self._conns.connection() as conn:
+            try:
+                cur = await self._conns.execute(conn, self._sql.get("update_many", conn), params)
+            except errors.UniqueViolation as err:
+                if err.diag.constraint_name != _UNFINISHED_INDEX:
+                    raise
+                return set()  # one of them conflicts: store() finds which, one by one
+            rows = await cur.fetchall()
+        return {row[0] for row in rows}
 
     async def lookup(self, run_id: str) -> Record:
         """The record of ``run_id``.
