@@ -144,7 +144,17 @@ async def workflow_rates(
 # -- where the time goes ------------------------------------------------------------------
 
 _CALLS = (
-    (PostgresRecordStore, ("store", "lookup", "list_outbox_events", "delete_outbox_events")),
+    (
+        PostgresRecordStore,
+        (
+            "store",
+            "store_many",
+            "lookup",
+            "lookup_many",
+            "list_outbox_events",
+            "delete_outbox_events",
+        ),
+    ),
     (PostgresSender, ("send_many",)),
     (PostgresReceiver, ("_claim",)),
 )
