@@ -248,24 +248,9 @@ class GroupReader:
                     raise RuntimeError(f"{self._describe()} is closed")
                 if self._unanchored:
                     await self._anchor()
-                while self._redeliver:
-                    tp, generation, record = self._redeliver.pop(0)
-                    entry = self._parts.get(tp)
-                    if entry is not None and entry[0] == generation:
-                        return record, self._ack_for(tp, generation, record.offset)
-                    # Otherwise the partition moved: its new holder starts at the commit.
-                while self._buffer:
-                    record = self._buffer.popleft()
-                    tp = TopicPartition(record.topic, record.partition)
-                    entry = self._parts.get(tp)
-                    if entry is None:
-                        continue  # the partition was revoked after this was fetched
-                    generation, offsets = entry
-                    try:
-                        offsets.delivered(record.offset)
-                    except ValueError:
-                        continue  # fetched before a rebalance reset the position
-                    return record, self._ack_for(tp, generation, record.offset)
+                taken = self._take_buffered()
+                if taken is not None:
+                    return taken
                 try:
                     # Short waits, so events given back by a closed handle go out promptly.
                     batches = await consumer.getmany(timeout_ms=200)
@@ -282,6 +267,33 @@ class GroupReader:
                 backoff = None
                 for records in batches.values():
                     self._buffer.extend(records)
+
+    def next_nowait(self) -> tuple[Any, Ack] | None:
+        """The next message if one is buffered and deliverable now, else None (no I/O)."""
+        if self._closed or self._consumer is None or self._lock.locked() or self._unanchored:
+            return None
+        return self._take_buffered()
+
+    def _take_buffered(self) -> tuple[Any, Ack] | None:
+        while self._redeliver:
+            tp, generation, record = self._redeliver.pop(0)
+            entry = self._parts.get(tp)
+            if entry is not None and entry[0] == generation:
+                return record, self._ack_for(tp, generation, record.offset)
+            # Otherwise the partition moved: its new holder starts at the commit.
+        while self._buffer:
+            record = self._buffer.popleft()
+            tp = TopicPartition(record.topic, record.partition)
+            entry = self._parts.get(tp)
+            if entry is None:
+                continue  # the partition was revoked after this was fetched
+            generation, offsets = entry
+            try:
+                offsets.delivered(record.offset)
+            except ValueError:
+                continue  # fetched before a rebalance reset the position
+            return record, self._ack_for(tp, generation, record.offset)
+        return None
 
     # -- acking and committing ------------------------------------------------------------
 
@@ -384,6 +396,19 @@ class ReaderHandle:
         if self._closed:
             raise RuntimeError(f"{self._reader._describe()} is closed")
         record, ack = await self._reader.next()
+        return record, self._track(record, ack)
+
+    def next_nowait(self) -> tuple[Any, Ack] | None:
+        """The next message if the reader has one buffered now, else None (no I/O)."""
+        if self._closed:
+            return None
+        taken = self._reader.next_nowait()
+        if taken is None:
+            return None
+        record, ack = taken
+        return record, self._track(record, ack)
+
+    def _track(self, record: Any, ack: Ack) -> Ack:
         tp = TopicPartition(record.topic, record.partition)
         key = (tp, record.offset)
         entry = self._reader._parts.get(tp)
@@ -393,7 +418,7 @@ class ReaderHandle:
             self._in_flight.pop(key, None)
             await ack()
 
-        return record, ack_and_forget
+        return ack_and_forget
 
     async def close(self) -> None:
         """Give un-acked events back to the other handles, then release; safe twice."""

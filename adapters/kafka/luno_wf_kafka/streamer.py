@@ -407,26 +407,52 @@ class KafkaReceiver:
         """
         while True:
             record, ack = await self._reader.next()
-            try:
-                status_type = int(record.value)
-            except (TypeError, ValueError):
-                logger.warning(
-                    "skipping message %s[%d]@%d: value %r is not a decimal status",
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                    record.value,
-                )
-                await ack()
-                continue
-            event = Event(
-                id=event_id(record.partition, record.offset),
-                foreign_id=record.key.decode() if record.key is not None else "",
-                type=status_type,
-                headers={k: v.decode(errors="replace") for k, v in record.headers},
-                created_at=datetime.fromtimestamp(record.timestamp / 1000, UTC),
+            event = await self._event(record, ack)
+            if event is not None:
+                return event, ack
+
+    async def recv_many(self, limit: int) -> list[tuple[Event, Ack]]:
+        """Wait for the next event (cancellable), then take up to ``limit`` in all.
+
+        The events after the first are those already fetched from the broker, in order.
+
+        Raises:
+            RuntimeError: The receiver is closed.
+            KafkaUnavailable: Fetching kept failing for longer than ``retry_timeout``.
+
+        """
+        batch = [await self.recv()]
+        while len(batch) < limit:
+            taken = self._reader.next_nowait()
+            if taken is None:
+                break
+            record, ack = taken
+            event = await self._event(record, ack)
+            if event is not None:
+                batch.append((event, ack))
+        return batch
+
+    async def _event(self, record: Any, ack: Ack) -> Event | None:
+        """The event a message carries, or None (acked and logged) if it carries none."""
+        try:
+            status_type = int(record.value)
+        except (TypeError, ValueError):
+            logger.warning(
+                "skipping message %s[%d]@%d: value %r is not a decimal status",
+                record.topic,
+                record.partition,
+                record.offset,
+                record.value,
             )
-            return event, ack
+            await ack()
+            return None
+        return Event(
+            id=event_id(record.partition, record.offset),
+            foreign_id=record.key.decode() if record.key is not None else "",
+            type=status_type,
+            headers={k: v.decode(errors="replace") for k, v in record.headers},
+            created_at=datetime.fromtimestamp(record.timestamp / 1000, UTC),
+        )
 
     async def close(self) -> None:
         """Commit what was acked and leave the group; un-acked events are redelivered.
