@@ -122,15 +122,16 @@ class BatchStore(Protocol):
     """
 
     async def store_many(self, records: Sequence[Record]) -> builtins.list[Exception | None]:
-        """Store each record as :meth:`RecordStore.store` would, reporting each outcome.
+        """Store the records as :meth:`RecordStore.store` would, one by one, in order.
 
         Each record is written with its outbox row atomically and independently of the
         others. The result has one entry per record, in order: ``None`` if it was stored,
         else the :class:`~luno_wf.errors.StaleRecord` or
         :class:`~luno_wf.errors.WorkflowInProgress` that :meth:`RecordStore.store` would
-        have raised for it (and nothing of it was written). Outbox rows of stored records
-        are listed in the order of ``records``. Any other error is raised; the records are
-        then each either stored or not, as after a crash.
+        have raised for it, storing the records one by one in the given order (and nothing
+        of it was written). The outbox rows of the stored records follow the order of
+        ``records``. Any other error is raised; the records are then each either stored or
+        not, as after a crash.
 
         Raises:
             ValueError: Two records have the same run id.

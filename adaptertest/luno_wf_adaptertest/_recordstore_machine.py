@@ -1,8 +1,9 @@
 """A Hypothesis state machine: a record store and :class:`MemRecordStore` side by side.
 
-Random inserts, updates (some stale), lookups, latest, filtered and paged lists, outbox
-listing and deletion go to both; every result and every refusal must agree. Foreign ids
-come from a small pool, so "one unfinished run per foreign id" is exercised often.
+Random inserts, updates (some stale), batches of both (``store_many``, when the adapter has
+it), lookups, latest, filtered and paged lists, outbox listing and deletion go to both;
+every result and every refusal must agree. Foreign ids come from a small pool, so "one
+unfinished run per foreign id" is exercised often.
 Finished runs only move to finished states (as the engine never revives a run).
 """
 
@@ -23,6 +24,7 @@ from hypothesis.stateful import (
 
 from luno_wf import (
     BatchOutboxDeleter,
+    BatchStore,
     Meta,
     OrderType,
     OutboxData,
@@ -166,6 +168,71 @@ class RecordStoreMachine(RuleBasedStateMachine):
         )
         agree(self.harness, self.reference, lambda s: s.store(record), "update")
         self._check_run(record)
+
+    @precondition(lambda self: isinstance(self.harness.adapter, BatchStore))
+    @rule(data=st.data(), size=st.integers(1, 5))
+    def store_batch(self, data: st.DataObject, size: int) -> None:
+        """Several new runs and updates (some stale) in one ``store_many`` call.
+
+        The reference stores them one by one in order; each outcome must agree. Foreign ids
+        may repeat within a batch, so the order of the outcomes matters.
+        """
+        batch: list[Record] = []
+        for _ in range(size):
+            is_update: bool = data.draw(st.booleans(), label="is_update")
+            if self.run_ids and is_update:
+                index = data.draw(st.integers(0, 1000), label="index")
+                run_id = self.run_ids[index % len(self.run_ids)]
+                if any(r.run_id == run_id for r in batch):
+                    continue
+                current = self._lookup_reference(run_id)
+                states = (
+                    FINISHED_RUN_STATES if current.run_state.finished() else tuple(RunState)[1:]
+                )
+                shift = data.draw(st.sampled_from((0, 0, 0, -1, 1)), label="version_shift")
+                batch.append(
+                    attrs.evolve(
+                        current,
+                        run_state=data.draw(st.sampled_from(states), label="run_state"),
+                        status=data.draw(STATUSES, label="status"),
+                        updated_at=current.updated_at + timedelta(seconds=1),
+                        meta=attrs.evolve(
+                            current.meta, version=max(0, current.meta.version + 1 + shift)
+                        ),
+                    )
+                )
+            else:
+                self.inserts += 1
+                created_at = data.draw(OFFSETS, label="created_at")
+                created_at += timedelta(microseconds=self.inserts)
+                batch.append(
+                    Record(
+                        workflow_name=data.draw(st.sampled_from(WORKFLOWS), label="workflow"),
+                        foreign_id=data.draw(st.sampled_from(FOREIGN_IDS), label="foreign_id"),
+                        run_id=str(uuid.uuid4()),
+                        run_state=data.draw(
+                            st.sampled_from(tuple(RunState)[1:]), label="run_state"
+                        ),
+                        status=data.draw(STATUSES, label="status"),
+                        object=b"{}",
+                        created_at=created_at,
+                        updated_at=created_at,
+                        meta=Meta(version=1),
+                    )
+                )
+        want: list[type[Exception] | None] = []
+        for record in batch:
+            _, error = self.harness.outcome(self.reference.store(record))
+            want.append(None if error is None else type(error))
+        adapter = self.harness.adapter
+        assert isinstance(adapter, BatchStore)
+        outcomes = self.harness.run(adapter.store_many(batch))
+        got = [None if outcome is None else type(outcome) for outcome in outcomes]
+        assert got == want, f"store_many outcomes {got} != one by one {want}"
+        for record, outcome in zip(batch, outcomes, strict=True):
+            if outcome is None and record.run_id not in self.run_ids:
+                self.run_ids.append(record.run_id)
+            self._check_run(record)
 
     def _check_run(self, record: Record) -> None:
         """After a store, the run and its foreign id's latest run agree on both sides."""

@@ -296,12 +296,15 @@ class PostgresRecordStore:
         )
 
     async def store_many(self, records: Sequence[Record]) -> builtins.list[Exception | None]:
-        """Store each record as :meth:`store` would; ``None`` or the refusal for each.
+        """Store the records as :meth:`store` would, one by one in order; the outcome of each.
 
-        Updates of existing runs (``meta.version`` above 1) go in one statement, each a
-        compare-and-set with its outbox row, the rows in the order given. New runs, and
-        updates that statement did not apply (stale, or not stored yet), go through
-        :meth:`store` one by one, which names the reason.
+        Each stretch of consecutive updates (``meta.version`` above 1) goes in one
+        statement, each a compare-and-set with its outbox row, the rows in the order given.
+        New runs, and updates that statement did not apply (stale, or not stored yet), go
+        through :meth:`store` one by one, which names the reason; an update of a run not
+        stored yet is thus inserted after the rest of its stretch. The statement is used
+        only when no two records share a foreign id (of one workflow), so that the order
+        within a stretch cannot change any outcome.
 
         Raises:
             ValueError: Two records have the same run id, or a timestamp is naive.
@@ -312,22 +315,30 @@ class PostgresRecordStore:
             if record.run_id in seen:
                 raise ValueError(f"store_many got run {record.run_id!r} twice in one batch")
             seen.add(record.run_id)
-        updates = [record for record in records if record.meta.version > 1]
-        applied: set[str] = set()
-        if len(updates) > 1:
-            applied = await self._update_many(updates)
+        distinct = len({(r.workflow_name, r.foreign_id) for r in records}) == len(records)
         outcomes: builtins.list[Exception | None] = []
-        for record in records:
-            if record.run_id in applied:
-                outcomes.append(None)
-                continue
-            try:
-                await self.store(record)
-            except (StaleRecord, WorkflowInProgress) as err:
-                outcomes.append(err)
+        i = 0
+        while i < len(records):
+            end = i
+            while distinct and end < len(records) and records[end].meta.version > 1:
+                end += 1
+            if end - i > 1:
+                stretch = list(records[i:end])
+                applied = await self._update_many(stretch)
+                for record in stretch:
+                    outcomes.append(None if record.run_id in applied else await self._one(record))
+                i = end
             else:
-                outcomes.append(None)
+                outcomes.append(await self._one(records[i]))
+                i += 1
         return outcomes
+
+    async def _one(self, record: Record) -> Exception | None:
+        try:
+            await self.store(record)
+        except (StaleRecord, WorkflowInProgress) as err:
+            return err
+        return None
 
     async def _update_many(self, records: builtins.list[Record]) -> set[str]:
         """The run ids of ``records`` updated (with their outbox rows) in one statement."""
