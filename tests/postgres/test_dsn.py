@@ -230,3 +230,17 @@ async def test_a_workflow_on_adapters_built_from_one_dsn(postgres_dsn: str, pg_s
             sql.SQL("SELECT count(*) FROM {}.records").format(sql.Identifier(pg_schema))
         )
         assert await cur.fetchone() == (1,)
+
+
+async def test_a_schema_never_migrated_is_named_with_the_fix(postgres_dsn: str) -> None:
+    schema = f"never_{uuid.uuid4().hex[:8]}"
+    async with PostgresRecordStore(postgres_dsn, schema=schema) as store:
+        with pytest.raises(psycopg.errors.UndefinedTable) as caught:
+            await store.lookup("x")
+    message = str(caught.value)
+    assert f"schema {schema!r}" in message and "migrate(" in message, message
+    async with PostgresStreamer(postgres_dsn, schema=schema) as streamer:
+        with pytest.raises(
+            psycopg.errors.UndefinedTable, match=r"PostgresStreamer: schema .*[.]migrate[(]"
+        ):
+            await streamer.new_receiver("t", "r")

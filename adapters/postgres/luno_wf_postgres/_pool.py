@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import Any, TypeAlias
 
 from psycopg import AsyncConnection, AsyncCursor
+from psycopg.errors import UndefinedFunction, UndefinedTable
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, AsyncNullConnectionPool
 
@@ -51,8 +52,10 @@ class AutocommitConnections:
         *,
         owner: str,
         pool_kwargs: Mapping[str, Any] | None = None,
+        schema: str | None = None,
     ) -> None:
         self._owner = owner
+        self._schema = schema
         self._closed = False
         self._open_lock = asyncio.Lock()
         if isinstance(pool, str):
@@ -249,6 +252,15 @@ class _Loan:
         tb: TracebackType | None,
     ) -> None:
         await self._conns.give(self._conn)
+        schema = self._conns._schema
+        if schema is not None and isinstance(exc, UndefinedTable | UndefinedFunction):
+            # The usual cause: the schema was never created. Say so, and how to fix it.
+            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise type(exc)(
+                f"{self._conns._owner}: schema {schema!r} is missing its tables or functions "
+                f"({first_line}); create them with "
+                f"`await luno_wf_postgres.migrate(pool_or_dsn, schema={schema!r})`"
+            ) from exc
 
 
 def raise_if_cancelling() -> None:

@@ -203,7 +203,7 @@ class PostgresRecordStore:
         pool_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         self._conns = AutocommitConnections(
-            pool, owner="PostgresRecordStore", pool_kwargs=pool_kwargs
+            pool, owner="PostgresRecordStore", pool_kwargs=pool_kwargs, schema=schema
         )
         self._clock = clock or SystemClock()
         self._sql = Statements(schema, _TEMPLATES)

@@ -220,7 +220,9 @@ class PostgresStreamer:
         schema_identifier(schema)  # validates
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self._conns = AutocommitConnections(pool, owner="PostgresStreamer", pool_kwargs=pool_kwargs)
+        self._conns = AutocommitConnections(
+            pool, owner="PostgresStreamer", pool_kwargs=pool_kwargs, schema=schema
+        )
         self._clock = clock or SystemClock()
         self._sql = Statements(schema, _TEMPLATES)
         self._batch_size = batch_size

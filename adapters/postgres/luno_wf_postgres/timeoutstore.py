@@ -99,7 +99,7 @@ class PostgresTimeoutStore:
         pool_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         self._conns = AutocommitConnections(
-            pool, owner="PostgresTimeoutStore", pool_kwargs=pool_kwargs
+            pool, owner="PostgresTimeoutStore", pool_kwargs=pool_kwargs, schema=schema
         )
         self._clock = clock or SystemClock()
         self._sql = Statements(schema, _TEMPLATES)
