@@ -64,7 +64,8 @@ async def main(dsn: str, schema: str, trigger: int) -> None:
     streamer = PostgresStreamer(
         pool,
         schema=schema,
-        claim_lease=timedelta(seconds=2),
+        # The default claim lease (30 s): the dead worker's events are taken over because
+        # its server sessions end, not because their lease lapses.
         poll_frequency=timedelta(milliseconds=250),
     )
     scheduler = PostgresRoleScheduler(

@@ -307,3 +307,32 @@ async def test_ack_after_close_is_harmless_and_the_event_comes_back(
     again = await streamer.new_receiver(TOPIC, "late-ack")
     assert (await recv(again)).id == event.id
     await again.close()
+
+
+async def test_a_dead_processs_events_go_to_the_next_receiver_at_once(
+    postgres_dsn: str, pg_pool: AsyncConnectionPool[Any], pg_schema: str
+) -> None:
+    """Claims name their process's LISTEN session: when it ends, the lease is not waited out."""
+    app = f"dying-{pg_schema}"
+    dying = PostgresStreamer(
+        postgres_dsn, schema=pg_schema, pool_kwargs={"kwargs": {"application_name": app}}
+    )
+    await send(dying, TOPIC, "a", "b", "c")
+    first = await dying.new_receiver(TOPIC, "name")
+    held = [await recv(first, ack=False) for _ in range(3)]  # claimed for 30 s, never acked
+    async with PostgresStreamer(pg_pool, schema=pg_schema) as other:
+        second = await other.new_receiver(TOPIC, "name")
+        # While the first process lives, its claims stay its own.
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(second.recv(), 0.5)
+        # The first process dies: every one of its server sessions ends.
+        async with pg_pool.connection() as conn:
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = %s",
+                (app,),
+            )
+        taken = [await recv(second, ack=False) for _ in range(3)]
+        assert [e.id for e in taken] == [e.id for e in held]
+        await second.close()
+    await dying.close()

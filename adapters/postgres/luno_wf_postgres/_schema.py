@@ -152,7 +152,9 @@ END
 $fn$""",
     # Claim up to p_limit events for one receiver, after recording its acks and renewing
     # the leases of the events it still holds: lapsed claims of the name first (oldest
-    # first), then, up to the limit, the next events after the name's cursor.
+    # first), then, up to the limit, the next events after the name's cursor. A claim has
+    # lapsed when its lease has, or when its owner ("<id>@<backend pid>") names a server
+    # session that no longer exists: the owner's process died, so its events go at once.
     # The cursor row lock serialises receivers of one name, so no event goes to two.
     """CREATE OR REPLACE FUNCTION {s}.claim_events(
     p_topic text, p_name text, p_owner text, p_limit integer, p_lease interval,
@@ -171,7 +173,10 @@ BEGIN
     IF cardinality(p_acked) = 0 AND cardinality(p_held) = 0
         AND NOT EXISTS (
             SELECT 1 FROM {s}.claims l
-            WHERE l.topic = p_topic AND l.name = p_name AND l.lease_until < now())
+            WHERE l.topic = p_topic AND l.name = p_name AND (l.lease_until < now() OR
+                CASE WHEN l.owner = p_owner OR strpos(l.owner, '@') = 0 THEN false
+                ELSE NOT EXISTS (SELECT 1 FROM pg_stat_activity a
+                                 WHERE a.pid = split_part(l.owner, '@', 2)::integer) END))
         AND NOT EXISTS (
             SELECT 1 FROM {s}.cursors k JOIN {s}.events e
                 ON e.topic = k.topic AND e.id > k.position
@@ -197,7 +202,10 @@ BEGIN
         UPDATE {s}.claims c SET owner = p_owner, lease_until = now() + p_lease
         FROM (
             SELECT l.event_id FROM {s}.claims l
-            WHERE l.topic = p_topic AND l.name = p_name AND l.lease_until < now()
+            WHERE l.topic = p_topic AND l.name = p_name AND (l.lease_until < now() OR
+                CASE WHEN l.owner = p_owner OR strpos(l.owner, '@') = 0 THEN false
+                ELSE NOT EXISTS (SELECT 1 FROM pg_stat_activity a
+                                 WHERE a.pid = split_part(l.owner, '@', 2)::integer) END)
             ORDER BY l.event_id LIMIT p_limit
             FOR UPDATE SKIP LOCKED
         ) AS lapsed

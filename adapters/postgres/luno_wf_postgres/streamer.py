@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -25,6 +26,9 @@ from ._schema import DEFAULT_SCHEMA, Statements, notify_channel, schema_identifi
 __all__ = ["PostgresReceiver", "PostgresSender", "PostgresStreamer"]
 
 _log = logging.getLogger("luno_wf_postgres")
+
+# How long new_receiver waits for the streamer's LISTEN connection (once per streamer).
+_LISTEN_WAIT_SECONDS = 2.0
 
 _TEMPLATES = {
     "send": """
@@ -94,6 +98,18 @@ class _Listener:
         # Backends this process sends from: it wakes its own receivers directly, so their
         # notifications would only cause a second, empty claim.
         self.local_pids: set[int] = set()
+        # The server session of the LISTEN connection while it is up: it lives as long as
+        # this process (and its streamer), so receivers name it in their claims.
+        self.pid: int | None = None
+        self._connected = asyncio.Event()
+
+    async def wait_connected(self, timeout: float) -> int | None:
+        """The LISTEN session's pid, waiting up to ``timeout`` seconds for it to be up."""
+        if self.pid is None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._connected.wait()
+        return self.pid
 
     def start(self) -> None:
         if self._task is None:
@@ -142,6 +158,8 @@ class _Listener:
                     await conn.set_autocommit(True)
                 await conn.execute(listen)
                 backoff = 0.1
+                self.pid = conn.info.backend_pid
+                self._connected.set()
                 self.wake_all()
                 async for notify in conn.notifies():
                     if notify.pid not in self.local_pids:
@@ -151,6 +169,8 @@ class _Listener:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             finally:
+                self.pid = None
+                self._connected.clear()
                 await self._give_back(pool, conn)
 
     @staticmethod
@@ -263,7 +283,10 @@ class PostgresStreamer:
                 {"topic": topic, "name": name, "latest": stream_from_latest},
             )
         self._listener.start()
-        return PostgresReceiver(self, topic, name, poll)
+        # Claims name the LISTEN session, so that when this process dies another receiver
+        # of the name takes its events at once rather than when their lease lapses.
+        pid = await self._listener.wait_connected(_LISTEN_WAIT_SECONDS)
+        return PostgresReceiver(self, topic, name, poll, pid)
 
     async def purge(self, topic: str | None = None) -> int:
         """Delete events every receiver name has acked (and any past ``retention``) now.
@@ -366,11 +389,18 @@ class PostgresSender:
 class PostgresReceiver:
     """Receives one topic of a :class:`PostgresStreamer` under one name."""
 
-    def __init__(self, streamer: PostgresStreamer, topic: str, name: str, poll: timedelta) -> None:
+    def __init__(
+        self,
+        streamer: PostgresStreamer,
+        topic: str,
+        name: str,
+        poll: timedelta,
+        pid: int | None = None,
+    ) -> None:
         self._streamer = streamer
         self._topic = topic
         self._name = name
-        self._owner = uuid.uuid4().hex
+        self._owner = uuid.uuid4().hex if pid is None else f"{uuid.uuid4().hex}@{pid}"
         # Waiting is bounded by the lease too, so held claims are renewed while idle.
         self._wait = min(poll, streamer._lease / 3).total_seconds()
         self._renew_every = streamer._lease.total_seconds() / 3
