@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -158,7 +157,7 @@ async def consume(
             await _receive(
                 wf,
                 receiver,
-                _batching(handler, batch, progress, probe),
+                _batching(wf, handler, batch, progress, probe),
                 process_name,
                 lag,
                 lag_alert,
@@ -197,7 +196,11 @@ async def consume(
 
 
 def _batching(
-    handler: Handler, batch: WriteBatch, progress: Progress, probe: ProcessMetrics | None
+    wf: Workflow[Any, Any],
+    handler: Handler,
+    batch: WriteBatch,
+    progress: Progress,
+    probe: ProcessMetrics | None,
 ) -> Dispatch:
     """One event at a time, acking those whose writes wait in ``batch`` when it is flushed."""
     observe = None if probe is None else probe.observe
@@ -214,7 +217,7 @@ def _batching(
             try:
                 await batch.flush()
             except Exception as err:
-                logging.getLogger("luno_wf").warning(
+                wf.logger.warning(
                     "could not write a batch's results while stopping on an error (their "
                     "events are redelivered): %s",
                     err,
