@@ -290,7 +290,15 @@ class Workflow(Generic[T, S]):
         self.written(record, previous)
 
     def written(self, record: Record, previous: RunState) -> None:
-        """Count a stored write, and wake the publisher and the run's waiters (internal)."""
+        """Count a stored write, and wake the publisher and the run's waiters (internal).
+
+        A run that is no longer running (finished, cancelled, paused, deleted) has its
+        error counts dropped: no process will succeed on it to clear them.
+        """
+        if self.error_counts and record.run_state not in _ACTIVE:
+            run_id = record.run_id
+            for key in [key for key in self.error_counts if key[1] == run_id]:
+                del self.error_counts[key]
         changes = self._run_state_changes
         if changes is not None:
             changes[previous][record.run_state] += 1
@@ -583,6 +591,8 @@ class Workflow(Generic[T, S]):
         """Forget a run's errors in a process after a success (internal)."""
         self.error_counts.pop((process_name, run_id), None)
 
+
+_ACTIVE = frozenset((RunState.INITIATED, RunState.RUNNING))
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _ASYNCIO_DIR = os.path.dirname(os.path.abspath(asyncio.__file__))

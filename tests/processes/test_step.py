@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
+from datetime import timedelta
 
 import attrs
 import pytest
@@ -308,3 +310,36 @@ async def test_an_error_under_concurrency_redelivers_the_unfinished_events() -> 
             await wf.await_status(f"f{i}", run_id, Status.END)
     assert failed
     assert set(done) == set(run_ids)
+
+
+async def test_error_counts_of_a_run_stopped_elsewhere_are_dropped() -> None:
+    failed = asyncio.Event()
+
+    async def failing(r: Run[Obj, Status]) -> Status:
+        failed.set()
+        raise RuntimeError("down")
+
+    b = Builder("dropped", Obj, Status)
+    b.add_step(
+        Status.STARTED,
+        failing,
+        Status.END,
+        pause_after_err_count=5,
+        err_backoff=timedelta(seconds=30),  # no retry during the test
+    )
+    s = Stores()
+    async with s.build(b) as wf:
+        run_id = await wf.trigger("f")
+        await asyncio.wait_for(failed.wait(), 5)
+        await wait_until(lambda: bool(wf.error_counts))
+        assert list(wf.error_counts.values()) == [1]
+        await wf.cancel(run_id, "given up by hand")
+        assert wf.error_counts == {}
+
+
+async def wait_until(check: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if check():
+            return
+        await asyncio.sleep(0.002)
+    raise AssertionError("condition not met")
