@@ -6,7 +6,7 @@ import asyncio
 import enum
 import socket
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import attrs
@@ -22,25 +22,11 @@ from luno_wf_postgres import (
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from luno_wf import Builder, Meta, Record, Run, RunState
+from luno_wf import Builder, Run
+
+from .test_pool import NOW, make_record
 
 pytestmark = pytest.mark.postgres
-
-NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
-
-
-def make_record() -> Record:
-    return Record(
-        workflow_name="w",
-        foreign_id=str(uuid.uuid4()),
-        run_id=str(uuid.uuid4()),
-        run_state=RunState.INITIATED,
-        status=1,
-        object=b"{}",
-        created_at=NOW,
-        updated_at=NOW,
-        meta=Meta(version=1),
-    )
 
 
 def is_closed(pool: AsyncConnectionPool[Any]) -> bool:

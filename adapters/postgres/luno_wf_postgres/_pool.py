@@ -6,14 +6,14 @@ import asyncio
 from collections.abc import Mapping
 from time import monotonic
 from types import TracebackType
-from typing import Any, TypeAlias
+from typing import Any, Self, TypeAlias
 
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg.errors import UndefinedFunction, UndefinedTable
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, AsyncNullConnectionPool
 
-__all__ = ["AutocommitConnections", "PoolOrDsn", "raise_if_cancelling"]
+__all__ = ["AutocommitConnections", "PoolAdapter", "PoolOrDsn", "raise_if_cancelling"]
 
 PoolOrDsn: TypeAlias = "AsyncConnectionPool[Any] | str"
 """What an adapter is built on: the caller's pool, or a DSN to open its own pool from."""
@@ -275,3 +275,27 @@ def raise_if_cancelling() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError()
+
+
+class PoolAdapter:
+    """What the pool-based adapters share: ``close()`` and ``async with``."""
+
+    _conns: AutocommitConnections
+
+    async def close(self) -> None:
+        """Give kept connections back to the pool (closing the pool if opened from a DSN).
+
+        Calls after this raise :class:`RuntimeError`. Safe to call twice.
+        """
+        await self._conns.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import builtins
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any
 
 import orjson
@@ -26,7 +25,7 @@ from luno_wf import (
 from luno_wf._filter import fold_filters
 from luno_wf.errors import RecordNotFound, StaleRecord, WorkflowInProgress
 
-from ._pool import AutocommitConnections, PoolOrDsn
+from ._pool import AutocommitConnections, PoolAdapter, PoolOrDsn
 from ._schema import DEFAULT_SCHEMA, Statements
 
 __all__ = ["PostgresRecordStore"]
@@ -174,7 +173,7 @@ def _record(row: Sequence[Any]) -> Record:
     )
 
 
-class PostgresRecordStore:
+class PostgresRecordStore(PoolAdapter):
     """A :class:`~luno_wf.adapter.RecordStore` on PostgreSQL, with a transactional outbox.
 
     Every :meth:`store` is one statement (one round trip): the record's insert or
@@ -208,24 +207,6 @@ class PostgresRecordStore:
         self._clock = clock or SystemClock()
         self._sql = Statements(schema, _TEMPLATES)
         self._deferred: builtins.list[str] = []  # published rows not yet deleted
-
-    async def close(self) -> None:
-        """Give kept connections back to the pool (closing the pool if opened from a DSN).
-
-        Calls after this raise :class:`RuntimeError`. Safe to call twice.
-        """
-        await self._conns.close()
-
-    async def __aenter__(self) -> PostgresRecordStore:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def store(self, record: Record) -> None:
         """Insert or compare-and-set update ``record``, and write its outbox row, atomically.

@@ -5,12 +5,11 @@ from __future__ import annotations
 import builtins
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any
 
 from luno_wf import Clock, SystemClock, TimeoutRecord
 
-from ._pool import AutocommitConnections, PoolOrDsn
+from ._pool import AutocommitConnections, PoolAdapter, PoolOrDsn
 from ._schema import DEFAULT_SCHEMA, Statements
 
 __all__ = ["PostgresTimeoutStore"]
@@ -72,7 +71,7 @@ def _aware(moment: datetime, what: str) -> datetime:
     return moment
 
 
-class PostgresTimeoutStore:
+class PostgresTimeoutStore(PoolAdapter):
     """A :class:`~luno_wf.adapter.TimeoutStore` on PostgreSQL.
 
     Ids come from an identity column: increasing in creation order, starting at 1.
@@ -103,24 +102,6 @@ class PostgresTimeoutStore:
         )
         self._clock = clock or SystemClock()
         self._sql = Statements(schema, _TEMPLATES)
-
-    async def close(self) -> None:
-        """Give kept connections back to the pool (closing the pool if opened from a DSN).
-
-        Calls after this raise :class:`RuntimeError`. Safe to call twice.
-        """
-        await self._conns.close()
-
-    async def __aenter__(self) -> PostgresTimeoutStore:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def create(
         self,
