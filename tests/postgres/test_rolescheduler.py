@@ -164,3 +164,65 @@ def test_bad_options_are_refused() -> None:
         PostgresRoleScheduler("", poll_interval=timedelta(0))
     with pytest.raises(ValueError, match="role"):
         PostgresRoleScheduler("").await_role("")
+
+
+async def test_waiting_callers_share_one_connection(postgres_dsn: str) -> None:
+    namespace = f"t_{uuid.uuid4().hex[:12]}"
+    holding_app, waiting_app = f"holding-{namespace}", f"waiting-{namespace}"
+
+    def scheduler(app: str) -> PostgresRoleScheduler:
+        return PostgresRoleScheduler(
+            postgres_dsn,
+            namespace=namespace,
+            poll_interval=timedelta(seconds=30),  # only a release notification wakes waiters
+            connect_kwargs={"application_name": app},
+        )
+
+    holder, waiter = scheduler(holding_app), scheduler(waiting_app)
+    roles = [f"role-{i}" for i in range(5)]
+    release = {role: asyncio.Event() for role in roles}
+    taken: list[str] = []
+
+    async def hold(role: str) -> None:
+        async with holder.await_role(role):
+            await release[role].wait()
+
+    async def take(role: str) -> None:
+        async with waiter.await_role(role):
+            taken.append(role)
+            await asyncio.Event().wait()  # hold until cancelled
+
+    async def sessions(app: str) -> int:
+        async with await psycopg.AsyncConnection.connect(postgres_dsn) as conn:
+            cur = await conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (app,)
+            )
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def until_sessions(app: str, count: int) -> None:
+        for _ in range(500):
+            if await sessions(app) == count:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"{app} never had {count} sessions (has {await sessions(app)})")
+
+    holding = [asyncio.create_task(hold(role)) for role in roles]
+    await until_sessions(holding_app, 5)
+    waiting = [asyncio.create_task(take(role)) for role in roles]
+    try:
+        await until_sessions(waiting_app, 1)  # five callers wait on one connection
+        await asyncio.sleep(0.2)
+        assert await sessions(waiting_app) == 1
+        assert taken == []
+        release[roles[2]].set()  # a release wakes the waiter of that role at once
+        async with asyncio.timeout(10):
+            while not taken:
+                await asyncio.sleep(0.01)
+        assert taken == [roles[2]]
+        assert await sessions(waiting_app) == 2  # the watch, and the held role's connection
+    finally:
+        for task in waiting + holding:
+            task.cancel()
+        await asyncio.gather(*waiting, *holding, return_exceptions=True)
+    await until_sessions(waiting_app, 0)  # nothing waits any more: the watch has closed

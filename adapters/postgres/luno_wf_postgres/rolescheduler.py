@@ -1,4 +1,8 @@
-"""PostgresRoleScheduler: roles as session advisory locks, one connection per holder."""
+"""PostgresRoleScheduler: roles as session advisory locks, one connection per holder.
+
+Waiting needs no connection of its own: one connection per scheduler watches the locks
+its waiting callers want and tells them when one looks free.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,17 @@ __all__ = ["PostgresRoleScheduler"]
 
 _TRY_LOCK = "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))"
 _RELEASE = "SELECT pg_advisory_unlock(hashtextextended(%s, 0)), pg_notify(%s, %s)"
+# Which of the given lock names no session holds now (a bigint advisory lock shows in
+# pg_locks as classid = its high 32 bits, objid = its low 32 bits, objsubid = 1).
+_FREE = """
+SELECT n.name FROM unnest(%s::text[]) AS n(name)
+CROSS JOIN LATERAL (SELECT hashtextextended(n.name, 0) AS key) AS h
+WHERE NOT EXISTS (
+    SELECT 1 FROM pg_locks l
+    WHERE l.locktype = 'advisory' AND l.objsubid = 1
+      AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+      AND l.classid = ((h.key >> 32) & 4294967295)::oid
+      AND l.objid = (h.key & 4294967295)::oid)"""
 
 
 def _positive(value: timedelta, name: str) -> float:
@@ -33,9 +48,12 @@ class PostgresRoleScheduler:
 
     Each holding of a role opens its own connection and takes
     ``pg_try_advisory_lock(hashtextextended('<namespace>/<role>', 0))`` on it, so a role is
-    held by one caller across every process on the database. Waiting retries the lock
-    every ``poll_interval`` and at once when a holder announces a release (LISTEN/NOTIFY),
-    and is cancellable at once. While held, the connection is checked every
+    held by one caller across every process on the database. A caller that finds the role
+    taken closes that connection and waits on the scheduler's one watching connection,
+    which looks at the locks its callers want every ``poll_interval`` and at once when a
+    holder announces a release (LISTEN/NOTIFY); waiting is cancellable at once. So a
+    process holds one connection per role it holds, plus one while any of its callers
+    waits, not one per role it waits for. While held, the connection is checked every
     ``check_interval``; if the check fails (the connection or the server is gone, which
     also frees the lock for others) the body is cancelled and
     :class:`~luno_wf.errors.RoleLost` is raised out of the ``async with`` block.
@@ -44,7 +62,7 @@ class PostgresRoleScheduler:
         conninfo: A libpq connection string or URI for the holders' own connections.
         namespace: Prefix of the lock names, so unrelated deployments on one database do
             not contend; letters, digits and underscores.
-        poll_interval: How often a waiting caller retries the lock.
+        poll_interval: How often the watch looks at the locks callers wait for.
         check_interval: How often a holder checks its connection.
         check_timeout: How long a check may take before the role counts as lost.
         connect_kwargs: Extra keyword arguments for :meth:`psycopg.AsyncConnection.connect`.
@@ -70,6 +88,7 @@ class PostgresRoleScheduler:
         self._check_timeout = _positive(check_timeout, "check_timeout")
         self._connect_kwargs = dict(connect_kwargs or {})
         self._closed = False
+        self._watch = _Watch(self)
 
     def await_role(self, role: str) -> _Lease:
         """Hold ``role`` for the duration of an ``async with`` block.
@@ -86,12 +105,13 @@ class PostgresRoleScheduler:
         return _Lease(self, role)
 
     async def close(self) -> None:
-        """Refuse new :meth:`await_role` calls; safe twice.
+        """Refuse new :meth:`await_role` calls and close the waiting watch; safe twice.
 
-        The scheduler shares no connection: each holding has its own, closed (and its lock
-        released) when its block ends, so stop the workflow before closing its scheduler.
+        Each holding has its own connection, closed (and its lock released) when its block
+        ends, so stop the workflow before closing its scheduler.
         """
         self._closed = True
+        await self._watch.close()
 
     async def __aenter__(self) -> PostgresRoleScheduler:
         return self
@@ -128,23 +148,23 @@ class _Lease:
             raise RuntimeError(f"a role lease of {self._role!r} cannot be entered twice")
         self._task = asyncio.current_task()
         scheduler = self._scheduler
-        conn = await scheduler._connect()
-        try:
+        while True:
             raise_if_cancelling()
-            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(scheduler._channel)))
-            while True:
+            if scheduler._closed:
+                raise RuntimeError(f"the PostgresRoleScheduler is closed (awaiting {self._role!r})")
+            conn = await scheduler._connect()
+            try:
                 cur = await conn.execute(_TRY_LOCK, (self._key,))
                 row = await cur.fetchone()
-                if row is not None and row[0]:
-                    break
-                # Sleep until a holder announces a release, or the poll interval passes.
-                raise_if_cancelling()
-                async for _ in conn.notifies(timeout=scheduler._poll, stop_after=1):
-                    pass
-            await conn.execute("UNLISTEN *")
-        except BaseException:
+            except BaseException:
+                await conn.close()
+                raise
+            if row is not None and row[0]:
+                break
+            # Held elsewhere: wait, without a connection of our own, until it looks free.
             await conn.close()
-            raise
+            raise_if_cancelling()
+            await scheduler._watch.wait_free(self._key)
         self._conn = conn
         self._watcher = asyncio.create_task(self._watch(conn), name=f"role-watch:{self._role}")
 
@@ -197,3 +217,80 @@ class _Lease:
         if exc is None or isinstance(exc, asyncio.CancelledError):
             raise RoleLost(f"role {self._role!r} was lost: its database connection failed")
         return False
+
+
+class _Watch:
+    """One connection per scheduler, telling waiting leases when their lock looks free.
+
+    While any lease waits, it asks the server which of the wanted locks no session holds,
+    then sleeps until a holder announces a release (LISTEN/NOTIFY) or ``poll_interval``
+    passes, and asks again. A lease told its lock is free tries to take it on a connection
+    of its own (another process may win the race; then it waits again). If the watch's
+    connection fails, every waiter is told to try, and the watch reconnects.
+    """
+
+    def __init__(self, scheduler: PostgresRoleScheduler) -> None:
+        self._scheduler = scheduler
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def wait_free(self, key: str) -> None:
+        """Return once ``key``'s lock looks free (cancellable)."""
+        event = asyncio.Event()
+        self._waiters.setdefault(key, set()).add(event)
+        loop = asyncio.get_running_loop()
+        task = self._task
+        if task is None or task.done() or task.get_loop() is not loop:
+            self._task = loop.create_task(self._run(), name="role-watch")
+        try:
+            await event.wait()
+        finally:
+            events = self._waiters.get(key)
+            if events is not None:
+                events.discard(event)
+                if not events:
+                    del self._waiters[key]
+
+    async def close(self) -> None:
+        """Stop watching; waiting leases wake (and fail: the scheduler is closed)."""
+        task, self._task = self._task, None
+        # A cancellation arriving just as a notification does can be swallowed inside
+        # psycopg's wait on Python 3.11: cancel again until the task ends.
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait([task], timeout=0.1)
+        self._wake_all()
+
+    def _wake_all(self) -> None:
+        for events in self._waiters.values():
+            for event in events:
+                event.set()
+
+    async def _run(self) -> None:
+        scheduler = self._scheduler
+        listen = sql.SQL("LISTEN {}").format(sql.Identifier(scheduler._channel))
+        backoff = 0.1
+        while self._waiters:
+            conn: psycopg.AsyncConnection[Any] | None = None
+            try:
+                conn = await scheduler._connect()
+                await conn.execute(listen)
+                backoff = 0.1
+                while self._waiters:
+                    # A lease that starts waiting meanwhile tried the lock just before, so
+                    # it is looked at with the next release or poll.
+                    cur = await conn.execute(_FREE, (list(self._waiters),))
+                    for (name,) in await cur.fetchall():
+                        for event in self._waiters.get(name, ()):
+                            event.set()
+                    raise_if_cancelling()
+                    async for _ in conn.notifies(timeout=scheduler._poll, stop_after=1):
+                        pass
+            except psycopg.Error:
+                # Let every waiter try the lock itself; look again after a back-off.
+                self._wake_all()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                if conn is not None:
+                    await conn.close()
