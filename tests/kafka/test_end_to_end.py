@@ -23,7 +23,8 @@ from tests.fixtures.kafka import make_streamer
 
 pytestmark = pytest.mark.kafka
 
-WORKER = Path(__file__).with_name("kafka_worker.py")
+# The shared worker, run as a module: as a script its folder would shadow `typing`.
+WORKER = ("-m", "tests.worker")
 ROOT = Path(__file__).parents[2]
 RUNS = 1000
 
@@ -106,7 +107,7 @@ async def start_worker(*args: str) -> Worker:
     log = tempfile.NamedTemporaryFile(prefix="kafka-worker-", suffix=".log")  # noqa: SIM115
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
-        str(WORKER),
+        *WORKER,
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=log,
@@ -153,7 +154,7 @@ async def test_thousand_runs_across_two_workers_one_killed(
     async with pg_pool.connection() as conn:
         await conn.execute(sql.SQL(SETUP).format(s=sql.Identifier(pg_schema)))
     workflow = f"kafka-e2e-{uuid.uuid4().hex[:8]}"
-    common = (postgres_dsn, pg_schema, kafka_bootstrap, workflow)
+    common = (postgres_dsn, pg_schema, "--kafka", kafka_bootstrap, "--workflow", workflow)
     doomed = await start_worker(*common)
     survivor: Worker | None = None
     try:

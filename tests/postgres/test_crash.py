@@ -22,7 +22,8 @@ from psycopg_pool import AsyncConnectionPool
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-WORKER = Path(__file__).with_name("crash_worker.py")
+# The shared worker, run as a module: as a script its folder would shadow `typing`.
+WORKER = ("-m", "tests.worker")
 RUNS = 500
 ROOT = Path(__file__).parents[2]
 
@@ -60,7 +61,7 @@ async def start(dsn: str, schema: str, *args: str) -> Worker:
     log = tempfile.NamedTemporaryFile(prefix="crash-worker-", suffix=".log")  # noqa: SIM115
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
-        str(WORKER),
+        *WORKER,
         dsn,
         schema,
         *args,
@@ -93,12 +94,12 @@ async def test_sigkill_one_worker_mid_way(
     async with pg_pool.connection() as conn:
         await conn.execute(sql.SQL(SETUP).format(s=sql.Identifier(pg_schema)))
 
-    doomed = await start(postgres_dsn, pg_schema)
+    doomed = await start(postgres_dsn, pg_schema, "--work-ms", "2")
     survivor: Worker | None = None
     try:
         await doomed.line("ready")
         await asyncio.sleep(0.5)  # it takes every role while alone
-        survivor = await start(postgres_dsn, pg_schema, "--trigger", str(RUNS))
+        survivor = await start(postgres_dsn, pg_schema, "--work-ms", "2", "--trigger", str(RUNS))
         await survivor.line("ready")
 
         done_sql = "SELECT count(*) FROM {s}.records WHERE status = 4"

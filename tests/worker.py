@@ -1,0 +1,119 @@
+"""One worker process of the two-worker crash tests: a 3-step workflow, until SIGTERM.
+
+Usage: ``python -m tests.worker DSN SCHEMA [--kafka SERVERS] [--workflow NAME]
+[--trigger N] [--prefix P] [--work-ms MS]``. Records and roles are on PostgreSQL; events
+too, unless ``--kafka`` names a broker. Prints ``ready`` once its workflow runs and
+``triggered`` after triggering N runs (foreign ids ``P-0`` ... ``P-(N-1)``). Every step
+records its side effect (run id, status, the version it read, this pid) in
+``SCHEMA.effects`` before returning, then works for ``--work-ms`` (so that a kill lands
+mid-way).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import enum
+import os
+import signal
+from datetime import timedelta
+from typing import Any
+
+import attrs
+from luno_wf_kafka import KafkaStreamer
+from luno_wf_postgres import PostgresRecordStore, PostgresRoleScheduler, PostgresStreamer
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from luno_wf import Builder, Run
+
+
+class Status(enum.IntEnum):
+    UNKNOWN = 0
+    CREATED = 1
+    FIRST = 2
+    SECOND = 3
+    DONE = 4
+
+
+@attrs.define
+class Job:
+    n: int = 0
+    trail: list[int] = attrs.Factory(list)
+
+
+def step(pool: AsyncConnectionPool[Any], schema: str, to: Status, work: float) -> Any:
+    insert = sql.SQL(
+        "INSERT INTO {}.effects (run_id, status, version, pid) VALUES (%s, %s, %s, %s)"
+    ).format(sql.Identifier(schema))
+
+    async def fn(r: Run[Job, Status]) -> Status:
+        async with pool.connection() as conn:
+            await conn.execute(insert, (r.run_id, int(r.status), r.meta.version, os.getpid()))
+        r.object.trail.append(int(r.status))
+        if work:
+            await asyncio.sleep(work)
+        return to
+
+    return fn
+
+
+def streamer_for(
+    args: argparse.Namespace, pool: AsyncConnectionPool[Any]
+) -> KafkaStreamer | PostgresStreamer:
+    if args.kafka:
+        # Test-only consumer settings for the Tansu broker (see tests/fixtures/kafka.py).
+        return KafkaStreamer(
+            args.kafka,
+            consumer_options={
+                "session_timeout_ms": 1000,
+                "heartbeat_interval_ms": 300,
+                "fetch_max_wait_ms": 10,
+            },
+        )
+    return PostgresStreamer(
+        pool,
+        schema=args.schema,
+        # The default claim lease (30 s): a dead worker's events are taken over because
+        # its server sessions end, not because their lease lapses.
+        poll_frequency=timedelta(milliseconds=250),
+    )
+
+
+async def main(args: argparse.Namespace) -> None:
+    dsn, schema = args.dsn, args.schema
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(dsn, min_size=2, max_size=12, open=False)
+    await pool.open(wait=True)
+    streamer = streamer_for(args, pool)
+    scheduler = PostgresRoleScheduler(
+        dsn, namespace=schema, poll_interval=timedelta(milliseconds=100)
+    )
+    work = args.work_ms / 1000
+    b = Builder(args.workflow, Job, Status)
+    for source, to in zip(list(Status)[1:4], list(Status)[2:], strict=True):
+        b.add_step(source, step(pool, schema, to, work), to, parallel_count=2)
+    wf = b.build(streamer, PostgresRecordStore(pool, schema=schema), scheduler)
+
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    async with wf:
+        print("ready", flush=True)
+        for i in range(args.trigger):
+            await wf.trigger(f"{args.prefix}-{i}", initial_value=Job(n=i))
+        if args.trigger:
+            print("triggered", flush=True)
+        await stop.wait()
+    await streamer.close()
+    await pool.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("dsn")
+    parser.add_argument("schema")
+    parser.add_argument("--kafka", default="")
+    parser.add_argument("--workflow", default="crash-test")
+    parser.add_argument("--trigger", type=int, default=0)
+    parser.add_argument("--prefix", default="job")
+    parser.add_argument("--work-ms", type=float, default=0)
+    asyncio.run(main(parser.parse_args()))
