@@ -39,32 +39,28 @@ class WriteBatch:
         self._store = store
         self._process_name = process_name
         self._probe = probe
-        self._records: list[Record] = []
-        self._previous: list[RunState] = []
+        # Pending writes by run id, in the order queued, with the state each run was in.
+        self._pending: dict[str, tuple[Record, RunState]] = {}
         self._acks: list[Ack] = []
-        self._runs: set[str] = set()
         # Set by the consume loop when its receiver hands out batches, so that it flushes
         # before waiting for the next one; until then handlers write one by one.
         self.active = False
 
     def __len__(self) -> int:
-        return len(self._records)
+        return len(self._pending)
 
     def pending(self, run_id: str) -> bool:
         """Whether ``run_id`` has a write waiting."""
-        return run_id in self._runs
+        return run_id in self._pending
 
     def add(self, record: Record, previous: RunState) -> None:
         """Queue ``record`` (the run was in ``previous``); the caller flushes first if needed."""
-        assert record.run_id not in self._runs, "flush before a second write of a run"
-        self._records.append(record)
-        self._previous.append(previous)
-        self._runs.add(record.run_id)
+        assert record.run_id not in self._pending, "flush before a second write of a run"
+        self._pending[record.run_id] = (record, previous)
 
     def discard(self) -> None:
         """Drop pending writes and acks: their events are redelivered (the loop has ended)."""
-        self._records, self._previous, self._acks = [], [], []
-        self._runs = set()
+        self._pending, self._acks = {}, []
 
     def defer_ack(self, ack: Ack) -> None:
         """Ack the event that queued the last write once that write is flushed."""
@@ -78,15 +74,14 @@ class WriteBatch:
         own event carries the run on. Any other refusal is raised after the writes that
         went through were accounted for, and no event is acked then.
         """
-        if not self._records:
+        if not self._pending:
             return
-        records, previous, acks = self._records, self._previous, self._acks
-        self._records, self._previous, self._acks = [], [], []
-        self._runs = set()
+        pending, acks = list(self._pending.values()), self._acks
+        self.discard()
         wf = self._wf
-        outcomes = await self._store.store_many(records)
+        outcomes = await self._store.store_many([record for record, _ in pending])
         failure: Exception | None = None
-        for record, before, outcome in zip(records, previous, outcomes, strict=True):
+        for (record, before), outcome in zip(pending, outcomes, strict=True):
             if outcome is None:
                 wf.written(record, before)
                 wf.clear_errors(self._process_name, record.run_id)

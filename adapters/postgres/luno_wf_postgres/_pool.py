@@ -13,7 +13,13 @@ from psycopg.errors import UndefinedFunction, UndefinedTable
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, AsyncNullConnectionPool
 
-__all__ = ["AutocommitConnections", "PoolAdapter", "PoolOrDsn", "raise_if_cancelling"]
+__all__ = [
+    "AutocommitConnections",
+    "Closing",
+    "PoolAdapter",
+    "PoolOrDsn",
+    "raise_if_cancelling",
+]
 
 PoolOrDsn: TypeAlias = "AsyncConnectionPool[Any] | str"
 """What an adapter is built on: the caller's pool, or a DSN to open its own pool from."""
@@ -277,17 +283,12 @@ def raise_if_cancelling() -> None:
         raise asyncio.CancelledError()
 
 
-class PoolAdapter:
-    """What the pool-based adapters share: ``close()`` and ``async with``."""
-
-    _conns: AutocommitConnections
+class Closing:
+    """``async with`` for an adapter: the block's end calls its ``close()``."""
 
     async def close(self) -> None:
-        """Give kept connections back to the pool (closing the pool if opened from a DSN).
-
-        Calls after this raise :class:`RuntimeError`. Safe to call twice.
-        """
-        await self._conns.close()
+        """Release what the adapter holds; safe twice."""
+        raise NotImplementedError
 
     async def __aenter__(self) -> Self:
         return self
@@ -299,3 +300,16 @@ class PoolAdapter:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+class PoolAdapter(Closing):
+    """What the pool-based stores share: their connections, ``close()`` and ``async with``."""
+
+    _conns: AutocommitConnections
+
+    async def close(self) -> None:
+        """Give kept connections back to the pool (closing the pool if opened from a DSN).
+
+        Calls after this raise :class:`RuntimeError`. Safe to call twice.
+        """
+        await self._conns.close()

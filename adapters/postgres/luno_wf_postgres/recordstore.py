@@ -158,6 +158,25 @@ def _meta_from(text: str | None, version: int) -> Meta:
     )
 
 
+def _write_params(record: Record) -> dict[str, object]:
+    """The columns of a record's row and of its outbox row, as statement parameters."""
+    outbox_id, data = make_outbox_event(record)
+    return {
+        "run_id": record.run_id,
+        "workflow_name": record.workflow_name,
+        "foreign_id": record.foreign_id,
+        "run_state": int(record.run_state),
+        "status": int(record.status),
+        "object": record.object,
+        "created_at": _utc(record.created_at, "record.created_at"),
+        "updated_at": _utc(record.updated_at, "record.updated_at"),
+        "version": record.meta.version,
+        "meta": _meta_json(record.meta),
+        "outbox_id": outbox_id,
+        "data": data,
+    }
+
+
 def _record(row: Sequence[Any]) -> Record:
     run_id, workflow_name, foreign_id, run_state, status, obj, created, updated, version, meta = row
     return Record(
@@ -217,23 +236,9 @@ class PostgresRecordStore(PoolAdapter):
             ValueError: A timestamp of the record is naive.
 
         """
-        outbox_id, data = make_outbox_event(record)
-        params: dict[str, object] = {
-            "run_id": record.run_id,
-            "workflow_name": record.workflow_name,
-            "foreign_id": record.foreign_id,
-            "run_state": int(record.run_state),
-            "status": int(record.status),
-            "object": record.object,
-            "created_at": _utc(record.created_at, "record.created_at"),
-            "updated_at": _utc(record.updated_at, "record.updated_at"),
-            "version": record.meta.version,
-            "prev_version": record.meta.version - 1,
-            "meta": _meta_json(record.meta),
-            "outbox_id": outbox_id,
-            "data": data,
-            "outbox_created_at": self._clock.now(),
-        }
+        params = _write_params(record)
+        params["prev_version"] = record.meta.version - 1
+        params["outbox_created_at"] = self._clock.now()
         # The engine inserts runs at version 1 and updates them above it: try that first.
         attempt = "insert" if record.meta.version <= 1 else "update"
         async with self._conns.connection() as conn:
@@ -323,38 +328,10 @@ class PostgresRecordStore(PoolAdapter):
 
     async def _update_many(self, records: builtins.list[Record]) -> set[str]:
         """The run ids of ``records`` updated (with their outbox rows) in one statement."""
-        columns: dict[str, builtins.list[Any]] = {
-            name: []
-            for name in (
-                "run_id",
-                "workflow_name",
-                "foreign_id",
-                "run_state",
-                "status",
-                "object",
-                "created_at",
-                "updated_at",
-                "version",
-                "meta",
-                "outbox_id",
-                "data",
-            )
-        }
-        for record in records:
-            outbox_id, data = make_outbox_event(record)
-            columns["run_id"].append(record.run_id)
-            columns["workflow_name"].append(record.workflow_name)
-            columns["foreign_id"].append(record.foreign_id)
-            columns["run_state"].append(int(record.run_state))
-            columns["status"].append(int(record.status))
-            columns["object"].append(record.object)
-            columns["created_at"].append(_utc(record.created_at, "record.created_at"))
-            columns["updated_at"].append(_utc(record.updated_at, "record.updated_at"))
-            columns["version"].append(record.meta.version)
-            columns["meta"].append(_meta_json(record.meta))
-            columns["outbox_id"].append(outbox_id)
-            columns["data"].append(data)
-        params: dict[str, object] = {**columns, "outbox_created_at": self._clock.now()}
+        each = [_write_params(record) for record in records]
+        # One array per column, for the statement's unnest.
+        params: dict[str, object] = {name: [row[name] for row in each] for name in each[0]}
+        params["outbox_created_at"] = self._clock.now()
         async with self._conns.connection() as conn:
             try:
                 cur = await self._conns.execute(conn, self._sql.get("update_many", conn), params)
@@ -362,8 +339,8 @@ class PostgresRecordStore(PoolAdapter):
                 if err.diag.constraint_name != _UNFINISHED_INDEX:
                     raise
                 return set()  # one of them conflicts: store() finds which, one by one
-            rows = await cur.fetchall()
-        return {row[0] for row in rows}
+            updated = await cur.fetchall()
+        return {row[0] for row in updated}
 
     async def lookup(self, run_id: str) -> Record:
         """The record of ``run_id``.

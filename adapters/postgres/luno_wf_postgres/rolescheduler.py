@@ -17,7 +17,7 @@ from psycopg import sql
 
 from luno_wf.errors import RoleLost
 
-from ._pool import raise_if_cancelling
+from ._pool import Closing, raise_if_cancelling
 from ._schema import DEFAULT_SCHEMA, schema_identifier
 
 __all__ = ["PostgresRoleScheduler"]
@@ -43,7 +43,7 @@ def _positive(value: timedelta, name: str) -> float:
     return value.total_seconds()
 
 
-class PostgresRoleScheduler:
+class PostgresRoleScheduler(Closing):
     """A :class:`~luno_wf.adapter.RoleScheduler` on PostgreSQL session advisory locks.
 
     Each holding of a role opens its own connection and takes
@@ -112,17 +112,6 @@ class PostgresRoleScheduler:
         """
         self._closed = True
         await self._watch.close()
-
-    async def __aenter__(self) -> PostgresRoleScheduler:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         kwargs = {**self._connect_kwargs, "autocommit": True}

@@ -10,7 +10,6 @@ import uuid
 from collections import deque
 from collections.abc import Mapping, Sequence
 from datetime import UTC, timedelta
-from types import TracebackType
 from typing import Any
 
 import orjson
@@ -20,7 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from luno_wf import Ack, Clock, Event, SystemClock
 
-from ._pool import AutocommitConnections, PoolOrDsn, raise_if_cancelling
+from ._pool import AutocommitConnections, Closing, PoolOrDsn, raise_if_cancelling
 from ._schema import DEFAULT_SCHEMA, Statements, notify_channel, schema_identifier
 
 __all__ = ["PostgresReceiver", "PostgresSender", "PostgresStreamer"]
@@ -189,7 +188,7 @@ class _Listener:
         await pool.putconn(conn)
 
 
-class PostgresStreamer:
+class PostgresStreamer(Closing):
     """An :class:`~luno_wf.adapter.EventStreamer` on PostgreSQL tables.
 
     Events go to one table; each (topic, receiver name) has a durable cursor, and events
@@ -323,17 +322,6 @@ class PostgresStreamer:
         self._closed = True
         await self._listener.close()
         await self._conns.close()
-
-    async def __aenter__(self) -> PostgresStreamer:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     def _check_open(self) -> None:
         if self._closed:
