@@ -19,6 +19,7 @@ __all__ = [
     "PoolAdapter",
     "PoolOrDsn",
     "raise_if_cancelling",
+    "stop_task",
 ]
 
 PoolOrDsn: TypeAlias = "AsyncConnectionPool[Any] | str"
@@ -281,6 +282,18 @@ def raise_if_cancelling() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError()
+
+
+async def stop_task(task: asyncio.Task[Any] | None) -> None:
+    """Cancel ``task`` and wait until it has ended.
+
+    A cancellation that arrives just as a notification does can be swallowed inside
+    psycopg's wait on Python 3.11 (``asyncio.wait_for``), leaving the task waiting for the
+    next one: the task is cancelled again until it ends.
+    """
+    while task is not None and not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=0.1)
 
 
 class Closing:

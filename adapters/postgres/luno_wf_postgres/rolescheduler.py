@@ -17,7 +17,7 @@ from psycopg import sql
 
 from luno_wf.errors import RoleLost
 
-from ._pool import Closing, raise_if_cancelling
+from ._pool import Closing, raise_if_cancelling, stop_task
 from ._schema import DEFAULT_SCHEMA, schema_identifier
 
 __all__ = ["PostgresRoleScheduler"]
@@ -243,11 +243,7 @@ class _Watch:
     async def close(self) -> None:
         """Stop watching; waiting leases wake (and fail: the scheduler is closed)."""
         task, self._task = self._task, None
-        # A cancellation arriving just as a notification does can be swallowed inside
-        # psycopg's wait on Python 3.11: cancel again until the task ends.
-        while task is not None and not task.done():
-            task.cancel()
-            await asyncio.wait([task], timeout=0.1)
+        await stop_task(task)
         self._wake_all()
 
     def _wake_all(self) -> None:

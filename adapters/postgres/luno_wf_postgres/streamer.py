@@ -19,7 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from luno_wf import Ack, Clock, Event, SystemClock
 
-from ._pool import AutocommitConnections, Closing, PoolOrDsn, raise_if_cancelling
+from ._pool import AutocommitConnections, Closing, PoolOrDsn, raise_if_cancelling, stop_task
 from ._schema import DEFAULT_SCHEMA, Statements, notify_channel, schema_identifier
 
 __all__ = ["PostgresReceiver", "PostgresSender", "PostgresStreamer"]
@@ -132,12 +132,7 @@ class _Listener:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        # On Python 3.11 a cancellation arriving just as a notification does can be
-        # swallowed inside psycopg's wait (asyncio.wait_for), leaving the task waiting for
-        # the next one: cancel again until it ends.
-        while task is not None and not task.done():
-            task.cancel()
-            await asyncio.wait([task], timeout=0.1)
+        await stop_task(task)
         self.wake_all()
 
     async def _run(self) -> None:
