@@ -100,11 +100,6 @@ class AutocommitConnections:
         self._sweep_loop: asyncio.AbstractEventLoop | None = None
         self._returning: set[asyncio.Task[None]] = set()
 
-    @property
-    def owns_pool(self) -> bool:
-        """Whether the pool was opened from a DSN by this object (and is closed by it)."""
-        return self._dsn is not None
-
     async def pool(self) -> AsyncConnectionPool[Any]:
         """The pool, opened first if this object opens it from a DSN."""
         self._check_open()
@@ -172,8 +167,7 @@ class AutocommitConnections:
             RuntimeError: :meth:`close` was called.
 
         """
-        if self._closed:
-            raise RuntimeError(f"the {self._owner} is closed")
+        self._check_open()
         if not self._opened:
             await self._open()
         idle = self._idle
