@@ -7,6 +7,7 @@ with an outbox event, and events drive the next move.
 
 from __future__ import annotations
 
+from ._api import API as API
 from ._builder import Builder as Builder
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
@@ -34,6 +35,7 @@ from ._outbox import OutboxData as OutboxData
 from ._outbox import decode_outbox_data as decode_outbox_data
 from ._outbox import encode_outbox_data as encode_outbox_data
 from ._outbox import make_outbox_event as make_outbox_event
+from ._processstate import ProcessState as ProcessState
 from ._record import Meta as Meta
 from ._record import Record as Record
 from ._run import Run as Run
@@ -42,8 +44,6 @@ from ._runstate import RunState as RunState
 from ._timeoutrecord import TimeoutRecord as TimeoutRecord
 from ._timers import duration_timer as duration_timer
 from ._timers import time_timer as time_timer
-from ._workflow import API as API
-from ._workflow import ProcessState as ProcessState
 from ._workflow import Workflow as Workflow
 from .adapter import Ack as Ack
 from .adapter import BatchLookup as BatchLookup

@@ -4,52 +4,33 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
-from ._processes._loop import ensure_not_cancelled
+from ._engine import Engine
+from ._processes._process import ensure_not_cancelled
 from ._record import Record
 from ._run import Run
 from ._runstate import RunState
 from ._types import S, T
 from .errors import RecordNotFound, RunFinished
 
-if TYPE_CHECKING:
-    from ._workflow import Workflow
-
-__all__ = ["Watch", "await_status"]
-
-
-class Watch:
-    """Records this process wrote for one run, for :meth:`Workflow.await_status`."""
-
-    __slots__ = ("changed", "records")
-
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-        self.changed = asyncio.Event()
+__all__ = ["await_status"]
 
 
 async def await_status(
-    wf: Workflow[T, S], foreign_id: str, run_id: str, status: S, poll_interval: timedelta
+    engine: Engine[T, S], foreign_id: str, run_id: str, status: S, poll_interval: timedelta
 ) -> Run[T, S]:
     """See :meth:`Workflow.await_status`."""
-    wf.check_foreign_id(foreign_id)
-    wf.check_status(status)
-    watch = Watch()
-    wf.watches.setdefault(run_id, []).append(watch)
-    try:
-        record: Record | None = None
-        try:
-            record = await wf.store.lookup(run_id)
-        except RecordNotFound:
-            record = None
+    engine.check_foreign_id(foreign_id)
+    engine.check_status(status)
+    with engine.watches.watch(run_id) as watch:
+        record = await _lookup(engine, run_id)
         while True:
             ensure_not_cancelled()
             candidates = [*watch.records] if record is None else [record, *watch.records]
             watch.records.clear()
             watch.changed.clear()
             for candidate in candidates:
-                found = _reached(wf, candidate, foreign_id, status)
+                found = _reached(engine, candidate, foreign_id, status)
                 if found is not None:
                     return found
             try:
@@ -57,22 +38,21 @@ async def await_status(
                     await watch.changed.wait()
                 record = None
             except TimeoutError:
-                try:
-                    record = await wf.store.lookup(run_id)
-                except RecordNotFound:
-                    record = None
-    finally:
-        watches = wf.watches[run_id]
-        watches.remove(watch)
-        if not watches:
-            del wf.watches[run_id]
+                record = await _lookup(engine, run_id)
 
 
-def _reached(wf: Workflow[T, S], record: Record, foreign_id: str, status: S) -> Run[T, S] | None:
-    if record.workflow_name != wf.name or record.foreign_id != foreign_id:
+async def _lookup(engine: Engine[T, S], run_id: str) -> Record | None:
+    try:
+        return await engine.store.lookup(run_id)
+    except RecordNotFound:
+        return None
+
+
+def _reached(engine: Engine[T, S], record: Record, foreign_id: str, status: S) -> Run[T, S] | None:
+    if record.workflow_name != engine.name or record.foreign_id != foreign_id:
         raise RecordNotFound(
             f"run is not a run of foreign id {foreign_id!r}",
-            workflow_name=wf.name,
+            workflow_name=engine.name,
             foreign_id=foreign_id,
             run_id=record.run_id,
         )
@@ -82,15 +62,15 @@ def _reached(wf: Workflow[T, S], record: Record, foreign_id: str, status: S) -> 
     ):
         return Run(
             record,
-            wf.status_of(record),
-            wf.codec.decode(record.object),
-            wf.controller(record),
+            engine.status_of(record),
+            engine.codec.decode(record.object),
+            engine.controller(record),
         )
     if record.run_state.finished():
         raise RunFinished(
             f"run finished ({record.run_state}) at status "
-            f"{wf.status_of(record)!r} without reaching {status!r}",
-            workflow_name=wf.name,
+            f"{engine.status_of(record)!r} without reaching {status!r}",
+            workflow_name=engine.name,
             foreign_id=foreign_id,
             run_id=record.run_id,
         )

@@ -8,18 +8,28 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic
 
-import attrs
 import cattrs
 
-from ._clock import Clock
+from ._clock import Clock, SystemClock
+from ._converter import Codec
+from ._definition import (
+    CallbackSpec,
+    ConnectorSpec,
+    Definition,
+    Settings,
+    StepSpec,
+    TimeoutSpec,
+)
+from ._engine import Engine
 from ._graph import Graph
+from ._metrics import NO_METRICS, Metrics, MetricsSink, default_metrics
 from ._options import ExponentialBackoff, Options
 from ._runstate import RunState
 from ._types import AnyFunc, S, T
+from ._workflow import Workflow
 from .adapter import ConnectorConstructor, EventStreamer, RecordStore, RoleScheduler, TimeoutStore
 
 if TYPE_CHECKING:
-    from ._metrics import Metrics
     from ._types import (
         CallbackFunc,
         ConnectorFunc,
@@ -28,51 +38,10 @@ if TYPE_CHECKING:
         TimeoutFunc,
         TimerFunc,
     )
-    from ._workflow import Workflow
 
 __all__ = ["Builder"]
 
 _RESERVED = (0, -1, -2)
-
-
-@attrs.frozen
-class StepSpec:
-    """A step as configured (internal)."""
-
-    from_status: enum.IntEnum
-    fn: AnyFunc
-    to: tuple[enum.IntEnum, ...]
-    options: Options
-
-
-@attrs.frozen
-class CallbackSpec:
-    """A callback as configured (internal)."""
-
-    from_status: enum.IntEnum
-    fn: AnyFunc
-    to: tuple[enum.IntEnum, ...]
-
-
-@attrs.frozen
-class TimeoutSpec:
-    """A timeout as configured (internal)."""
-
-    from_status: enum.IntEnum
-    index: int
-    timer: AnyFunc
-    fn: AnyFunc
-    to: tuple[enum.IntEnum, ...]
-
-
-@attrs.frozen
-class ConnectorSpec:
-    """A connector as configured (internal)."""
-
-    name: str
-    constructor: ConnectorConstructor
-    fn: AnyFunc
-    options: Options
 
 
 def _require_async(fn: object, what: str) -> None:
@@ -296,9 +265,48 @@ class Builder(Generic[T, S]):
             TypeError: ``metrics`` is neither a bool nor a ``Metrics``.
 
         """
-        from ._metrics import Metrics, default_metrics
-        from ._workflow import Workflow
+        self._check_build(timeout_store, pause_retry, custom_delete, default_options)
+        engine = Engine(
+            self._definition(),
+            Settings(
+                default_options=default_options or Options(),
+                pause_retry=pause_retry,
+                custom_delete=custom_delete,
+                outbox=outbox,
+                debug=debug,
+            ),
+            streamer=streamer,
+            store=store,
+            scheduler=scheduler,
+            timeout_store=timeout_store,
+            clock=clock or SystemClock(),
+            codec=Codec(self.object_type, converter),
+            logger=logger or logging.getLogger("luno_wf"),
+            metrics=_metrics_sink(metrics),
+        )
+        return Workflow(engine)
 
+    def _definition(self) -> Definition[T, S]:
+        return Definition.of(
+            name=self.name,
+            object_type=self.object_type,
+            status_type=self.status_type,
+            graph=self.graph,
+            steps=self.steps,
+            callbacks=self.callbacks,
+            timeouts=self.timeouts,
+            timeout_options=self.timeout_options,
+            connectors=self.connectors,
+            hooks=self.hooks,
+        )
+
+    def _check_build(
+        self,
+        timeout_store: TimeoutStore | None,
+        pause_retry: timedelta | None,
+        custom_delete: object,
+        default_options: object,
+    ) -> None:
         if self.timeouts and timeout_store is None:
             raise ValueError(
                 "Cannot configure timeouts without providing TimeoutStore for workflow "
@@ -315,28 +323,14 @@ class Builder(Generic[T, S]):
             _require_async(custom_delete, "custom_delete")
         if default_options is not None and not isinstance(default_options, Options):
             raise TypeError(f"default_options must be luno_wf.Options, got {default_options!r}")
-        if isinstance(metrics, bool):
-            reporting = default_metrics() if metrics else None
-        elif isinstance(metrics, Metrics):
-            reporting = metrics
-        else:
-            raise TypeError(
-                "metrics must be True (the default registry), a luno_wf.metrics.Metrics or "
-                f"False (no metrics), got {metrics!r}"
-            )
-        return Workflow(
-            self,
-            streamer=streamer,
-            store=store,
-            scheduler=scheduler,
-            timeout_store=timeout_store,
-            clock=clock,
-            converter=converter,
-            default_options=default_options or Options(),
-            pause_retry=pause_retry,
-            custom_delete=custom_delete,
-            outbox=outbox,
-            logger=logger,
-            debug=debug,
-            metrics=reporting,
-        )
+
+
+def _metrics_sink(metrics: object) -> MetricsSink:
+    if isinstance(metrics, bool):
+        return default_metrics() if metrics else NO_METRICS
+    if isinstance(metrics, Metrics):
+        return metrics
+    raise TypeError(
+        "metrics must be True (the default registry), a luno_wf.metrics.Metrics or "
+        f"False (no metrics), got {metrics!r}"
+    )

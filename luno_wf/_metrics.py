@@ -29,7 +29,9 @@ from ._runstate import RunState
 
 __all__ = [
     "LATENCY_BUCKETS",
+    "NO_METRICS",
     "Metrics",
+    "MetricsSink",
     "ProcessMetrics",
     "SkipReason",
     "default_metrics",
@@ -152,7 +154,50 @@ class ProcessMetrics:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
 
 
-class Metrics:
+class _NullProcessMetrics(ProcessMetrics):
+    """Series nobody reads: what every process reports to when metrics are off.
+
+    The engine updates it exactly as it updates real series, so that "metrics off" is not
+    a branch in every handler; its methods do nothing.
+    """
+
+    __slots__ = ()
+
+    def lag_recorder(self, clock: Clock, lag_alert: timedelta) -> Callable[[datetime], None]:
+        return _ignore
+
+    def observe(self, seconds: float) -> None:
+        return None
+
+    def skip(self, reason: SkipReason) -> None:
+        return None
+
+
+def _ignore(_: datetime) -> None:
+    return None
+
+
+class MetricsSink:
+    """Where the engine reports (internal): a :class:`Metrics`, or nowhere.
+
+    ``NO_METRICS``, the instance of this class itself, hands out series that are never
+    collected, so the engine reports unconditionally.
+    """
+
+    def process(self, workflow_name: str, process_name: str) -> ProcessMetrics:
+        """The series of one process."""
+        return _NullProcessMetrics()
+
+    def run_state_changes(self, workflow_name: str) -> list[list[int]]:
+        """One workflow's run-state change counts, ``[previous][current]``."""
+        return [[0] * len(_RUN_STATES) for _ in _RUN_STATES]
+
+
+NO_METRICS = MetricsSink()
+"""The sink of a workflow built with ``metrics=False``."""
+
+
+class Metrics(MetricsSink):
     """The Prometheus metrics of luno_wf workflows, as a collector in one registry.
 
     Pass one to ``Builder.build(metrics=...)``. Every workflow given the same instance

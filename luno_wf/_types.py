@@ -8,9 +8,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 if TYPE_CHECKING:
+    from ._api import API
     from ._event import ConnectorEvent
     from ._run import Run, TypedRecord
-    from ._workflow import API
 
 __all__ = [
     "CallbackFunc",

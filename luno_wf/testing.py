@@ -27,12 +27,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ._clock import Clock
+from ._engine import Engine
 from ._memory.recordstore import MemRecordStore
 from ._record import Record
 from ._run import Run, RunStateController
 from ._runstate import RunState
 from ._types import S, T
-from ._workflow import Workflow
+from ._workflow import Workflow, engine_of
 from .errors import RecordNotFound
 
 __all__ = [
@@ -137,15 +138,15 @@ async def _poll_until(check: Callable[[], Awaitable[Any]], timeout: float, what:
         await asyncio.sleep(_POLL)
 
 
-async def _versions(wf: Workflow[Any, Any], foreign_id: str) -> list[Record]:
+async def _versions(engine: Engine[Any, Any], foreign_id: str) -> list[Record]:
     """Every version of the foreign id's latest run that can be seen."""
     try:
-        latest = await wf.store.latest(wf.name, foreign_id)
+        latest = await engine.store.latest(engine.name, foreign_id)
     except RecordNotFound:
         return []
-    snapshots = getattr(wf.store, "snapshots", None)
+    snapshots = getattr(engine.store, "snapshots", None)
     if callable(snapshots):
-        versions: list[Record] = snapshots(wf.name, foreign_id, latest.run_id)
+        versions: list[Record] = snapshots(engine.name, foreign_id, latest.run_id)
         return versions or [latest]
     return [latest]
 
@@ -162,11 +163,12 @@ async def wait_for(
     With a :class:`TestingRecordStore` every stored version is checked (the last match is
     returned); with another store, the current record is polled.
     """
+    engine = engine_of(wf)
 
     async def check() -> Run[T, S] | None:
         match = None
-        for record in await _versions(wf, foreign_id):
-            run = wf.build_run(record)
+        for record in await _versions(engine, foreign_id):
+            run = engine.build_run(record)
             if predicate(run):
                 match = run
         return match
@@ -190,12 +192,13 @@ async def require(
     Both objects are compared after a round trip through the workflow's codec, so custom
     encodings are normalised the same way on both sides.
     """
-    if not wf.graph.is_valid(int(status)):
+    engine = engine_of(wf)
+    if not engine.definition.graph.is_valid(int(status)):
         raise AssertionError(
             f'Status provided is not configured for workflow: "{status!r}" (Workflow: {wf.name})'
         )
     run = await wait_for(wf, foreign_id, lambda r: r.status == status, timeout=timeout)
-    expected = wf.codec.decode(wf.codec.encode(expected_object))
+    expected = engine.codec.decode(engine.codec.encode(expected_object))
     if run.object != expected:
         raise AssertionError(
             f"run {run.run_id} of {foreign_id!r} reached {status!r} with object {run.object!r}, "
@@ -224,7 +227,7 @@ async def trigger_callback_on(
     if isinstance(payload, bytes):
         data = payload
     else:
-        data = json.dumps(wf.codec.converter.unstructure(payload)).encode()
+        data = json.dumps(engine_of(wf).codec.converter.unstructure(payload)).encode()
     await wf.callback(foreign_id, status, data)
 
 
@@ -237,7 +240,7 @@ async def await_timeout_insert(
     timeout: float = 5.0,
 ) -> None:
     """Wait until a timeout of the run in ``status`` has been stored."""
-    store = wf.timeout_store
+    store = engine_of(wf).timeout_store
     if store is None:
         raise TypeError(f"workflow {wf.name!r} was built without a timeout store")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._workflow import Workflow
+from ._workflow import Workflow, engine_of
 
 __all__ = [
     "mermaid",
@@ -26,7 +26,8 @@ def mermaid(wf: Workflow[Any, Any], direction: str = "LR") -> str:
     """
     if direction not in _DIRECTIONS:
         raise ValueError(f"direction must be one of {', '.join(_DIRECTIONS)}, got {direction!r}")
-    graph = wf.graph
+    definition = engine_of(wf).definition
+    graph = definition.graph
     lines = [
         "---",
         f"title: Workflow diagram of {wf.name}",
@@ -35,7 +36,7 @@ def mermaid(wf: Workflow[Any, Any], direction: str = "LR") -> str:
         f"\tdirection {direction}",
     ]
     for node in graph.nodes():
-        lines.append(f"\t{node}: {wf.status_type(node).name}")
+        lines.append(f"\t{node}: {definition.status_name(node)}")
     for node in graph.starting():
         lines.append(f"\t[*] --> {node}")
     for node in graph.node_order():

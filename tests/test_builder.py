@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 
 from luno_wf import Builder, Run
+from luno_wf._workflow import engine_of
 from luno_wf.memory import MemRecordStore, MemRoleScheduler, MemStreamer
 
 from .support import Obj, Status
@@ -123,4 +124,4 @@ def test_default_starting_point_is_first_starting_node() -> None:
     b.add_step(Status.STARTED, to_middle, Status.MIDDLE)
     wf = build(b)
     # MIDDLE was seen first but is the target of STARTED's edge: STARTED is the only start.
-    assert wf.default_start is Status.STARTED  # type: ignore[attr-defined]
+    assert engine_of(wf).definition.default_start is Status.STARTED

@@ -30,6 +30,8 @@ from luno_wf import (
     duration_timer,
     topic,
 )
+from luno_wf._metrics import NO_METRICS
+from luno_wf._workflow import engine_of
 from luno_wf.memory import MemConnector, MemRoleScheduler
 from luno_wf.metrics import LATENCY_BUCKETS, Metrics, SkipReason, default_metrics
 from luno_wf.testing import FakeClock, await_timeout_insert
@@ -607,7 +609,7 @@ async def test_metrics_can_be_switched_off() -> None:
     b = Builder("metrics switched off", Obj, Status)
     b.add_step(Status.STARTED, end, Status.END)
     wf = s.build(b, metrics=False)
-    assert wf.metrics is None
+    assert engine_of(wf).metrics is NO_METRICS
     async with wf:
         run_id = await wf.trigger("f")
         await wf.await_status("f", run_id, Status.END)

@@ -1,34 +1,43 @@
-"""The engine's background processes, one module per kind (private)."""
+"""The engine's background processes, one module per kind, and their supervisor."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._loop import ProcessSpec
+from .._api import API
+from .._engine import Engine
+from ._process import LiveProcess
+from ._supervisor import Supervisor
+from .connector import processes as connector_processes
+from .delete import process as delete_process
+from .hook import process as hook_process
+from .outbox import process as outbox_process
+from .pauseretry import process as pause_retry_process
+from .step import processes as step_processes
+from .timeout import processes as timeout_processes
 
-if TYPE_CHECKING:
-    from .._workflow import Workflow
-
-__all__ = ["ProcessSpec", "all_processes"]
+__all__ = ["LiveProcess", "Supervisor", "all_processes"]
 
 
-def all_processes(wf: Workflow[Any, Any]) -> list[ProcessSpec]:
-    """Every background process of a workflow, in luno's launch order."""
-    from . import connector, delete, hook, outbox, pauseretry, step, timeout
+def all_processes(engine: Engine[Any, Any], api: API[Any, Any]) -> list[LiveProcess]:
+    """Every background process of a workflow, in luno's launch order.
 
-    specs: list[ProcessSpec] = []
-    if wf.outbox_enabled:
-        specs.append(outbox.process(wf))
-    for spec in wf.steps.values():
-        specs.extend(step.processes(wf, spec))
-    if wf.timeout_store is not None:
-        for status in wf.timeouts:
-            specs.extend(timeout.processes(wf, status))
-    for connector_spec in wf.connectors.values():
-        specs.extend(connector.processes(wf, connector_spec))
-    for run_state in wf.hooks:
-        specs.append(hook.process(wf, run_state))
-    specs.append(delete.process(wf))
-    if wf.pause_retry is not None:
-        specs.append(pauseretry.process(wf))
-    return specs
+    ``api`` is what connector functions are handed (the workflow facade).
+    """
+    definition, settings = engine.definition, engine.settings
+    out: list[LiveProcess] = []
+    if settings.outbox:
+        out.append(outbox_process(engine))
+    for spec in definition.steps.values():
+        out.extend(step_processes(engine, spec))
+    if engine.timeout_store is not None:
+        for status in definition.timeouts:
+            out.extend(timeout_processes(engine, status))
+    for connector in definition.connectors.values():
+        out.extend(connector_processes(engine, connector, api))
+    for run_state in definition.hooks:
+        out.append(hook_process(engine, run_state))
+    out.append(delete_process(engine))
+    if settings.pause_retry is not None:
+        out.append(pause_retry_process(engine, settings.pause_retry))
+    return out

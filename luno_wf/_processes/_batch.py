@@ -1,24 +1,26 @@
-"""Step results of one received batch, written together with ``BatchStore.store_many``."""
+"""Where a step consumer's results go: written at once, or collected and written together."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .._engine import Engine
 from .._metrics import SkipReason
 from .._record import Record
 from .._runstate import RunState
 from ..adapter import Ack, BatchStore
 from ..errors import StaleRecord
 
-if TYPE_CHECKING:
-    from .._metrics import ProcessMetrics
-    from .._workflow import Workflow
-
-__all__ = ["WriteBatch", "write_batch"]
+__all__ = ["WriteBatch"]
 
 
 class WriteBatch:
     """The writes a step consumer has computed but not yet stored, and their events' acks.
+
+    Made per receiver session. Without a ``store`` (the store cannot write many records in
+    one call, or the session handles events concurrently or with a lag) :meth:`put` writes
+    through at once. With one, :meth:`put` queues and :meth:`flush` writes the queue with
+    ``store_many``.
 
     Invariant: a run has at most one pending write, and an event whose step produced a
     pending write is acked only after :meth:`flush` has stored it (or found it stale), so
@@ -29,22 +31,20 @@ class WriteBatch:
     """
 
     def __init__(
-        self,
-        wf: Workflow[Any, Any],
-        store: BatchStore,
-        process_name: str,
-        probe: ProcessMetrics | None,
+        self, engine: Engine[Any, Any], process_name: str, store: BatchStore | None
     ) -> None:
-        self._wf = wf
+        self._engine = engine
         self._store = store
         self._process_name = process_name
-        self._probe = probe
+        self._probe = engine.probe(process_name)
         # Pending writes by run id, in the order queued, with the state each run was in.
         self._pending: dict[str, tuple[Record, RunState]] = {}
         self._acks: list[Ack] = []
-        # Set by the consume loop when its receiver hands out batches, so that it flushes
-        # before waiting for the next one; until then handlers write one by one.
-        self.active = False
+
+    @property
+    def batching(self) -> bool:
+        """Whether writes are collected (else each is written at once)."""
+        return self._store is not None
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -53,10 +53,27 @@ class WriteBatch:
         """Whether ``run_id`` has a write waiting."""
         return run_id in self._pending
 
-    def add(self, record: Record, previous: RunState) -> None:
-        """Queue ``record`` (the run was in ``previous``); the caller flushes first if needed."""
-        assert record.run_id not in self._pending, "flush before a second write of a run"
-        self._pending[record.run_id] = (record, previous)
+    async def put(self, record: Record, previous: RunState) -> None:
+        """Write ``record`` (the run was in ``previous``), or queue it when batching.
+
+        The caller flushes first if the run has a write pending. A write found stale (the
+        run was written elsewhere meanwhile: a pause or cancel from the API, say) is
+        skipped: that other write's own event carries the run on.
+        """
+        if self._store is not None:
+            assert record.run_id not in self._pending, "flush before a second write of a run"
+            self._pending[record.run_id] = (record, previous)
+            return
+        try:
+            await self._engine.write(record, previous)
+        except StaleRecord:
+            self._stale(record)
+            return
+        self._engine.errors.clear(self._process_name, record.run_id)
+
+    def _stale(self, record: Record) -> None:
+        self._engine.debug_log("skipping stale update", run_id=record.run_id)
+        self._probe.skip(SkipReason.EVENT_RECORD_VERSION_LOWER)
 
     def discard(self) -> None:
         """Drop pending writes and acks: their events are redelivered (the loop has ended)."""
@@ -69,26 +86,22 @@ class WriteBatch:
     async def flush(self) -> None:
         """Store every pending write in one call, then ack their events.
 
-        A write found stale (the run was written elsewhere meanwhile: a pause or cancel
-        from the API, say) is skipped, as a single write's would be: that other write's
-        own event carries the run on. Any other refusal is raised after the writes that
-        went through were accounted for, and no event is acked then.
+        Stale writes are skipped as in :meth:`put`. Any other refusal is raised after the
+        writes that went through were accounted for, and no event is acked then.
         """
-        if not self._pending:
+        if not self._pending or self._store is None:
             return
         pending, acks = list(self._pending.values()), self._acks
         self.discard()
-        wf = self._wf
+        engine = self._engine
         outcomes = await self._store.store_many([record for record, _ in pending])
         failure: Exception | None = None
         for (record, before), outcome in zip(pending, outcomes, strict=True):
             if outcome is None:
-                wf.written(record, before)
-                wf.clear_errors(self._process_name, record.run_id)
+                engine.written(record, before)
+                engine.errors.clear(self._process_name, record.run_id)
             elif isinstance(outcome, StaleRecord):
-                wf.debug_log("skipping stale update", run_id=record.run_id)
-                if self._probe is not None:
-                    self._probe.skip(SkipReason.EVENT_RECORD_VERSION_LOWER)
+                self._stale(record)
             elif failure is None:
                 failure = outcome
         if failure is not None:
@@ -96,16 +109,16 @@ class WriteBatch:
         for ack in acks:
             await ack()
 
+    async def flush_quietly(self) -> None:
+        """Flush while stopping on an error; a failure is logged, not raised.
 
-def write_batch(
-    wf: Workflow[Any, Any], process_name: str, concurrency: int, lag: bool
-) -> WriteBatch | None:
-    """A write batch for a step consumer, if its store and options allow one.
-
-    Batching needs a store with ``store_many``, one event at a time (``concurrency`` 1) and
-    no consumer lag (a lag wait would hold the pending writes back).
-    """
-    store = wf.store
-    if concurrency > 1 or lag or not isinstance(store, BatchStore):
-        return None
-    return WriteBatch(wf, store, process_name, wf.process_metrics(process_name))
+        The events of writes that could not be stored are redelivered after the restart.
+        """
+        try:
+            await self.flush()
+        except Exception as err:
+            self._engine.logger.warning(
+                "could not write a batch's results while stopping on an error (their "
+                "events are redelivered): %s",
+                err,
+            )

@@ -2,90 +2,102 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .._engine import Engine
 from .._event import Event, Header
 from .._metrics import SkipReason
 from .._record import Record
 from ..adapter import BatchLookup
 from ..errors import RecordNotFound, WorkflowError
 
-if TYPE_CHECKING:
-    from .._metrics import ProcessMetrics
-    from .._workflow import Workflow
-    from ._loop import Prefetch
-
-__all__ = ["StaleEvent", "load_current", "prefetcher"]
+__all__ = ["EventLoader", "Prefetched", "StaleEvent"]
 
 
 class StaleEvent(WorkflowError):
     """The event is newer than the record read for it (a lagging replica): retry later."""
 
 
-async def load_current(
-    wf: Workflow[Any, Any],
-    event: Event,
-    status: int,
-    prefetched: dict[str, Record] | None = None,
-    probe: ProcessMetrics | None = None,
-) -> Record | None:
-    """The run's record if ``event`` is its latest news and the run waits in ``status``.
-
-    None (the event is acked and skipped) when the run is gone, when a newer write has
-    made the event stale or a duplicate, when the run is at another status, or when it is
-    paused, cancelled or deleted. Raises :class:`StaleEvent` when the record read is older
-    than the event (a lagging replica): the event is then retried after the back-off.
-    A record in ``prefetched`` (read for the event's batch) is used once instead of a lookup.
-    Each skip is counted on ``probe`` with luno's reason.
-    """
-    record = prefetched.pop(event.foreign_id, None) if prefetched else None
-    if record is None:
-        try:
-            record = await wf.store.lookup(event.foreign_id)
-        except RecordNotFound:
-            wf.debug_log("skipping event: record not found", run_id=event.foreign_id)
-            if probe is not None:
-                probe.skip(SkipReason.RECORD_NOT_FOUND)
-            return None
-    raw_version = event.headers.get(Header.RECORD_VERSION)
-    # A legacy event without a version is taken at the record's version.
-    version = record.meta.version if raw_version is None else int(raw_version)
-    if record.meta.version > version:
-        # Stale or duplicate: the newer write has its own event.
-        if probe is not None:
-            probe.skip(SkipReason.EVENT_RECORD_VERSION_LOWER)
-        return None
-    if record.meta.version < version:
-        raise StaleEvent(
-            "stale record lookup: record version is lower than event record version",
-            workflow_name=wf.name,
-            run_id=record.run_id,
-        )
-    if record.status != status:
-        if probe is not None:
-            probe.skip(SkipReason.RECORD_STATUS_NOT_IN_EXPECTED_STATE)
-        return None
-    if record.run_state.stopped():
-        wf.debug_log("skipping event of a stopped run", run_id=record.run_id)
-        if probe is not None:
-            probe.skip(SkipReason.RECORD_STOPPED)
-        return None
-    return record
-
-
-def prefetcher(wf: Workflow[Any, Any]) -> tuple[dict[str, Record], Prefetch] | None:
-    """A dict and the function filling it with a batch's records, if the store can.
+class Prefetched:
+    """The records of one received batch, read with one ``lookup_many``.
 
     A prefetched record is as fresh as a lookup made when the batch arrived; the store's
     compare-and-set still refuses a write if the run changed since.
     """
-    store = wf.store
-    if not isinstance(store, BatchLookup):
-        return None
-    prefetched: dict[str, Record] = {}
 
-    async def prefetch(run_ids: list[str]) -> None:
-        prefetched.clear()
-        prefetched.update(await store.lookup_many(run_ids))
+    def __init__(self, store: BatchLookup) -> None:
+        self._store = store
+        self._records: dict[str, Record] = {}
 
-    return prefetched, prefetch
+    async def fetch(self, run_ids: list[str]) -> None:
+        """Read the records of ``run_ids``, replacing the previous batch's."""
+        self._records.clear()
+        self._records.update(await self._store.lookup_many(run_ids))
+
+    def take(self, run_id: str) -> Record | None:
+        """The prefetched record of ``run_id``, once."""
+        return self._records.pop(run_id, None)
+
+
+class EventLoader:
+    """Reads the record of each event a consumer of ``status`` receives.
+
+    :meth:`load` returns the run's record if the event is its latest news and the run
+    waits in ``status``. It returns None (the event is acked and skipped) when the run is
+    gone, when a newer write has made the event stale or a duplicate, when the run is at
+    another status, or when it is paused, cancelled or deleted; each skip is counted with
+    luno's reason. It raises :class:`StaleEvent` when the record read is older than the
+    event (a lagging replica): the event is then retried after the back-off.
+    """
+
+    def __init__(
+        self,
+        engine: Engine[Any, Any],
+        status: int,
+        process_name: str,
+        prefetched: Prefetched | None = None,
+    ) -> None:
+        self._engine = engine
+        self._status = status
+        self._probe = engine.probe(process_name)
+        self._prefetched = prefetched
+
+    async def lookup(self, event: Event) -> Record | None:
+        """The record of the event's run (prefetched if it was), None if there is none."""
+        if self._prefetched is not None:
+            record = self._prefetched.take(event.foreign_id)
+            if record is not None:
+                return record
+        try:
+            return await self._engine.store.lookup(event.foreign_id)
+        except RecordNotFound:
+            self._engine.debug_log("skipping event: record not found", run_id=event.foreign_id)
+            self._probe.skip(SkipReason.RECORD_NOT_FOUND)
+            return None
+
+    async def load(self, event: Event) -> Record | None:
+        """See the class docstring."""
+        record = await self.lookup(event)
+        if record is None:
+            return None
+        raw_version = event.headers.get(Header.RECORD_VERSION)
+        # A legacy event without a version is taken at the record's version.
+        version = record.meta.version if raw_version is None else int(raw_version)
+        if record.meta.version > version:
+            # Stale or duplicate: the newer write has its own event.
+            self._probe.skip(SkipReason.EVENT_RECORD_VERSION_LOWER)
+            return None
+        if record.meta.version < version:
+            raise StaleEvent(
+                "stale record lookup: record version is lower than event record version",
+                workflow_name=self._engine.name,
+                run_id=record.run_id,
+            )
+        if record.status != self._status:
+            self._probe.skip(SkipReason.RECORD_STATUS_NOT_IN_EXPECTED_STATE)
+            return None
+        if record.run_state.stopped():
+            self._engine.debug_log("skipping event of a stopped run", run_id=record.run_id)
+            self._probe.skip(SkipReason.RECORD_STOPPED)
+            return None
+        return record

@@ -1,212 +1,192 @@
-"""The role-scheduled process loop and the generic consume loop."""
+"""The consume loop every consumer shares: steps, timeouts, hooks, deletion, connectors.
+
+One event at a time the loop waits out the process's lag, reports its lag, drops what
+the process's filter rejects (acked, counted as skipped) and dispatches the rest. How an
+event is dispatched is chosen once per receiver session:
+
+- :func:`one_at_a_time`: handle, ack, next (luno's loop);
+- :class:`Concurrent`: up to ``concurrency`` events at once, never two of the same run;
+- :func:`batching`: one at a time, with the handlers' writes collected in a
+  :class:`~luno_wf._processes._batch.WriteBatch` and each event acked once its write is.
+
+Invariant, whichever is used: an event is acked only after the work it caused has been
+written; an error ends the loop with the event un-acked, so it is redelivered.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import attrs
 
+from .._clock import Clock
 from .._event import Event
-from .._metrics import SkipReason
-from .._options import ExponentialBackoff, backoff_delay
+from .._metrics import ProcessMetrics, SkipReason
 from ..adapter import Ack, BatchReceiver, EventReceiver
-from ..errors import RoleLost
+from ._process import Progress, ensure_not_cancelled
 
 if TYPE_CHECKING:
-    from .._metrics import ProcessMetrics
-    from .._workflow import Workflow
     from ._batch import WriteBatch
 
 __all__ = [
-    "Body",
-    "ensure_not_cancelled",
-    "ProcessSpec",
-    "Progress",
+    "Concurrent",
+    "Dispatch",
+    "Handler",
+    "Intake",
+    "Prefetch",
+    "Prefetching",
+    "batching",
     "consume",
-    "consumer_process",
-    "with_receiver",
+    "one_at_a_time",
+    "receive",
 ]
 
 
-def ensure_not_cancelled() -> None:
-    """Raise CancelledError if this task was asked to stop.
+class Received(Protocol):
+    """What the loop reads of an event: engine events and connector events alike."""
 
-    A library that swallows a cancellation (psycopg_pool's use of ``asyncio.wait_for`` can,
-    on Python 3.11) would otherwise leave an idle loop running for ever and ``stop()``
-    waiting on it: loops check this before each round.
+    @property
+    def id(self) -> int | str:
+        """The event's id."""
+        ...
+
+    @property
+    def created_at(self) -> datetime:
+        """When the event was published."""
+        ...
+
+
+E = TypeVar("E", bound=Received)
+E_co = TypeVar("E_co", bound=Received, covariant=True)
+
+
+class Receiver(Protocol[E_co]):
+    """A source of events and their acks (an event receiver, a connector consumer)."""
+
+    async def recv(self) -> tuple[E_co, Ack]:
+        """The next event and its ack."""
+        ...
+
+
+Handler = Callable[[E], Awaitable[None]]
+Dispatch = Callable[[E, Ack], Awaitable[None]]
+Prefetch = Callable[[list[str]], Awaitable[None]]
+
+
+@attrs.frozen(kw_only=True)
+class Intake:
+    """What a consumer does with each event before handling it.
+
+    Attributes:
+        process_name: For log lines.
+        clock: The engine's clock (lag waits and lag alerts are on it).
+        logger: Where lag alerts go.
+        probe: The process's metric series.
+        lag: Handle an event only once it is this old.
+        lag_alert: Warn about events handled later than this after publication.
+        keep: Events it rejects are acked and counted as filtered out.
+
     """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
+
+    process_name: str
+    clock: Clock
+    logger: logging.Logger
+    probe: ProcessMetrics
+    lag: timedelta = timedelta(0)
+    lag_alert: timedelta = timedelta(0)
+    keep: Callable[[Any], bool] | None = None
 
 
-Progress = Callable[[], None]
-"""Called by a process body after each unit of work, resetting the error back-off."""
-Body = Callable[[Progress], Awaitable[None]]
-
-
-@attrs.define
-class ProcessSpec:
-    """One background process: it waits for its role, then runs its body under it.
-
-    Invariant: the body runs only while this process holds ``role`` cluster-wide. A body
-    error is logged, backed off and retried; cancellation always propagates.
-    """
-
-    wf: Workflow[Any, Any]
-    name: str
-    role: str
-    body: Body
-    backoff: timedelta | ExponentialBackoff
-    counted: bool = True  # part of run()'s readiness handshake (schedules are not)
-
-    async def run(self) -> None:
-        """Run until cancelled."""
-        from .._workflow import ProcessState
-
-        wf = self.wf
-        attempts = 0
-        probe = wf.process_metrics(self.name)
-
-        def progress() -> None:
-            nonlocal attempts
-            attempts = 0
-
-        wf.set_state(self.name, ProcessState.IDLE)
-        if self.counted:
-            wf.process_started(self.name)
-        try:
-            while True:
-                ensure_not_cancelled()
-                wf.set_state(self.name, ProcessState.IDLE)
-                try:
-                    async with wf.scheduler.await_role(self.role):
-                        wf.set_state(self.name, ProcessState.RUNNING)
-                        await self.body(progress)
-                except RoleLost:
-                    wf.logger.warning(
-                        "role lost [role=%s], [process=%s]: waiting for it again",
-                        self.role,
-                        self.name,
-                    )
-                    continue
-                except Exception as err:
-                    attempts += 1
-                    if probe is not None:
-                        probe.errors += 1
-                    wf.logger.error(
-                        "run error [role=%s], [process=%s]: %s",
-                        self.role,
-                        self.name,
-                        err,
-                        exc_info=err if wf.debug else None,
-                    )
-                    await asyncio.sleep(backoff_delay(self.backoff, attempts))
-        finally:
-            wf.set_state(self.name, ProcessState.SHUTDOWN)
-
-
-Handler = Callable[[Event], Awaitable[None]]
-Keep = Callable[[Event], bool]
-
-
-Dispatch = Callable[[Event, Ack], Awaitable[None]]
+async def receive(receiver: Receiver[E], dispatch: Dispatch[E], intake: Intake) -> None:
+    """Receive events forever, passing each one ``intake`` keeps to ``dispatch``."""
+    clock, lag, lag_alert, keep = intake.clock, intake.lag, intake.lag_alert, intake.keep
+    probe = intake.probe
+    # The lag alert compares each event with a threshold refreshed every few events rather
+    # than reading the clock for each: an alert is at most that many events late.
+    alert_before = clock.now() - lag_alert if lag_alert else None
+    count = 0
+    picked_up = probe.lag_recorder(clock, lag_alert)
+    while True:
+        ensure_not_cancelled()
+        event, ack = await receiver.recv()
+        if lag:
+            await clock.sleep_until(event.created_at + lag)
+        picked_up(event.created_at)
+        if alert_before is not None:
+            count += 1
+            if count >= 32:
+                count = 0
+                alert_before = clock.now() - lag_alert
+            if event.created_at < alert_before:
+                intake.logger.warning(
+                    "lag alert [process=%s]: event %s published at %s, processed after %s",
+                    intake.process_name,
+                    event.id,
+                    event.created_at,
+                    lag_alert,
+                )
+        if keep is not None and not keep(event):
+            await ack()
+            probe.skip(SkipReason.FILTERED_OUT)
+            continue
+        await dispatch(event, ack)
 
 
 async def consume(
-    wf: Workflow[Any, Any],
-    receiver: EventReceiver,
-    handler: Handler,
-    *,
-    process_name: str,
+    receiver: Receiver[E],
+    handler: Handler[E],
+    intake: Intake,
     progress: Progress,
-    lag: timedelta = timedelta(0),
-    lag_alert: timedelta = timedelta(0),
-    keep: Keep | None = None,
+    *,
     concurrency: int = 1,
-    prefetch: Prefetch | None = None,
     batch: WriteBatch | None = None,
 ) -> None:
-    """Receive events forever: wait out ``lag``, skip what ``keep`` rejects, handle, ack.
+    """Receive and handle events forever (see the module docstring for the dispatchers).
 
-    A handler error propagates without acking, so the event is redelivered after the
-    process restarts (the receiver is closed by the caller). With ``concurrency`` > 1, up to
-    that many events are handled at once (never two of the same run), each acked when done.
-    With ``prefetch`` and a receiver that hands out batches, ``prefetch`` is called with the
-    run ids of each batch before its events are handled. With ``batch`` as well (one event
-    at a time), handlers may queue their writes in it: those events are acked when it is
-    flushed, which happens before the next batch is awaited and when a handler fails.
-
-    With metrics on, each event sets the process's lag gauge (and lag alert gauge), each
-    filtered event counts as skipped, and each handled and acked event observes the
-    handler's duration.
+    ``batch`` is used only with ``concurrency`` 1; the caller discards what it holds after
+    an error (its events are redelivered with the receiver's).
     """
-    if not isinstance(receiver, BatchReceiver) or concurrency > 1:
-        batch = None
-    if (prefetch is not None or batch is not None) and isinstance(receiver, BatchReceiver):
-        receiver = _Prefetching(receiver, prefetch, keep, batch)
-    probe = wf.process_metrics(process_name)
+    if concurrency > 1:
+        async with asyncio.TaskGroup() as group:
+            pool = Concurrent(handler, concurrency, group, progress, intake.probe)
+            await receive(receiver, pool.start, intake)
+        return
     if batch is not None:
-        batch.active = True
-        try:
-            await _receive(
-                wf,
-                receiver,
-                _batching(wf, handler, batch, progress, probe),
-                process_name,
-                lag,
-                lag_alert,
-                keep,
-                probe,
-            )
-        finally:
-            batch.active = False
-            batch.discard()  # what a failed flush left: redelivered with the receiver's events
+        await receive(receiver, batching(handler, batch, progress, intake), intake)
         return
-    if concurrency <= 1:
-        if probe is None:
-
-            async def one_at_a_time(event: Event, ack: Ack) -> None:
-                await handler(event)
-                await ack()
-                progress()
-
-        else:
-            observe = probe.observe
-            clock = time.perf_counter
-
-            async def one_at_a_time(event: Event, ack: Ack) -> None:
-                start = clock()
-                await handler(event)
-                took = clock() - start
-                await ack()
-                observe(took)
-                progress()
-
-        await _receive(wf, receiver, one_at_a_time, process_name, lag, lag_alert, keep, probe)
-        return
-    async with asyncio.TaskGroup() as group:
-        pool = _Concurrent(handler, concurrency, group, progress, probe)
-        await _receive(wf, receiver, pool.start, process_name, lag, lag_alert, keep, probe)
+    await receive(receiver, one_at_a_time(handler, progress, intake.probe), intake)
 
 
-def _batching(
-    wf: Workflow[Any, Any],
-    handler: Handler,
-    batch: WriteBatch,
-    progress: Progress,
-    probe: ProcessMetrics | None,
-) -> Dispatch:
-    """One event at a time, acking those whose writes wait in ``batch`` when it is flushed."""
-    observe = None if probe is None else probe.observe
+def one_at_a_time(handler: Handler[E], progress: Progress, probe: ProcessMetrics) -> Dispatch[E]:
+    """Handle, ack, observe the handler's duration."""
+    observe = probe.observe
     clock = time.perf_counter
 
-    async def dispatch(event: Event, ack: Ack) -> None:
+    async def dispatch(event: E, ack: Ack) -> None:
+        start = clock()
+        await handler(event)
+        took = clock() - start
+        await ack()
+        observe(took)
+        progress()
+
+    return dispatch
+
+
+def batching(
+    handler: Handler[E], batch: WriteBatch, progress: Progress, intake: Intake
+) -> Dispatch[E]:
+    """One event at a time, acking those whose writes wait in ``batch`` when it is flushed."""
+    observe = intake.probe.observe
+    clock = time.perf_counter
+
+    async def dispatch(event: E, ack: Ack) -> None:
         queued = len(batch)
         start = clock()
         try:
@@ -214,88 +194,34 @@ def _batching(
         except BaseException:
             # The writes of the events before this one go through (and those events are
             # acked); this event is redelivered after the restart.
-            try:
-                await batch.flush()
-            except Exception as err:
-                wf.logger.warning(
-                    "could not write a batch's results while stopping on an error (their "
-                    "events are redelivered): %s",
-                    err,
-                )
+            await batch.flush_quietly()
             raise
         took = clock() - start
         if len(batch) > queued:
             batch.defer_ack(ack)
         else:
             await ack()
-        if observe is not None:
-            observe(took)
+        observe(took)
         progress()
 
     return dispatch
 
 
-async def _receive(
-    wf: Workflow[Any, Any],
-    receiver: EventReceiver,
-    dispatch: Dispatch,
-    process_name: str,
-    lag: timedelta,
-    lag_alert: timedelta,
-    keep: Keep | None,
-    probe: ProcessMetrics | None,
-) -> None:
-    clock = wf.clock
-    # The lag alert compares each event with a threshold refreshed every few events rather
-    # than reading the clock for each: an alert is at most that many events late.
-    alert_before = clock.now() - lag_alert if lag_alert else None
-    count = 0
-    picked_up = None if probe is None else probe.lag_recorder(clock, lag_alert)
-    while True:
-        ensure_not_cancelled()
-        event, ack = await receiver.recv()
-        if lag:
-            await clock.sleep_until(event.created_at + lag)
-        if picked_up is not None:
-            picked_up(event.created_at)
-        if alert_before is not None:
-            count += 1
-            if count >= 32:
-                count = 0
-                alert_before = clock.now() - lag_alert
-            if event.created_at < alert_before:
-                wf.logger.warning(
-                    "lag alert [process=%s]: event %s published at %s, processed after %s",
-                    process_name,
-                    event.id,
-                    event.created_at,
-                    lag_alert,
-                )
-        if keep is not None and not keep(event):
-            await ack()
-            if probe is not None:
-                probe.skip(SkipReason.FILTERED_OUT)
-            continue
-        await dispatch(event, ack)
-
-
-Prefetch = Callable[[list[str]], Awaitable[None]]
-
 _BATCH = 64
 
 
-class _Prefetching:
+class Prefetching:
     """Hands out a batch receiver's events one by one.
 
     It prefetches each batch's records (with ``prefetch``), and flushes ``writes`` before it
-    waits for the next batch.
+    waits for the next batch: a write is never held back while the consumer waits.
     """
 
     def __init__(
         self,
         receiver: BatchReceiver,
         prefetch: Prefetch | None,
-        keep: Keep | None,
+        keep: Callable[[Event], bool] | None,
         writes: WriteBatch | None,
     ) -> None:
         self._receiver = receiver
@@ -305,9 +231,10 @@ class _Prefetching:
         self._ready: deque[tuple[Event, Ack]] = deque()
 
     async def recv(self) -> tuple[Event, Ack]:
+        """The next event of the current batch, fetching the next batch when it is done."""
         if not self._ready:
             if self._writes is not None:
-                await self._writes.flush()  # never wait for events with writes held back
+                await self._writes.flush()
             batch = await self._receiver.recv_many(_BATCH)
             if self._prefetch is not None:
                 keep = self._keep
@@ -318,11 +245,8 @@ class _Prefetching:
             self._ready.extend(batch)
         return self._ready.popleft()
 
-    async def close(self) -> None:  # pragma: no cover - the caller closes the real receiver
-        return None
 
-
-class _Concurrent:
+class Concurrent:
     """Handles up to ``limit`` events at once, never two of the same run.
 
     Handlers run in a task group owned by the consume loop's task: an error in one cancels
@@ -331,24 +255,25 @@ class _Concurrent:
 
     def __init__(
         self,
-        handler: Handler,
+        handler: Handler[Any],
         limit: int,
         group: asyncio.TaskGroup,
         progress: Progress,
-        probe: ProcessMetrics | None,
+        probe: ProcessMetrics,
     ) -> None:
         self._handler = handler
         self._slots = asyncio.Semaphore(limit)
         self._runs: dict[str, asyncio.Event] = {}
         self._group = group
         self._progress = progress
-        self._observe = None if probe is None else probe.observe
+        self._observe = probe.observe
 
-    async def start(self, event: Event, ack: Ack) -> None:
+    async def start(self, event: Any, ack: Ack) -> None:
+        """Start handling ``event`` once a slot is free."""
         await self._slots.acquire()
         self._group.create_task(self._one(event, ack))
 
-    async def _one(self, event: Event, ack: Ack) -> None:
+    async def _one(self, event: Any, ack: Ack) -> None:
         try:
             run_id = event.foreign_id
             while (busy := self._runs.get(run_id)) is not None:
@@ -362,73 +287,26 @@ class _Concurrent:
                 done.set()
             took = time.perf_counter() - start
             await ack()
-            if self._observe is not None:
-                self._observe(took)
+            self._observe(took)
             self._progress()
         finally:
             self._slots.release()
 
 
-async def with_receiver(
-    wf: Workflow[Any, Any],
-    topic: str,
-    name: str,
-    poll_frequency: timedelta,
-    work: Callable[[EventReceiver], Awaitable[None]],
-    *,
-    stream_from_latest: bool = False,
-) -> None:
-    """Open a receiver, run ``work`` with it, and always close it."""
-    receiver = await wf.streamer.new_receiver(
-        topic, name, stream_from_latest=stream_from_latest, poll_frequency=poll_frequency
-    )
-    try:
-        await work(receiver)
-    finally:
-        await receiver.close()
+Session = Callable[[EventReceiver, Progress], Awaitable[None]]
+"""What a consumer does with its receiver while it holds its role."""
 
 
-def consumer_process(
-    wf: Workflow[Any, Any],
-    *,
-    name: str,
-    role: str,
-    topic: str,
-    handle: Handler,
-    polling: timedelta,
-    backoff: timedelta | ExponentialBackoff,
-    lag: timedelta = timedelta(0),
-    lag_alert: timedelta = timedelta(0),
-    keep: Keep | None = None,
-    concurrency: int = 1,
-    prefetch: Prefetch | None = None,
-    batch: WriteBatch | None = None,
-) -> ProcessSpec:
-    """A process that consumes ``topic`` under ``role`` with ``handle``.
+def receiver_body(
+    streamer_receiver: Callable[[], Awaitable[EventReceiver]], session: Session
+) -> Callable[[Progress], Awaitable[None]]:
+    """A process body: open a receiver, run ``session`` with it, always close it."""
 
-    Each time it takes its role it opens a receiver named after the role (so it resumes at
-    the last acked event), consumes until an error or cancellation, and closes the receiver.
-    """
+    async def body(progress: Progress) -> None:
+        receiver = await streamer_receiver()
+        try:
+            await session(receiver, progress)
+        finally:
+            await receiver.close()
 
-    def body(progress: Progress) -> Awaitable[None]:
-        return with_receiver(
-            wf,
-            topic,
-            role,
-            polling,
-            lambda receiver: consume(
-                wf,
-                receiver,
-                handle,
-                process_name=name,
-                progress=progress,
-                lag=lag,
-                lag_alert=lag_alert,
-                keep=keep,
-                concurrency=concurrency,
-                prefetch=prefetch,
-                batch=batch,
-            ),
-        )
-
-    return ProcessSpec(wf, name, role, body, backoff)
+    return body

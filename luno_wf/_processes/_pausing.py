@@ -1,53 +1,83 @@
-"""Error counting and automatic pausing, shared by steps and timeouts."""
+"""Error counting, automatic pausing, and the shared "decode or pause" path."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import json
+from typing import Any
 
+import cattrs
+
+from .._engine import Engine
 from .._record import Record
+from .._run import Run
 from .._runstate import RunState
 from ..errors import InvalidRunStateTransition, StaleRecord
 
-if TYPE_CHECKING:
-    from .._workflow import Workflow
-
-__all__ = ["AUTO_PAUSE_REASON", "maybe_pause"]
+__all__ = ["AUTO_PAUSE_REASON", "DECODE_ERRORS", "Failures"]
 
 AUTO_PAUSE_REASON = "max error retry threshold hit - automatically paused"
 
+DECODE_ERRORS = (ValueError, TypeError, KeyError, cattrs.BaseValidationError, json.JSONDecodeError)
+"""What decoding a stored object raises when it no longer fits the object type."""
 
-async def maybe_pause(
-    wf: Workflow[Any, Any],
-    process_name: str,
-    record: Record,
-    error: BaseException,
-    threshold: int,
-    *,
-    permanent: bool = False,
-) -> bool:
-    """Count ``error`` against (process, run); pause the run when the count reaches ``threshold``.
 
-    ``permanent`` errors (an invalid transition, an undecodable object) cannot succeed on a
-    retry, so with no threshold configured they pause the run at once rather than retry
-    forever. Returns whether the run is now paused (the caller then acks its event).
+class Failures:
+    """How one process counts a run's errors and pauses it after too many.
+
+    Errors are counted per (process, run) and cleared by a success there. With
+    ``threshold`` (``pause_after_err_count``) set, the run is paused when its count reaches
+    it; *permanent* errors (an invalid transition, an undecodable object) cannot succeed on
+    a retry, so with no threshold configured they pause the run at once rather than retry
+    forever.
     """
-    count = wf.count_error(process_name, record.run_id)
-    if threshold == 0 and not permanent:
-        return False
-    if threshold and count < threshold:
-        return False
-    reason = f"{AUTO_PAUSE_REASON}: {type(error).__name__}: {error}"
-    try:
-        await wf.controller(record).transition(RunState.PAUSED, reason)
-    except (StaleRecord, InvalidRunStateTransition):
-        # Another writer moved the run meanwhile; its newer event carries on.
-        wf.clear_errors(process_name, record.run_id)
+
+    def __init__(self, engine: Engine[Any, Any], process_name: str, threshold: int) -> None:
+        self._engine = engine
+        self.process_name = process_name
+        self.threshold = threshold
+
+    def clear(self, run_id: str) -> None:
+        """Forget the run's errors here after a success."""
+        self._engine.errors.clear(self.process_name, run_id)
+
+    async def pause_if_due(
+        self, record: Record, error: BaseException, *, permanent: bool = False
+    ) -> bool:
+        """Count ``error``; pause the run if that reaches the threshold.
+
+        Returns whether the run is now paused (the caller then acks its event).
+        """
+        engine, threshold = self._engine, self.threshold
+        count = engine.errors.count(self.process_name, record.run_id)
+        if threshold == 0 and not permanent:
+            return False
+        if threshold and count < threshold:
+            return False
+        reason = f"{AUTO_PAUSE_REASON}: {type(error).__name__}: {error}"
+        try:
+            await engine.controller(record).transition(RunState.PAUSED, reason)
+        except (StaleRecord, InvalidRunStateTransition):
+            # Another writer moved the run meanwhile; its newer event carries on.
+            self.clear(record.run_id)
+            return True
+        self.clear(record.run_id)
+        engine.debug_log(
+            "paused record after exceeding allowed error count",
+            workflow_name=record.workflow_name,
+            foreign_id=record.foreign_id,
+            run_id=record.run_id,
+        )
         return True
-    wf.clear_errors(process_name, record.run_id)
-    wf.debug_log(
-        "paused record after exceeding allowed error count",
-        workflow_name=record.workflow_name,
-        foreign_id=record.foreign_id,
-        run_id=record.run_id,
-    )
-    return True
+
+    async def decode(self, record: Record) -> Run[Any, Any] | None:
+        """The record as a Run; None if its object does not decode and the run was paused.
+
+        An object that does not decode is a permanent error; if the run is not paused for
+        it (a threshold not yet reached), the decoding error is raised.
+        """
+        try:
+            return self._engine.build_run(record)
+        except DECODE_ERRORS as err:
+            if await self.pause_if_due(record, err, permanent=True):
+                return None
+            raise

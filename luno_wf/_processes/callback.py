@@ -2,54 +2,53 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .._engine import Engine
 from .._run import RUN_STATE_UPDATED
 from ..errors import CallbackNotAccepted, UnknownStatus
 from ._update import apply_result
-
-if TYPE_CHECKING:
-    from .._workflow import Workflow
 
 __all__ = ["deliver_callback"]
 
 
 async def deliver_callback(
-    wf: Workflow[Any, Any], foreign_id: str, status: Any, payload: bytes
+    engine: Engine[Any, Any], foreign_id: str, status: Any, payload: bytes
 ) -> None:
     """Hand ``payload`` to the callbacks of ``status`` for the latest run of ``foreign_id``.
 
     Callbacks are tried in the order added; the first that moves the run (or saves it) ends
     the delivery. Errors of the callback function propagate to the caller unchanged.
     """
-    if not isinstance(status, wf.status_type):
+    status_type = engine.definition.status_type
+    if not isinstance(status, status_type):
         raise UnknownStatus(
-            f"status must be a member of {wf.status_type.__name__}, got {status!r}",
-            workflow_name=wf.name,
+            f"status must be a member of {status_type.__name__}, got {status!r}",
+            workflow_name=engine.name,
         )
     if not isinstance(payload, bytes | bytearray | memoryview):
         raise TypeError(f"callback payload must be bytes, got {type(payload).__name__}")
-    specs = wf.callbacks.get(int(status))
+    specs = engine.definition.callbacks.get(int(status))
     if not specs:
         raise CallbackNotAccepted(
             f"no callback is configured for status {status!r}",
-            workflow_name=wf.name,
+            workflow_name=engine.name,
             foreign_id=foreign_id,
             status=int(status),
         )
-    record = await wf.store.latest(wf.name, foreign_id)
+    record = await engine.store.latest(engine.name, foreign_id)
     if record.status != int(status) or record.run_state.stopped() or record.run_state.finished():
         raise CallbackNotAccepted(
             f"no run is waiting in {status!r} for a callback: the latest run is at "
-            f"{wf.status_of(record)!r} ({record.run_state})",
-            workflow_name=wf.name,
+            f"{engine.status_of(record)!r} ({record.run_state})",
+            workflow_name=engine.name,
             foreign_id=foreign_id,
             run_id=record.run_id,
             status=int(status),
         )
     data = bytes(payload)
     for spec in specs:
-        run = wf.build_run(record)
+        run = engine.build_run(record)
         result = await spec.fn(run, data)
-        if result is RUN_STATE_UPDATED or await apply_result(wf, int(status), result, run):
+        if result is RUN_STATE_UPDATED or await apply_result(engine, int(status), result, run):
             return

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-from .._builder import ConnectorSpec
-from .._metrics import SkipReason
+from .._api import API
+from .._definition import ConnectorSpec
+from .._engine import Engine
+from .._event import ConnectorEvent
 from .._naming import make_role
-from ._loop import ProcessSpec, Progress
-
-if TYPE_CHECKING:
-    from .._workflow import Workflow
+from ._consumer import intake_of
+from ._loop import consume
+from ._process import LiveProcess, Progress
 
 __all__ = ["fnv1_64", "processes"]
 
@@ -29,47 +30,50 @@ def fnv1_64(text: str) -> int:
     return value
 
 
-def processes(wf: Workflow[Any, Any], spec: ConnectorSpec) -> list[ProcessSpec]:
-    """The consumers of one connector, one per shard.
+def connector_keeps(shard: int, total: int) -> Callable[[ConnectorEvent], bool]:
+    """A filter keeping the connector events of shard ``shard`` (1-based) of ``total``."""
+
+    def keep(event: ConnectorEvent) -> bool:
+        return fnv1_64(event.id) % total == shard - 1
+
+    return keep
+
+
+def processes(
+    engine: Engine[Any, Any], spec: ConnectorSpec, api: API[Any, Any]
+) -> list[LiveProcess]:
+    """The consumers of one connector, one per shard; ``api`` is what its function gets.
 
     Shards split events by the unsigned FNV-1 hash of the connector event id, so every event
-    lands in exactly one shard (luno's signed hash drops about a quarter of them). Metrics
-    are luno's consume loop's: lag and lag alert per event, filtered events, and the
-    duration of each connector function call that succeeded.
+    lands in exactly one shard (luno's signed hash drops about a quarter of them). They run
+    the shared consume loop, so metrics are luno's: lag and lag alert per event, filtered
+    events, and the duration of each connector function call that succeeded.
     """
-    opts = wf.resolve(spec.options)
+    opts = engine.resolve(spec.options)
     total = max(opts.parallel_count, 1)
     out = []
     for shard in range(1, total + 1):
         role = make_role(
-            spec.name, "connector-to", wf.name, "consumer", str(shard), "of", str(total)
+            spec.name, "connector-to", engine.name, "consumer", str(shard), "of", str(total)
+        )
+        intake = intake_of(
+            engine,
+            role,
+            lag=opts.lag,
+            lag_alert=opts.lag_alert,
+            keep=connector_keeps(shard, total) if total > 1 else None,
         )
 
-        async def body(progress: Progress, role: str = role, shard: int = shard) -> None:
-            probe = wf.process_metrics(role)
-            picked_up = None if probe is None else probe.lag_recorder(wf.clock, opts.lag_alert)
+        async def body(progress: Progress, role: str = role, intake: Any = intake) -> None:
             consumer = await spec.constructor.make(role)
+
+            async def handle(event: ConnectorEvent) -> None:
+                await spec.fn(api, event)
+
             try:
-                while True:
-                    event, ack = await consumer.recv()
-                    if opts.lag:
-                        await wf.clock.sleep_until(event.created_at + opts.lag)
-                    if picked_up is not None:
-                        picked_up(event.created_at)
-                    if total > 1 and fnv1_64(event.id) % total != shard - 1:
-                        await ack()
-                        if probe is not None:
-                            probe.skip(SkipReason.FILTERED_OUT)
-                        continue
-                    start = time.perf_counter()
-                    await spec.fn(wf, event)
-                    took = time.perf_counter() - start
-                    await ack()
-                    if probe is not None:
-                        probe.observe(took)
-                    progress()
+                await consume(consumer, handle, intake, progress)
             finally:
                 await consumer.close()
 
-        out.append(ProcessSpec(wf, role, role, body, opts.err_backoff))
+        out.append(LiveProcess(engine, role, role, body, opts.err_backoff))
     return out

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
+from .._engine import Engine
 from .._event import Event, Header
 from .._metrics import SkipReason
 from .._naming import make_role, run_state_change_topic
 from .._runstate import RunState
+from .._types import AnyFunc
 from ..errors import RecordNotFound
-from ._loop import ProcessSpec, consumer_process
-from .step import DECODE_ERRORS
+from ._consumer import consumer_process, handling, intake_of
+from ._pausing import DECODE_ERRORS
+from ._process import LiveProcess
 
-if TYPE_CHECKING:
-    from .._workflow import Workflow
-
-__all__ = ["process"]
+__all__ = ["HookHandler", "keep_run_state", "process"]
 
 
-def keep_run_state(run_state: RunState) -> Any:
+def keep_run_state(run_state: RunState) -> Callable[[Event], bool]:
     """A filter keeping run-state-change events of ``run_state`` (and events without one)."""
     wanted = str(int(run_state))
 
@@ -28,49 +29,57 @@ def keep_run_state(run_state: RunState) -> Any:
     return keep
 
 
-def process(wf: Workflow[Any, Any], run_state: RunState) -> ProcessSpec:
+def process(engine: Engine[Any, Any], run_state: RunState) -> LiveProcess:
     """The consumer calling the hook registered for ``run_state``.
 
     Each hook has its own consumer, so a failing hook (retried with back-off) never holds
     up the others.
     """
-    hook = wf.hooks[run_state]
     label = str(run_state)
-    role = make_role(wf.name, label, "run-state-change-hook-consumer")
     name = make_role(label, "run-state-change-hook-consumer")
-    opts = wf.defaults
-    probe = wf.process_metrics(name)
+    opts = engine.defaults
+    handler = HookHandler(engine, run_state, engine.definition.hooks[run_state], name)
+    intake = intake_of(engine, name, lag_alert=opts.lag_alert, keep=keep_run_state(run_state))
+    return consumer_process(
+        engine,
+        name=name,
+        role=make_role(engine.name, label, "run-state-change-hook-consumer"),
+        topic=run_state_change_topic(engine.name),
+        polling=opts.polling_frequency,
+        backoff=opts.err_backoff,
+        session=handling(handler, intake),
+    )
 
-    async def handle(event: Event) -> None:
+
+class HookHandler:
+    """Calls a hook with the run a run-state-change event announces, if it still applies."""
+
+    def __init__(
+        self, engine: Engine[Any, Any], run_state: RunState, hook: AnyFunc, name: str
+    ) -> None:
+        self._engine = engine
+        self._run_state = run_state
+        self._hook = hook
+        self._name = name
+        self._probe = engine.probe(name)
+
+    async def __call__(self, event: Event) -> None:
+        engine = self._engine
         try:
-            record = await wf.store.lookup(event.foreign_id)
+            record = await engine.store.lookup(event.foreign_id)
         except RecordNotFound:
-            if probe is not None:
-                probe.skip(SkipReason.RECORD_NOT_FOUND)
+            self._probe.skip(SkipReason.RECORD_NOT_FOUND)
             return
         # A run that has moved on (resumed, say) is not reported; a completed run whose data
         # was deleted since is still reported as completed.
-        if record.run_state != run_state and not (
-            run_state == RunState.COMPLETED and record.run_state.finished()
+        if record.run_state != self._run_state and not (
+            self._run_state == RunState.COMPLETED and record.run_state.finished()
         ):
             return
         try:
-            typed = wf.typed(record)
+            typed = engine.typed(record)
         except DECODE_ERRORS as err:
-            wf.logger.error("hook %s: cannot decode run %s: %s", name, record.run_id, err)
-            if probe is not None:
-                probe.skip(SkipReason.UNABLE_TO_UNMARSHAL_OBJECT)
+            engine.logger.error("hook %s: cannot decode run %s: %s", self._name, record.run_id, err)
+            self._probe.skip(SkipReason.UNABLE_TO_UNMARSHAL_OBJECT)
             return
-        await hook(typed)
-
-    return consumer_process(
-        wf,
-        name=name,
-        role=role,
-        topic=run_state_change_topic(wf.name),
-        handle=handle,
-        polling=opts.polling_frequency,
-        backoff=opts.err_backoff,
-        lag_alert=opts.lag_alert,
-        keep=keep_run_state(run_state),
-    )
+        await self._hook(typed)

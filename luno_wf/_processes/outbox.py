@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
+from .._engine import Engine
 from .._naming import make_role
 from .._outbox import OutboxData, decode_outbox_data
 from ..adapter import BatchOutboxDeleter, BatchSender, EventSender, OutboxDataLister
-from ._loop import ProcessSpec, Progress, ensure_not_cancelled
+from ._process import LiveProcess, Progress, ensure_not_cancelled
 
-if TYPE_CHECKING:
-    from .._workflow import Workflow
-
-__all__ = ["LOOKUP_LIMIT", "process"]
+__all__ = ["LOOKUP_LIMIT", "OutboxPublisher", "process"]
 
 LOOKUP_LIMIT = 1000
 POLLING = timedelta(milliseconds=250)
@@ -24,104 +21,122 @@ BACKOFF = timedelta(milliseconds=500)
 LAG_ALERT = timedelta(minutes=1)
 NAME = "outbox-consumer"
 
+Row = tuple[str, OutboxData | None]
+"""An outbox row to publish: its id, and its payload (None if it cannot be decoded)."""
+Outgoing = tuple[str, int, Mapping[str, str]]
+"""An event to send: foreign id (the run id), type (the status), headers."""
 
-def process(wf: Workflow[Any, Any]) -> ProcessSpec:
-    """The outbox publisher of a workflow.
 
-    It wakes as soon as this process stores a record (so latency does not wait for a polling
-    interval) and polls every 250 ms for rows written by other processes.
+def process(engine: Engine[Any, Any]) -> LiveProcess:
+    """The outbox publisher of a workflow, as a live process."""
+    publisher = OutboxPublisher(engine)
+    return LiveProcess(engine, NAME, make_role(engine.name, NAME), publisher.run, BACKOFF)
+
+
+class OutboxPublisher:
+    """Publishes a workflow's outbox rows: list, send grouped by topic, delete.
+
+    It wakes as soon as this process stores a record (so latency does not wait for a
+    polling interval) and polls every 250 ms for rows written by other processes. A row is
+    deleted only after its event was sent, so a crash between the two sends it again
+    (at-least-once); consumers skip the duplicate by its record version.
 
     With metrics on, each batch sets the lag gauges from its oldest row's write time and
     observes the time taken to send and delete the whole batch.
     """
-    batch_delete = isinstance(wf.store, BatchOutboxDeleter)
-    decoded_lister = isinstance(wf.store, OutboxDataLister)
-    probe = wf.process_metrics(NAME)
-    picked_up = None if probe is None else probe.lag_recorder(wf.clock, LAG_ALERT)
 
-    async def next_batch() -> tuple[list[tuple[str, OutboxData | None]], datetime | None]:
-        """Rows to publish as (row id, payload), payload None if it cannot be decoded.
+    def __init__(self, engine: Engine[Any, Any]) -> None:
+        self._engine = engine
+        self._store = engine.store
+        self._probe = engine.probe(NAME)
+        # Capabilities, checked once (a runtime Protocol check is not free).
+        self._lister = self._store if isinstance(self._store, OutboxDataLister) else None
+        self._deleter = self._store if isinstance(self._store, BatchOutboxDeleter) else None
+        self._senders: dict[str, EventSender] = {}
+        self._batch_senders: dict[str, BatchSender] = {}
 
-        Also the oldest row's write time, if the store gives it (for the lag metric).
-        """
-        if decoded_lister:
-            lister = cast(OutboxDataLister, wf.store)
-            decoded = await lister.list_outbox_data(wf.name, LOOKUP_LIMIT)
+    async def run(self, progress: Progress) -> None:
+        """Publish until cancelled; the senders opened are closed on the way out."""
+        wake = self._engine.outbox_wake
+        picked_up = self._probe.lag_recorder(self._engine.clock, LAG_ALERT)
+        try:
+            while True:
+                ensure_not_cancelled()
+                wake.clear()
+                rows, oldest = await self.next_batch()
+                if rows:
+                    started = time.perf_counter()
+                    if oldest is not None:
+                        picked_up(oldest)
+                    await self.publish(rows)
+                    self._probe.observe(time.perf_counter() - started)
+                    progress()
+                if len(rows) < LOOKUP_LIMIT:
+                    # A short batch emptied the outbox as of its listing; rows written since
+                    # have set the wake-up, so this returns at once if there are any.
+                    await wake.wait(POLLING.total_seconds())
+        finally:
+            senders, self._senders, self._batch_senders = self._senders, {}, {}
+            for sender in senders.values():
+                await sender.close()
+
+    async def next_batch(self) -> tuple[list[Row], datetime | None]:
+        """Up to ``LOOKUP_LIMIT`` rows, and the oldest one's write time if the store says."""
+        name = self._engine.name
+        if self._lister is not None:
+            decoded = await self._lister.list_outbox_data(name, LOOKUP_LIMIT)
             return list(decoded), decoded[0][1].created_at if decoded else None
-        out: list[tuple[str, OutboxData | None]] = []
-        rows = await wf.store.list_outbox_events(wf.name, LOOKUP_LIMIT)
+        out: list[Row] = []
+        rows = await self._store.list_outbox_events(name, LOOKUP_LIMIT)
         for row in rows:
             try:
                 out.append((row.id, decode_outbox_data(row.data)))
             except ValueError as err:
                 # A row that cannot be decoded can never be published; dropping it
                 # (loudly) beats blocking every later row behind it forever.
-                wf.logger.error(
-                    "dropping undecodable outbox row %s of %s: %s", row.id, wf.name, err
+                self._engine.logger.error(
+                    "dropping undecodable outbox row %s of %s: %s", row.id, name, err
                 )
                 out.append((row.id, None))
         return out, rows[0].created_at if rows else None
 
-    async def idle() -> None:
-        """Wait for a write in this process, or the polling interval (writes elsewhere)."""
-        try:
-            async with asyncio.timeout(POLLING.total_seconds()):
-                await wf.outbox_wake.wait()
-        except TimeoutError:
-            pass
+    async def publish(self, rows: list[Row]) -> None:
+        """Send the rows' events, then delete every row (including those dropped)."""
+        by_topic: dict[str, list[Outgoing]] = {}
+        for row_id, data in rows:
+            if data is None:
+                continue
+            if not data.topic:
+                self._engine.logger.error(
+                    "dropping outbox row %s of %s: no topic header", row_id, self._engine.name
+                )
+                continue
+            by_topic.setdefault(data.topic, []).append((data.run_id, data.type, data.headers))
+        for topic_name, events in by_topic.items():
+            await self.send(topic_name, events)
+        await self.delete([row_id for row_id, _ in rows])
 
-    async def body(progress: Progress) -> None:
-        senders: dict[str, EventSender] = {}
-        batch_send: dict[str, bool] = {}
-        try:
-            while True:
-                ensure_not_cancelled()
-                wf.outbox_wake.clear()
-                rows, oldest = await next_batch()
-                if not rows:
-                    await idle()
-                    continue
-                started = time.perf_counter()
-                if oldest is not None and picked_up is not None:
-                    picked_up(oldest)
-                batches: dict[str, list[tuple[str, int, Mapping[str, str]]]] = {}
-                published: list[str] = []
-                for row_id, data in rows:
-                    published.append(row_id)
-                    if data is None:
-                        continue
-                    if not data.topic:
-                        wf.logger.error(
-                            "dropping outbox row %s of %s: no topic header", row_id, wf.name
-                        )
-                        continue
-                    batches.setdefault(data.topic, []).append(
-                        (data.run_id, data.type, data.headers)
-                    )
-                for topic_name, events in batches.items():
-                    sender = senders.get(topic_name)
-                    if sender is None:
-                        sender = senders[topic_name] = await wf.streamer.new_sender(topic_name)
-                        batch_send[topic_name] = isinstance(sender, BatchSender)
-                    if batch_send[topic_name]:
-                        await cast(BatchSender, sender).send_many(events)
-                    else:
-                        for foreign_id, type_, headers in events:
-                            await sender.send(foreign_id, type_, headers)
-                if batch_delete:
-                    await cast(BatchOutboxDeleter, wf.store).delete_outbox_events(published)
-                else:
-                    for row_id in published:
-                        await wf.store.delete_outbox_event(row_id)
-                if probe is not None:
-                    probe.observe(time.perf_counter() - started)
-                progress()
-                if len(rows) < LOOKUP_LIMIT:
-                    # A short batch emptied the outbox as of its listing; rows written since
-                    # have set the wake-up, so this returns at once if there are any.
-                    await idle()
-        finally:
-            for sender in senders.values():
-                await sender.close()
+    async def send(self, topic_name: str, events: list[Outgoing]) -> None:
+        """Send ``events`` to ``topic_name``, in order, in one call where the sender can."""
+        batch_sender = self._batch_senders.get(topic_name)
+        if batch_sender is not None:
+            await batch_sender.send_many(events)
+            return
+        sender = self._senders.get(topic_name)
+        if sender is None:
+            sender = await self._engine.streamer.new_sender(topic_name)
+            self._senders[topic_name] = sender
+            if isinstance(sender, BatchSender):
+                self._batch_senders[topic_name] = sender
+                await sender.send_many(events)
+                return
+        for foreign_id, type_, headers in events:
+            await sender.send(foreign_id, type_, headers)
 
-    return ProcessSpec(wf, NAME, make_role(wf.name, NAME), body, BACKOFF)
+    async def delete(self, row_ids: list[str]) -> None:
+        """Delete the published rows, in one call where the store can."""
+        if self._deleter is not None:
+            await self._deleter.delete_outbox_events(row_ids)
+            return
+        for row_id in row_ids:
+            await self._store.delete_outbox_event(row_id)

@@ -3,66 +3,69 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .._engine import Engine
 from .._event import Event
 from .._metrics import SkipReason
 from .._naming import make_role, run_state_change_topic
 from .._runstate import RunState
 from ..errors import InvalidRunStateTransition, RecordNotFound, StaleRecord
-from ._loop import ProcessSpec, consumer_process
+from ._consumer import consumer_process, handling, intake_of
+from ._process import LiveProcess
 from .hook import keep_run_state
 
-if TYPE_CHECKING:
-    from .._workflow import Workflow
+__all__ = ["PauseRetry", "process"]
 
-__all__ = ["process"]
+NAME = "paused-records-retry-consumer"
 
 
-def process(wf: Workflow[Any, Any]) -> ProcessSpec:
-    """The consumer that resumes each paused run once it has been paused for ``pause_retry``."""
-    assert wf.pause_retry is not None
-    resume_after: timedelta = wf.pause_retry
-    role = make_role(wf.name, "paused-records-retry-consumer")
-    name = "paused-records-retry-consumer"
-    opts = wf.defaults
+def process(engine: Engine[Any, Any], resume_after: timedelta) -> LiveProcess:
+    """The consumer that resumes each paused run once it has been paused ``resume_after``."""
+    opts = engine.defaults
     lag_alert = resume_after * 3
     if lag_alert < timedelta(minutes=1):
         lag_alert = resume_after + timedelta(minutes=5)
-    probe = wf.process_metrics(name)
+    intake = intake_of(engine, NAME, lag_alert=lag_alert, keep=keep_run_state(RunState.PAUSED))
+    return consumer_process(
+        engine,
+        name=NAME,
+        role=make_role(engine.name, NAME),
+        topic=run_state_change_topic(engine.name),
+        polling=opts.polling_frequency,
+        backoff=opts.err_backoff,
+        session=handling(PauseRetry(engine, resume_after), intake),
+    )
 
-    async def handle(event: Event) -> None:
+
+class PauseRetry:
+    """Resumes the run a pause event announces once it has been paused long enough."""
+
+    def __init__(self, engine: Engine[Any, Any], resume_after: timedelta) -> None:
+        self._engine = engine
+        self._resume_after = resume_after
+        self._probe = engine.probe(NAME)
+
+    async def __call__(self, event: Event) -> None:
+        engine = self._engine
         try:
-            record = await wf.store.lookup(event.foreign_id)
+            record = await engine.store.lookup(event.foreign_id)
         except RecordNotFound:
-            if probe is not None:
-                probe.skip(SkipReason.RECORD_NOT_FOUND)
+            self._probe.skip(SkipReason.RECORD_NOT_FOUND)
             return
         if record.run_state != RunState.PAUSED:
             return
         # Wait on the engine's clock from the pause itself (the record's updated_at), not
         # from the event's publication time, which the streamer stamps with its own clock.
         # Events arrive in pause order, so waiting here holds up no run that is due sooner.
-        await wf.clock.sleep_until(record.updated_at + resume_after)
+        await engine.clock.sleep_until(record.updated_at + self._resume_after)
         try:
-            current = await wf.store.lookup(record.run_id)
+            current = await engine.store.lookup(record.run_id)
         except RecordNotFound:
             return
         if current.run_state != RunState.PAUSED or current.meta.version != record.meta.version:
             return  # resumed, cancelled or paused again since; a new pause has its own event
         try:
-            await wf.controller(current).transition(RunState.RUNNING, "")
+            await engine.controller(current).transition(RunState.RUNNING, "")
         except (StaleRecord, InvalidRunStateTransition):
             return
-
-    return consumer_process(
-        wf,
-        name=name,
-        role=role,
-        topic=run_state_change_topic(wf.name),
-        handle=handle,
-        polling=opts.polling_frequency,
-        backoff=opts.err_backoff,
-        lag_alert=lag_alert,
-        keep=keep_run_state(RunState.PAUSED),
-    )

@@ -5,19 +5,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime, tzinfo
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from croniter import croniter
 
+from .._engine import Engine
 from .._filter import OrderType, filter_by_foreign_id
 from .._naming import make_role
+from .._trigger import start_run
 from ..errors import WorkflowInProgress
-from ._loop import ProcessSpec, Progress, ensure_not_cancelled
+from ._process import LiveProcess, Progress, ensure_not_cancelled
 
-if TYPE_CHECKING:
-    from .._workflow import Workflow
-
-__all__ = ["MARK", "make_schedule", "parse_tick"]
+__all__ = ["MARK", "Schedule", "parse_tick"]
 
 MARK = "luno_wf schedule "
 """Prefix of ``meta.trace_origin`` of scheduled runs: ``luno_wf schedule <spec> tick=<iso>``."""
@@ -38,16 +37,8 @@ def parse_tick(trace_origin: str, spec: str) -> datetime | None:
         return None
 
 
-def make_schedule(
-    wf: Workflow[Any, Any],
-    foreign_id: str,
-    spec: str,
-    *,
-    initial_value: Any,
-    filter: Callable[[], Awaitable[bool]] | None,
-    timezone: tzinfo,
-) -> ProcessSpec:
-    """The process that triggers ``foreign_id`` on every tick of ``spec``.
+class Schedule:
+    """Triggers ``foreign_id`` on every tick of the cron expression ``spec``.
 
     The last tick fired is read back from the newest run the schedule made (its
     ``trace_origin``), each time the role is taken: so after a restart, or on another
@@ -55,45 +46,78 @@ def make_schedule(
     Manual triggers do not move the schedule. After downtime at most one missed tick fires
     (the latest), as in luno.
     """
-    role = make_role(wf.name, foreign_id, "scheduler", spec)
-    name = make_role(foreign_id, "scheduler", spec)
 
-    async def last_tick() -> datetime | None:
-        runs = await wf.store.list(
-            wf.name,
+    def __init__(
+        self,
+        engine: Engine[Any, Any],
+        foreign_id: str,
+        spec: str,
+        *,
+        initial_value: Any,
+        filter: Callable[[], Awaitable[bool]] | None,
+        timezone: tzinfo,
+    ) -> None:
+        self.name = make_role(foreign_id, "scheduler", spec)
+        self.role = make_role(engine.name, foreign_id, "scheduler", spec)
+        self._engine = engine
+        self._foreign_id = foreign_id
+        self._spec = spec
+        self._initial_value = initial_value
+        self._filter = filter
+        self._timezone = timezone
+
+    def process(self) -> LiveProcess:
+        """The schedule as a live process (not part of ``run()``'s readiness)."""
+        backoff = self._engine.defaults.err_backoff
+        return LiveProcess(self._engine, self.name, self.role, self.run, backoff, counted=False)
+
+    async def last_tick(self) -> datetime | None:
+        """The tick of the newest run this schedule made, if any."""
+        engine = self._engine
+        runs = await engine.store.list(
+            engine.name,
             limit=_SEARCH,
             order=OrderType.DESCENDING,
-            filters=[filter_by_foreign_id(foreign_id)],
+            filters=[filter_by_foreign_id(self._foreign_id)],
         )
         for record in runs:
-            tick = parse_tick(record.meta.trace_origin, spec)
+            tick = parse_tick(record.meta.trace_origin, self._spec)
             if tick is not None:
                 return tick
         return None
 
-    async def body(progress: Progress) -> None:
-        base = await last_tick() or wf.clock.now()
+    def next_tick(self, base: datetime, now: datetime) -> datetime:
+        """The tick after ``base``, or the latest one already due at ``now`` (catch-up)."""
+        it = croniter(self._spec, base.astimezone(self._timezone))
+        tick: datetime = it.get_next(datetime)
+        while True:
+            following: datetime = it.get_next(datetime)
+            if following > now:
+                return tick
+            tick = following
+
+    async def fire(self, tick: datetime) -> None:
+        """Trigger the run of ``tick``, unless the filter says no or a run is unfinished."""
+        if self._filter is not None and not await self._filter():
+            return
+        engine = self._engine
+        definition = engine.definition
+        value = definition.object_type() if self._initial_value is None else self._initial_value
+        origin = f"{MARK}{self._spec} tick={tick.isoformat()}"
+        try:
+            await start_run(engine, self._foreign_id, definition.default_start, value, origin)
+        except WorkflowInProgress:
+            engine.debug_log("schedule: run still in progress, tick skipped", tick=tick)
+
+    async def run(self, progress: Progress) -> None:
+        """Fire every tick until cancelled."""
+        clock = self._engine.clock
+        base = await self.last_tick() or clock.now()
         while True:
             ensure_not_cancelled()
-            it = croniter(spec, base.astimezone(timezone))
-            tick: datetime = it.get_next(datetime)
-            now = wf.clock.now()
-            # Skip to the latest tick already due: one catch-up fire after downtime.
-            while True:
-                following: datetime = it.get_next(datetime)
-                if following > now:
-                    break
-                tick = following
-            await wf.clock.sleep_until(tick)
-            if filter is None or await filter():
-                try:
-                    await wf.trigger_scheduled(
-                        foreign_id, initial_value, f"{MARK}{spec} tick={tick.isoformat()}"
-                    )
-                except WorkflowInProgress:
-                    wf.debug_log("schedule: run still in progress, tick skipped", tick=tick)
+            tick = self.next_tick(base, clock.now())
+            await clock.sleep_until(tick)
+            await self.fire(tick)
             base = tick
             progress()
             await asyncio.sleep(0)
-
-    return ProcessSpec(wf, name, role, body, wf.defaults.err_backoff, counted=False)

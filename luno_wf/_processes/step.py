@@ -2,32 +2,31 @@
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-import cattrs
-
-from .._builder import StepSpec
+from .._definition import StepSpec
+from .._engine import Engine
 from .._event import Event
 from .._metrics import SkipReason
 from .._naming import make_role, topic
+from .._options import Resolved
 from .._record import Record
-from ..errors import InvalidTransition, StaleRecord, WorkflowError
-from ._batch import WriteBatch, write_batch
-from ._load import load_current, prefetcher
-from ._loop import ProcessSpec, consumer_process
-from ._pausing import maybe_pause
+from .._run import Run
+from ..adapter import BatchLookup, BatchReceiver, BatchStore, EventReceiver
+from ..errors import InvalidTransition, WorkflowError
+from ._batch import WriteBatch
+from ._consumer import consumer_process, intake_of
+from ._load import EventLoader, Prefetched
+from ._loop import Prefetching, Receiver, consume
+from ._pausing import Failures
+from ._process import LiveProcess, Progress
 from ._update import next_record
 
-if TYPE_CHECKING:
-    from .._workflow import Workflow
-
-__all__ = ["processes", "shard_keeps"]
-
-DECODE_ERRORS = (ValueError, TypeError, KeyError, cattrs.BaseValidationError, json.JSONDecodeError)
+__all__ = ["StepHandler", "processes", "shard_keeps"]
 
 
-def shard_keeps(shard: int, total: int) -> Any:
+def shard_keeps(shard: int, total: int) -> Callable[[Event], bool]:
     """A filter keeping the events of shard ``shard`` (1-based) of ``total``.
 
     Event ids are non-negative, so ``id % total`` puts every event in exactly one shard.
@@ -39,104 +38,147 @@ def shard_keeps(shard: int, total: int) -> Any:
     return keep
 
 
-def processes(wf: Workflow[Any, Any], spec: StepSpec) -> list[ProcessSpec]:
+def processes(engine: Engine[Any, Any], spec: StepSpec) -> list[LiveProcess]:
     """The consumers of one step, one per shard."""
-    opts = wf.resolve(spec.options)
+    opts = engine.resolve(spec.options)
     total = max(opts.parallel_count, 1)
-    status = int(spec.from_status)
+    return [
+        _StepConsumer(engine, spec, opts, shard, total).process() for shard in range(1, total + 1)
+    ]
 
-    def shard_process(shard: int) -> ProcessSpec:
+
+class _StepConsumer:
+    """One shard of a step: how each receiver session of it is set up."""
+
+    def __init__(
+        self, engine: Engine[Any, Any], spec: StepSpec, opts: Resolved, shard: int, total: int
+    ) -> None:
         of = (str(shard), "of", str(total))
-        name = make_role(spec.from_status.name, "consumer", *of)
-        prefetch = prefetcher(wf)
-        writes = write_batch(wf, name, opts.concurrency, bool(opts.lag))
+        self.engine = engine
+        self.spec = spec
+        self.opts = opts
+        self.status = int(spec.from_status)
+        self.name = make_role(spec.from_status.name, "consumer", *of)
+        self.role = make_role(engine.name, str(self.status), "consumer", *of)
+        self.keep = shard_keeps(shard, total) if total > 1 else None
+
+    def process(self) -> LiveProcess:
         return consumer_process(
-            wf,
-            name=name,
-            role=make_role(wf.name, str(status), "consumer", *of),
-            topic=topic(wf.name, status),
-            handle=_handler(
-                wf,
-                spec,
-                name,
-                opts.pause_after_err_count,
-                prefetch[0] if prefetch else None,
-                writes,
-            ),
-            polling=opts.polling_frequency,
-            backoff=opts.err_backoff,
-            lag=opts.lag,
-            lag_alert=opts.lag_alert,
-            keep=shard_keeps(shard, total) if total > 1 else None,
-            concurrency=opts.concurrency,
-            prefetch=prefetch[1] if prefetch else None,
-            batch=writes,
+            self.engine,
+            name=self.name,
+            role=self.role,
+            topic=topic(self.engine.name, self.status),
+            polling=self.opts.polling_frequency,
+            backoff=self.opts.err_backoff,
+            session=self.session,
         )
 
-    return [shard_process(shard) for shard in range(1, total + 1)]
+    async def session(self, receiver: EventReceiver, progress: Progress) -> None:
+        """Consume with prefetched lookups and batched writes where the adapters allow.
+
+        Batching needs a receiver that hands out batches, a store with ``store_many``, one
+        event at a time and no lag (a lag wait would hold pending writes back).
+        """
+        engine, opts, store = self.engine, self.opts, self.engine.store
+        batches = isinstance(receiver, BatchReceiver)
+        batching = batches and opts.concurrency <= 1 and not opts.lag
+        writes = WriteBatch(
+            engine, self.name, store if batching and isinstance(store, BatchStore) else None
+        )
+        prefetched = Prefetched(store) if batches and isinstance(store, BatchLookup) else None
+        source: Receiver[Event] = receiver
+        if isinstance(receiver, BatchReceiver) and (prefetched or writes.batching):
+            fetch = None if prefetched is None else prefetched.fetch
+            flushed = writes if writes.batching else None
+            source = Prefetching(receiver, fetch, self.keep, flushed)
+        handler = StepHandler(
+            engine,
+            self.spec,
+            EventLoader(engine, self.status, self.name, prefetched),
+            Failures(engine, self.name, opts.pause_after_err_count),
+            writes,
+        )
+        intake = intake_of(
+            engine, self.name, lag=opts.lag, lag_alert=opts.lag_alert, keep=self.keep
+        )
+        try:
+            await consume(
+                source,
+                handler,
+                intake,
+                progress,
+                concurrency=opts.concurrency,
+                batch=writes if writes.batching else None,
+            )
+        finally:
+            writes.discard()  # what a failed flush left: redelivered with the receiver's events
 
 
-def _handler(
-    wf: Workflow[Any, Any],
-    spec: StepSpec,
-    process_name: str,
-    threshold: int,
-    prefetched: dict[str, Record] | None,
-    batch: WriteBatch | None,
-) -> Any:
-    status = int(spec.from_status)
-    fn = spec.fn
-    probe = wf.process_metrics(process_name)
+class StepHandler:
+    """Runs a step's function on the run an event announces and writes what it returned.
 
-    async def handle(event: Event) -> None:
-        batching = batch is not None and batch.active
-        if batch is not None and batching and batch.pending(event.foreign_id):
-            await batch.flush()  # the run's queued write first: this event may follow it
-        record = await load_current(wf, event, status, prefetched, probe)
+    Args:
+        engine: The workflow's engine.
+        spec: The step.
+        loader: Reads the event's record, skipping stale and foreign events.
+        failures: Counts errors and pauses runs after too many.
+        writes: Where the new record goes (written at once, or batched).
+
+    """
+
+    def __init__(
+        self,
+        engine: Engine[Any, Any],
+        spec: StepSpec,
+        loader: EventLoader,
+        failures: Failures,
+        writes: WriteBatch,
+    ) -> None:
+        self._engine = engine
+        self._spec = spec
+        self._status = int(spec.from_status)
+        self._loader = loader
+        self._failures = failures
+        self._writes = writes
+        self._probe = engine.probe(failures.process_name)
+
+    async def __call__(self, event: Event) -> None:
+        if self._writes.pending(event.foreign_id):
+            await self._writes.flush()  # the run's queued write first: this event may follow it
+        record = await self._loader.load(event)
         if record is None:
             return
+        run = await self._failures.decode(record)
+        if run is None:
+            return
+        updated = await self.step(record, run)
+        if updated is None:
+            return
+        await self._writes.put(updated, run.record.run_state)
+
+    async def step(self, record: Record, run: Run[Any, Any]) -> Record | None:
+        """Run the step function; the record to write, None if there is nothing to write."""
+        failures = self._failures
         try:
-            run = wf.build_run(record)
-        except DECODE_ERRORS as err:
-            if await maybe_pause(wf, process_name, record, err, threshold, permanent=True):
-                return
-            raise
-        try:
-            result = await fn(run)
+            result = await self._spec.fn(run)
         except Exception as err:
-            if await maybe_pause(wf, process_name, record, err, threshold):
-                return
+            if await failures.pause_if_due(record, err):
+                return None
             raise WorkflowError(
                 f"consumer error: {type(err).__name__}: {err}",
-                workflow_name=wf.name,
+                workflow_name=self._engine.name,
                 foreign_id=record.foreign_id,
                 run_id=record.run_id,
-                status=status,
+                status=self._status,
             ) from err
         try:
-            updated = next_record(wf, status, result, run)
+            updated = next_record(self._engine, self._status, result, run)
         except InvalidTransition as err:
-            wf.logger.error("%s", err)
-            if await maybe_pause(wf, process_name, record, err, threshold, permanent=True):
-                return
+            self._engine.logger.error("%s", err)
+            if await failures.pause_if_due(record, err, permanent=True):
+                return None
             raise
         if updated is None:
-            if probe is not None:
-                probe.skip(SkipReason.NEXT_VALUE_SPECIFIED_SKIP)
-        elif batching:
-            assert batch is not None
-            batch.add(updated, run.record.run_state)  # the batch clears the errors once written
-            return
-        else:
-            try:
-                await wf.write(updated, run.record.run_state)
-            except StaleRecord:
-                # Written elsewhere while the step ran (a pause or cancel from the API,
-                # say): that write's own event carries the run on.
-                wf.debug_log("skipping stale update", run_id=record.run_id)
-                if probe is not None:
-                    probe.skip(SkipReason.EVENT_RECORD_VERSION_LOWER)
-                return
-        wf.clear_errors(process_name, record.run_id)
-
-    return handle
+            self._probe.skip(SkipReason.NEXT_VALUE_SPECIFIED_SKIP)
+            failures.clear(record.run_id)
+        return updated

@@ -4,31 +4,57 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .._definition import TimeoutSpec
+from .._engine import Engine
 from .._event import Event
 from .._metrics import SkipReason
 from .._naming import make_role, topic
-from .._options import Options, backoff_delay
-from .._run import RUN_STATE_UPDATED, SKIP
+from .._options import Resolved, backoff_delay
+from .._record import Record
+from .._run import RUN_STATE_UPDATED, SKIP, Run
 from .._timeoutrecord import TimeoutRecord
+from ..adapter import TimeoutStore
 from ..errors import InvalidTransition, RecordNotFound, StaleRecord
-from ._load import load_current
-from ._loop import ProcessSpec, Progress, consumer_process, ensure_not_cancelled
-from ._pausing import maybe_pause
+from ._consumer import consumer_process, handling, intake_of
+from ._load import EventLoader
+from ._pausing import Failures
+from ._process import LiveProcess, Progress, ensure_not_cancelled
 from ._update import apply_result
 from ._wait import poll_wait
-from .step import DECODE_ERRORS
 
-if TYPE_CHECKING:
-    from .._workflow import Workflow
-
-__all__ = ["processes"]
+__all__ = ["TimeoutInserter", "TimeoutPoller", "processes"]
 
 
-def processes(wf: Workflow[Any, Any], status: int) -> list[ProcessSpec]:
+def processes(engine: Engine[Any, Any], status: int) -> list[LiveProcess]:
     """The inserter and the poller of one status's timeouts."""
-    return [_inserter(wf, status), _poller(wf, status)]
+    store = engine.timeout_store
+    assert store is not None
+    opts = engine.resolve(engine.definition.timeout_opts(status))
+    specs = engine.definition.timeouts[status]
+    label = engine.definition.status_name(status)
+    name = make_role(label, "timeout-auto-inserter-consumer")
+    inserter = TimeoutInserter(engine, store, status, specs, name, opts)
+    poller = TimeoutPoller(engine, store, status, specs, opts)
+    return [
+        consumer_process(
+            engine,
+            name=name,
+            role=make_role(engine.name, str(status), "timeout-auto-inserter-consumer"),
+            topic=topic(engine.name, status),
+            polling=opts.polling_frequency,
+            backoff=opts.err_backoff,
+            session=handling(inserter, intake_of(engine, name, lag_alert=opts.lag_alert)),
+        ),
+        LiveProcess(
+            engine,
+            poller.name,
+            make_role(engine.name, str(status), "timeout-consumer"),
+            poller.run,
+            opts.err_backoff,
+        ),
+    ]
 
 
 def _check_expiry(value: object, where: str) -> datetime | None:
@@ -39,156 +65,169 @@ def _check_expiry(value: object, where: str) -> datetime | None:
     return value
 
 
-def _inserter(wf: Workflow[Any, Any], status: int) -> ProcessSpec:
-    specs = wf.timeouts[status]
-    opts = wf.resolve(wf.timeout_options.get(status, Options()))
-    label = wf.status_type(status).name
-    role = make_role(wf.name, str(status), "timeout-auto-inserter-consumer")
-    name = make_role(label, "timeout-auto-inserter-consumer")
-    store = wf.timeout_store
-    assert store is not None
-    probe = wf.process_metrics(name)
+class TimeoutInserter:
+    """Handles each event of a run entering the status: asks its timers, stores timeouts."""
 
-    async def handle(event: Event) -> None:
-        record = await load_current(wf, event, status, probe=probe)
+    def __init__(
+        self,
+        engine: Engine[Any, Any],
+        store: TimeoutStore,
+        status: int,
+        specs: tuple[TimeoutSpec, ...],
+        name: str,
+        opts: Resolved,
+    ) -> None:
+        self._engine = engine
+        self._store = store
+        self._status = status
+        self._specs = specs
+        self._label = engine.definition.status_name(status)
+        self._loader = EventLoader(engine, status, name)
+        self._failures = Failures(engine, name, opts.pause_after_err_count)
+
+    async def __call__(self, event: Event) -> None:
+        record = await self._loader.load(event)
         if record is None:
             return
-        try:
-            run = wf.build_run(record)
-        except DECODE_ERRORS as err:
-            if await maybe_pause(wf, name, record, err, opts.pause_after_err_count, permanent=True):
-                return
-            raise
-        now = wf.clock.now()
-        for spec in specs:
+        run = await self._failures.decode(record)
+        if run is None:
+            return
+        now = self._engine.clock.now()
+        for spec in self._specs:
             try:
-                expire_at = _check_expiry(
-                    await spec.timer(run, now), f"timer {spec.index} of {label}"
-                )
+                where = f"timer {spec.index} of {self._label}"
+                expire_at = _check_expiry(await spec.timer(run, now), where)
             except Exception as err:
-                if await maybe_pause(wf, name, record, err, opts.pause_after_err_count):
+                if await self._failures.pause_if_due(record, err):
                     return
                 raise
             if expire_at is None:
                 continue
-            await store.create(
-                wf.name,
+            await self._store.create(
+                self._engine.name,
                 record.foreign_id,
                 record.run_id,
-                status,
+                self._status,
                 expire_at,
                 timer=spec.index,
                 version=record.meta.version,
             )
-        wf.clear_errors(name, record.run_id)
-
-    return consumer_process(
-        wf,
-        name=name,
-        role=role,
-        topic=topic(wf.name, status),
-        handle=handle,
-        polling=opts.polling_frequency,
-        backoff=opts.err_backoff,
-        lag_alert=opts.lag_alert,
-    )
+        self._failures.clear(record.run_id)
 
 
-def _poller(wf: Workflow[Any, Any], status: int) -> ProcessSpec:
-    specs = wf.timeouts[status]
-    opts = wf.resolve(wf.timeout_options.get(status, Options()))
-    label = wf.status_type(status).name
-    role = make_role(wf.name, str(status), "timeout-consumer")
-    name = make_role(label, "timeout-consumer")
-    store = wf.timeout_store
-    assert store is not None
-    # Per-row back-off after a timeout-function error: (consecutive errors, monotonic time
-    # before which the row is not retried). Other rows keep firing meanwhile.
-    backoff: dict[int, tuple[int, float]] = {}
-    probe = wf.process_metrics(name)
+class TimeoutPoller:
+    """Fires the due timeouts of one status, polling the timeout store.
 
-    async def fire(row: TimeoutRecord, now: datetime) -> None:
+    A timeout whose run moved on (another status, finished, gone) is cancelled; one of a
+    paused run waits until the run is resumed. A failing timeout function is backed off per
+    row (other rows keep firing) and counted towards pausing its run.
+    """
+
+    def __init__(
+        self,
+        engine: Engine[Any, Any],
+        store: TimeoutStore,
+        status: int,
+        specs: tuple[TimeoutSpec, ...],
+        opts: Resolved,
+    ) -> None:
+        self.name = make_role(engine.definition.status_name(status), "timeout-consumer")
+        self._engine = engine
+        self._store = store
+        self._status = status
+        self._specs = specs
+        self._opts = opts
+        self._failures = Failures(engine, self.name, opts.pause_after_err_count)
+        self._probe = engine.probe(self.name)
+        # Per-row back-off after a timeout-function error: (consecutive errors, monotonic
+        # time before which the row is not retried).
+        self._backoff: dict[int, tuple[int, float]] = {}
+
+    async def run(self, progress: Progress) -> None:
+        """Poll until cancelled."""
+        engine = self._engine
+        while True:
+            ensure_not_cancelled()
+            await self.poll_once(engine.clock.now())
+            progress()
+            await poll_wait(engine.clock, self._opts.polling_frequency)
+
+    async def poll_once(self, now: datetime) -> None:
+        """Fire every timeout due at ``now`` that is not backed off."""
+        rows = await self._store.list_valid(self._engine.name, self._status, now)
+        moment = time.monotonic()
+        for row in rows:
+            held = self._backoff.get(row.id)
+            if held is not None and held[1] > moment:
+                continue
+            await self.fire(row, now)
+
+    async def current_run(self, row: TimeoutRecord) -> tuple[Record, Run[Any, Any]] | None:
+        """The run ``row`` may fire for, None if it no longer applies (then cancelled)."""
         try:
-            record = await wf.store.lookup(row.run_id)
+            record = await self._engine.store.lookup(row.run_id)
         except RecordNotFound:
-            await store.cancel(row.id)
-            return
+            await self._store.cancel(row.id)
+            return None
         if (
-            record.workflow_name != wf.name
+            record.workflow_name != self._engine.name
             or record.status != row.status
             or record.run_state.finished()
-            or row.timer >= len(specs)
+            or row.timer >= len(self._specs)
         ):
-            await store.cancel(row.id)  # the run moved on: this timeout no longer applies
-            return
+            await self._store.cancel(row.id)  # the run moved on: this timeout no longer applies
+            return None
         if record.run_state.stopped():
-            return  # paused: the timeout fires once the run is resumed
-        try:
-            run = wf.build_run(record)
-        except DECODE_ERRORS as err:
-            if not await maybe_pause(
-                wf, name, record, err, opts.pause_after_err_count, permanent=True
-            ):
-                raise
+            return None  # paused: the timeout fires once the run is resumed
+        run = await self._failures.decode(record)
+        return None if run is None else (record, run)
+
+    async def fire(self, row: TimeoutRecord, now: datetime) -> None:
+        """Run the timeout function of ``row`` and store what it returned."""
+        found = await self.current_run(row)
+        if found is None:
             return
+        record, run = found
         start = time.perf_counter()
         try:
-            result = await specs[row.timer].fn(run, now)
+            result = await self._specs[row.timer].fn(run, now)
         except Exception as err:
-            if probe is not None:
-                probe.observe(time.perf_counter() - start)
-            if await maybe_pause(wf, name, record, err, opts.pause_after_err_count):
-                backoff.pop(row.id, None)
-                return
-            if probe is not None:
-                # Backed off here, per row, where a step's error restarts its process:
-                # counted as that restart would be.
-                probe.errors += 1
-            attempts = backoff.get(row.id, (0, 0.0))[0] + 1
-            backoff[row.id] = (
-                attempts,
-                time.monotonic() + backoff_delay(opts.err_backoff, attempts),
-            )
-            wf.logger.error(
-                "timeout error [process=%s] run %s: %s: %s",
-                name,
-                record.run_id,
-                type(err).__name__,
-                err,
-            )
+            self._probe.observe(time.perf_counter() - start)
+            await self.failed(row, record, err)
             return
-        if probe is not None:
-            probe.observe(time.perf_counter() - start)
-        backoff.pop(row.id, None)
-        wf.clear_errors(name, record.run_id)
+        self._probe.observe(time.perf_counter() - start)
+        self._backoff.pop(row.id, None)
+        self._failures.clear(record.run_id)
         if result is SKIP or result is RUN_STATE_UPDATED:
-            await store.complete(row.id)  # done with: a skipped timeout is not re-fired
-            if probe is not None:
-                probe.skip(SkipReason.NEXT_VALUE_SPECIFIED_SKIP)
+            await self._store.complete(row.id)  # done with: a skipped timeout is not re-fired
+            self._probe.skip(SkipReason.NEXT_VALUE_SPECIFIED_SKIP)
             return
         try:
-            await apply_result(wf, status, result, run)
+            await apply_result(self._engine, self._status, result, run)
         except StaleRecord:
             return  # written meanwhile; the next poll re-checks this row
         except InvalidTransition as err:
-            wf.logger.error("%s", err)
-            if await maybe_pause(wf, name, record, err, opts.pause_after_err_count, permanent=True):
+            self._engine.logger.error("%s", err)
+            if await self._failures.pause_if_due(record, err, permanent=True):
                 return
             raise
-        await store.complete(row.id)
+        await self._store.complete(row.id)
 
-    async def body(progress: Progress) -> None:
-        while True:
-            ensure_not_cancelled()
-            now = wf.clock.now()
-            rows = await store.list_valid(wf.name, status, now)
-            moment = time.monotonic()
-            for row in rows:
-                held = backoff.get(row.id)
-                if held is not None and held[1] > moment:
-                    continue
-                await fire(row, now)
-            progress()
-            await poll_wait(wf.clock, opts.polling_frequency)
-
-    return ProcessSpec(wf, name, role, body, opts.err_backoff)
+    async def failed(self, row: TimeoutRecord, record: Record, err: Exception) -> None:
+        """Count a timeout function's error: pause the run, or back the row off."""
+        if await self._failures.pause_if_due(record, err):
+            self._backoff.pop(row.id, None)
+            return
+        # Backed off here, per row, where a step's error restarts its process: counted as
+        # that restart would be.
+        self._probe.errors += 1
+        attempts = self._backoff.get(row.id, (0, 0.0))[0] + 1
+        delay = backoff_delay(self._opts.err_backoff, attempts)
+        self._backoff[row.id] = (attempts, time.monotonic() + delay)
+        self._engine.logger.error(
+            "timeout error [process=%s] run %s: %s: %s",
+            self.name,
+            record.run_id,
+            type(err).__name__,
+            err,
+        )

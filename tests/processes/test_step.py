@@ -11,6 +11,7 @@ import attrs
 import pytest
 
 from luno_wf import Builder, Run, RunState
+from luno_wf._workflow import engine_of
 from luno_wf.errors import WorkflowInProgress
 from luno_wf.testing import require, wait_for
 
@@ -61,7 +62,7 @@ async def test_step_errors_pause_the_run_after_the_threshold_with_the_reason() -
     assert run.run_id == run_id
     assert "max error retry threshold hit" in run.meta.run_state_reason
     assert "payment provider down" in run.meta.run_state_reason
-    assert wf.error_counts == {}
+    assert engine_of(wf).errors.snapshot() == {}
 
 
 async def test_error_count_resets_after_a_success() -> None:
@@ -83,7 +84,7 @@ async def test_error_count_resets_after_a_success() -> None:
             assert run.run_state == RunState.COMPLETED
         # Two errors for each run, never three in a row for one run: nothing paused, and the
         # counts were forgotten once each run succeeded.
-        assert wf.error_counts == {}
+        assert engine_of(wf).errors.snapshot() == {}
 
 
 async def test_invalid_transition_is_never_stored_and_pauses_the_run() -> None:
@@ -331,10 +332,10 @@ async def test_error_counts_of_a_run_stopped_elsewhere_are_dropped() -> None:
     async with s.build(b) as wf:
         run_id = await wf.trigger("f")
         await asyncio.wait_for(failed.wait(), 5)
-        await wait_until(lambda: bool(wf.error_counts))
-        assert list(wf.error_counts.values()) == [1]
+        await wait_until(lambda: bool(engine_of(wf).errors.snapshot()))
+        assert list(engine_of(wf).errors.snapshot().values()) == [1]
         await wf.cancel(run_id, "given up by hand")
-        assert wf.error_counts == {}
+        assert engine_of(wf).errors.snapshot() == {}
 
 
 async def wait_until(check: Callable[[], bool]) -> None:
