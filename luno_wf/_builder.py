@@ -256,9 +256,8 @@ class Builder(Generic[T, S]):
             outbox: Run the outbox publisher here (False: something else publishes).
             logger: Where to log (default: the ``luno_wf`` logger).
             debug: Log debug lines too.
-            metrics: Where to report Prometheus metrics: True (the default) for
-                ``prometheus_client``'s default registry (:func:`luno_wf.metrics.default_metrics`),
-                a :class:`luno_wf.metrics.Metrics` for its registry, False for none.
+            metrics: True (the default) reports to ``prometheus_client``'s default registry,
+                a :class:`luno_wf.metrics.Metrics` to its registry, False nowhere.
 
         Raises:
             ValueError: The graph has no starting point, or timeouts lack a timeout store.
@@ -268,13 +267,7 @@ class Builder(Generic[T, S]):
         self._check_build(timeout_store, pause_retry, custom_delete, default_options)
         engine = Engine(
             self._definition(),
-            Settings(
-                default_options=default_options or Options(),
-                pause_retry=pause_retry,
-                custom_delete=custom_delete,
-                outbox=outbox,
-                debug=debug,
-            ),
+            Settings(default_options or Options(), pause_retry, custom_delete, outbox, debug),
             streamer=streamer,
             store=store,
             scheduler=scheduler,

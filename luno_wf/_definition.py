@@ -11,7 +11,7 @@ from typing import Generic
 import attrs
 
 from ._graph import Graph
-from ._options import Options, Resolved
+from ._options import Options
 from ._runstate import RunState
 from ._types import AnyFunc, S, T
 from .adapter import ConnectorConstructor
@@ -66,7 +66,7 @@ class ConnectorSpec:
     options: Options
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen
 class Settings(Generic[T]):
     """The engine-wide choices made at ``build()`` (see :meth:`Builder.build`)."""
 
@@ -154,7 +154,3 @@ class Definition(Generic[T, S]):
         """The name of status value ``status`` (its number if the enum lacks it)."""
         return self.names.get(status, str(status))
 
-
-def resolve(options: Options, defaults: Options) -> Resolved:
-    """Process ``options`` over the workflow ``defaults`` over luno's."""
-    return Resolved.of(options, defaults)

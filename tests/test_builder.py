@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pytest
 
-from luno_wf import Builder, Run
+from luno_wf import Builder, Run, Workflow
 from luno_wf._workflow import engine_of
 from luno_wf.memory import MemRecordStore, MemRoleScheduler, MemStreamer
 
@@ -20,7 +20,7 @@ async def to_end(r: Run[Obj, Status]) -> Status:
     return Status.END
 
 
-def build(b: Builder[Obj, Status]) -> object:
+def build(b: Builder[Obj, Status]) -> Workflow[Obj, Status]:
     return b.build(MemStreamer(), MemRecordStore(), MemRoleScheduler())
 
 

@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import attrs
 
@@ -29,10 +29,8 @@ from .._clock import Clock
 from .._event import Event
 from .._metrics import ProcessMetrics, SkipReason
 from ..adapter import Ack, BatchReceiver, EventReceiver
+from ._batch import WriteBatch
 from ._process import Progress, ensure_not_cancelled
-
-if TYPE_CHECKING:
-    from ._batch import WriteBatch
 
 __all__ = [
     "Concurrent",
