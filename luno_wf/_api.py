@@ -25,7 +25,9 @@ class API(Protocol[T, S]):
         """Start a run; see :meth:`Workflow.trigger`."""
         ...
 
-    async def callback(self, foreign_id: str, status: S, payload: bytes) -> None:
+    async def callback(
+        self, foreign_id: str, status: S, payload: bytes, *, run_id: str | None = None
+    ) -> None:
         """Deliver a callback; see :meth:`Workflow.callback`."""
         ...
 

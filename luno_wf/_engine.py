@@ -28,6 +28,7 @@ from typing import Generic
 from ._clock import Clock
 from ._converter import Codec
 from ._definition import Definition, Settings
+from ._ids import check_foreign_id
 from ._metrics import MetricsSink, ProcessMetrics
 from ._options import Options, Resolved
 from ._processstate import ProcessState
@@ -36,9 +37,10 @@ from ._run import Run, RunStateController, TypedRecord
 from ._runstate import RunState
 from ._types import S, T
 from .adapter import EventStreamer, RecordStore, RoleScheduler, TimeoutStore
-from .errors import UnknownStatus, WorkflowError
+from .errors import UnknownStatus
 
 __all__ = [
+    "Activity",
     "Engine",
     "ErrorCounter",
     "OutboxWake",
@@ -161,8 +163,23 @@ class OutboxWake:
             pass
 
 
+class Activity:
+    """Whether one process is waiting (for its role, an event, a poll) or busy.
+
+    ``stop()`` drains: it sets ``draining`` on every process, cancels those that are
+    waiting at once, and lets busy ones finish their unit of work; a process checks
+    ``draining`` before it waits again and then returns, releasing its role.
+    """
+
+    __slots__ = ("draining", "waiting")
+
+    def __init__(self) -> None:
+        self.waiting = True
+        self.draining = False
+
+
 class ProcessStates:
-    """Each background process's state and metric series, and the readiness handshake.
+    """Each background process's state, activity and metric series, and readiness.
 
     ``expect`` names how many processes must start before :attr:`ready` is set; each
     process calls :meth:`started` once it runs.
@@ -173,6 +190,8 @@ class ProcessStates:
         self._metrics = metrics
         self._states: dict[str, ProcessState] = {}
         self._probes: dict[str, ProcessMetrics] = {}
+        self._activities: dict[str, Activity] = {}
+        self._draining = False
         self._expected = 0
         self._started = 0
         self.ready = asyncio.Event()
@@ -209,6 +228,20 @@ class ProcessStates:
     def snapshot(self) -> dict[str, ProcessState]:
         """Each process's name and state."""
         return dict(self._states)
+
+    def activity(self, name: str) -> Activity:
+        """Whether process ``name`` is waiting or busy (made on first use)."""
+        activity = self._activities.get(name)
+        if activity is None:
+            activity = self._activities[name] = Activity()
+            activity.draining = self._draining
+        return activity
+
+    def drain(self) -> None:
+        """Ask every process to finish its unit of work and return."""
+        self._draining = True
+        for activity in self._activities.values():
+            activity.draining = True
 
     def probe(self, name: str) -> ProcessMetrics:
         """The metric series of process ``name`` (series nobody reads with metrics off)."""
@@ -346,7 +379,5 @@ class Engine(Generic[T, S]):
 
     @staticmethod
     def check_foreign_id(foreign_id: object) -> str:
-        """``foreign_id`` if it is a non-empty string, else raise."""
-        if not isinstance(foreign_id, str) or not foreign_id:
-            raise WorkflowError(f"foreign_id must be a non-empty string, got {foreign_id!r}")
-        return foreign_id
+        """``foreign_id`` if every store can keep it, else raise ``InvalidForeignID``."""
+        return check_foreign_id(foreign_id)

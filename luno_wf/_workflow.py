@@ -81,17 +81,20 @@ class Workflow(Generic[T, S]):
             raise WorkflowNotRunning(workflow_name=self.name)
         await self._supervisor.wait_ready()
 
-    async def stop(self) -> None:
-        """Stop every background process and wait for them to exit.
+    async def stop(self, *, timeout: timedelta = timedelta(seconds=30)) -> None:
+        """Stop every background process, letting work in flight finish first.
 
-        Work in flight is cancelled at its next ``await``: a write either happened whole or
+        Processes that are waiting stop at once. A step (or timeout, hook, ...) already
+        running finishes and its write is stored, then its process releases its role, so
+        another process of the fleet takes over at once. Work still running after
+        ``timeout`` is cancelled at its next ``await``: a write either happened whole or
         not at all, and an event whose work was not finished is redelivered to the next
         process that takes the role.
         """
         already = self._stopped
         self._stopped = True
         if self._supervisor is not None and not already:
-            await self._supervisor.stop()
+            await self._supervisor.stop(timeout.total_seconds())
 
     async def __aenter__(self) -> Workflow[T, S]:
         self.run()
@@ -129,13 +132,14 @@ class Workflow(Generic[T, S]):
             initial_value: The object the run starts with (default: ``object_type()``).
             start_at: The status to start in (default: the first starting point).
 
+        It needs no :meth:`run`: a process that only starts runs (a web handler, a script)
+        writes them, and the workers of the fleet move them.
+
         Raises:
-            WorkflowNotRunning: :meth:`run` was not called.
             WorkflowInProgress: The foreign id has an unfinished run.
             UnknownStatus: ``start_at`` is not a status of this workflow, or is terminal.
 
         """
-        self._require_running("trigger")
         return await trigger(self._engine, foreign_id, initial_value, start_at)
 
     async def schedule(
@@ -205,17 +209,21 @@ class Workflow(Generic[T, S]):
         """Request deletion of a finished run's data; the record stays, its object is replaced."""
         await control(self._engine, run_id, RunState.REQUESTED_DATA_DELETED, reason)
 
-    async def callback(self, foreign_id: str, status: S, payload: bytes) -> None:
-        """Deliver ``payload`` to the callbacks of ``status`` for the run of ``foreign_id``.
+    async def callback(
+        self, foreign_id: str, status: S, payload: bytes, *, run_id: str | None = None
+    ) -> None:
+        """Deliver ``payload`` to the callbacks of ``status`` for a run of ``foreign_id``.
+
+        The run is ``run_id`` if given, else the foreign id's latest run.
 
         Raises:
-            CallbackNotAccepted: No callback on that status, or the foreign id's latest run is
-                not waiting in that status (or is paused, cancelled or deleted).
-            RecordNotFound: The foreign id has no run.
+            CallbackNotAccepted: No callback on that status, or the run is not waiting in
+                that status (or is paused, cancelled or deleted).
+            RecordNotFound: The foreign id has no run, or ``run_id`` is not one of its runs.
 
         """
         foreign_id = self._engine.check_foreign_id(foreign_id)
-        await deliver_callback(self._engine, foreign_id, status, payload)
+        await deliver_callback(self._engine, foreign_id, status, payload, run_id)
 
     async def await_status(
         self,

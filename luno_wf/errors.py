@@ -16,6 +16,7 @@ so ``except LookupError`` still catches a missing record::
     │   ├── UnableToCancel
     │   └── UnableToDeleteData
     ├── UnknownStatus(ValueError)
+    ├── InvalidForeignID(ValueError)
     ├── CallbackNotAccepted
     ├── RunFinished
     ├── WorkflowNotRunning(RuntimeError)
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 __all__ = [
     "CallbackNotAccepted",
+    "InvalidForeignID",
     "InvalidRunStateTransition",
     "InvalidTransition",
     "OutboxRecordNotFound",
@@ -138,6 +140,10 @@ class UnableToDeleteData(InvalidRunStateTransition):
 
 class UnknownStatus(WorkflowError, ValueError):
     """Status provided is not configured for workflow."""
+
+
+class InvalidForeignID(WorkflowError, ValueError):
+    """A foreign id that every store cannot keep: empty, blank, too long, or with NUL."""
 
 
 class CallbackNotAccepted(WorkflowError):

@@ -30,6 +30,7 @@ def intake_of(
         clock=engine.clock,
         logger=engine.logger,
         probe=engine.probe(process_name),
+        activity=engine.states.activity(process_name),
         lag=lag,
         lag_alert=lag_alert,
         keep=keep,

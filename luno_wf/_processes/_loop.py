@@ -26,6 +26,7 @@ from typing import Any, Protocol, TypeVar
 import attrs
 
 from .._clock import Clock
+from .._engine import Activity
 from .._event import Event
 from .._metrics import ProcessMetrics, SkipReason
 from ..adapter import Ack, BatchReceiver, EventReceiver
@@ -89,6 +90,8 @@ class Intake:
         lag: Handle an event only once it is this old.
         lag_alert: Warn about events handled later than this after publication.
         keep: Events it rejects are acked and counted as filtered out.
+        activity: The process's activity: the loop marks it waiting while it waits for an
+            event, and returns once it is draining.
 
     """
 
@@ -96,25 +99,32 @@ class Intake:
     clock: Clock
     logger: logging.Logger
     probe: ProcessMetrics
+    activity: Activity
     lag: timedelta = timedelta(0)
     lag_alert: timedelta = timedelta(0)
     keep: Callable[[Any], bool] | None = None
 
 
 async def receive(receiver: Receiver[E], dispatch: Dispatch[E], intake: Intake) -> None:
-    """Receive events forever, passing each one ``intake`` keeps to ``dispatch``."""
+    """Receive events until draining, passing each one ``intake`` keeps to ``dispatch``."""
     clock, lag, lag_alert, keep = intake.clock, intake.lag, intake.lag_alert, intake.keep
-    probe = intake.probe
+    probe, activity = intake.probe, intake.activity
+    # A Prefetching receiver marks the activity itself, around its one blocking call.
+    marks = not isinstance(receiver, Prefetching)
     # The lag alert compares each event with a threshold refreshed every few events rather
     # than reading the clock for each: an alert is at most that many events late.
     alert_before = clock.now() - lag_alert if lag_alert else None
     count = 0
     picked_up = probe.lag_recorder(clock, lag_alert)
-    while True:
+    while not activity.draining:
         ensure_not_cancelled()
+        if marks:
+            activity.waiting = True
         event, ack = await receiver.recv()
         if lag:
+            activity.waiting = True  # the event is not handled yet: stop need not wait
             await clock.sleep_until(event.created_at + lag)
+        activity.waiting = False
         picked_up(event.created_at)
         if alert_before is not None:
             count += 1
@@ -221,7 +231,9 @@ class Prefetching:
         prefetch: Prefetch | None,
         keep: Callable[[Event], bool] | None,
         writes: WriteBatch | None,
+        activity: Activity,
     ) -> None:
+        self._activity = activity
         self._receiver = receiver
         self._prefetch = prefetch
         self._keep = keep
@@ -233,7 +245,9 @@ class Prefetching:
         if not self._ready:
             if self._writes is not None:
                 await self._writes.flush()
+            self._activity.waiting = True
             batch = await self._receiver.recv_many(_BATCH)
+            self._activity.waiting = False
             if self._prefetch is not None:
                 keep = self._keep
                 # Only the events this consumer keeps (its shard's) need their records.

@@ -78,6 +78,13 @@ class Failures:
         try:
             return self._engine.build_run(record)
         except DECODE_ERRORS as err:
+            self._engine.logger.error(
+                "cannot decode the object of run %s [process=%s]: %s: %s",
+                record.run_id,
+                self.process_name,
+                type(err).__name__,
+                err,
+            )
             if await self.pause_if_due(record, err, permanent=True):
                 return None
             raise

@@ -90,7 +90,8 @@ class _StepConsumer:
         if isinstance(receiver, BatchReceiver) and (prefetched or writes.batching):
             fetch = None if prefetched is None else prefetched.fetch
             flushed = writes if writes.batching else None
-            source = Prefetching(receiver, fetch, self.keep, flushed)
+            activity = engine.states.activity(self.name)
+            source = Prefetching(receiver, fetch, self.keep, flushed, activity)
         handler = StepHandler(
             engine,
             self.spec,
@@ -110,6 +111,7 @@ class _StepConsumer:
                 concurrency=opts.concurrency,
                 batch=writes if writes.batching else None,
             )
+            await writes.flush()  # drained: the last results are written before the role goes
         finally:
             writes.discard()  # what a failed flush left: redelivered with the receiver's events
 

@@ -146,11 +146,14 @@ class TimeoutPoller:
     async def run(self, progress: Progress) -> None:
         """Poll until cancelled."""
         engine = self._engine
-        while True:
+        activity = engine.states.activity(self.name)
+        while not activity.draining:
             ensure_not_cancelled()
             await self.poll_once(engine.clock.now())
             progress()
+            activity.waiting = True
             await poll_wait(engine.clock, self._opts.polling_frequency)
+            activity.waiting = False
 
     async def poll_once(self, now: datetime) -> None:
         """Fire every timeout due at ``now`` that is not backed off."""
@@ -230,4 +233,5 @@ class TimeoutPoller:
             record.run_id,
             type(err).__name__,
             err,
+            exc_info=err,
         )
