@@ -17,10 +17,10 @@ __all__ = ["WriteBatch"]
 class WriteBatch:
     """The writes a step consumer has computed but not yet stored, and their events' acks.
 
-    Made per receiver session. Without a ``store`` (the store cannot write many records in
-    one call, or the session handles events concurrently or with a lag) :meth:`put` writes
-    through at once. With one, :meth:`put` queues and :meth:`flush` writes the queue with
-    ``store_many``.
+    Made per receiver session. With a ``store`` (one that writes many records in one call,
+    and a session handling one event at a time with no lag) :meth:`add` queues and
+    :meth:`flush` writes the queue with ``store_many``; without one, handlers
+    :meth:`write` each record at once.
 
     Invariant: a run has at most one pending write, and an event whose step produced a
     pending write is acked only after :meth:`flush` has stored it (or found it stale), so
@@ -53,17 +53,20 @@ class WriteBatch:
         """Whether ``run_id`` has a write waiting."""
         return run_id in self._pending
 
-    async def put(self, record: Record, previous: RunState) -> None:
-        """Write ``record`` (the run was in ``previous``), or queue it when batching.
+    def add(self, record: Record, previous: RunState) -> None:
+        """Queue ``record`` (the run was in ``previous``); only while :attr:`batching`.
 
-        The caller flushes first if the run has a write pending. A write found stale (the
-        run was written elsewhere meanwhile: a pause or cancel from the API, say) is
-        skipped: that other write's own event carries the run on.
+        The caller flushes first if the run has a write pending.
         """
-        if self._store is not None:
-            assert record.run_id not in self._pending, "flush before a second write of a run"
-            self._pending[record.run_id] = (record, previous)
-            return
+        assert record.run_id not in self._pending, "flush before a second write of a run"
+        self._pending[record.run_id] = (record, previous)
+
+    async def write(self, record: Record, previous: RunState) -> None:
+        """Write ``record`` at once (the run was in ``previous``).
+
+        A write found stale (the run was written elsewhere meanwhile: a pause or cancel
+        from the API, say) is skipped: that other write's own event carries the run on.
+        """
         try:
             await self._engine.write(record, previous)
         except StaleRecord:

@@ -62,24 +62,16 @@ class EventLoader:
         self._probe = engine.probe(process_name)
         self._prefetched = prefetched
 
-    async def lookup(self, event: Event) -> Record | None:
-        """The record of the event's run (prefetched if it was), None if there is none."""
-        if self._prefetched is not None:
-            record = self._prefetched.take(event.foreign_id)
-            if record is not None:
-                return record
-        try:
-            return await self._engine.store.lookup(event.foreign_id)
-        except RecordNotFound:
-            self._engine.debug_log("skipping event: record not found", run_id=event.foreign_id)
-            self._probe.skip(SkipReason.RECORD_NOT_FOUND)
-            return None
-
     async def load(self, event: Event) -> Record | None:
         """See the class docstring."""
-        record = await self.lookup(event)
+        record = None if self._prefetched is None else self._prefetched.take(event.foreign_id)
         if record is None:
-            return None
+            try:
+                record = await self._engine.store.lookup(event.foreign_id)
+            except RecordNotFound:
+                self._engine.debug_log("skipping event: record not found", run_id=event.foreign_id)
+                self._probe.skip(SkipReason.RECORD_NOT_FOUND)
+                return None
         raw_version = event.headers.get(Header.RECORD_VERSION)
         # A legacy event without a version is taken at the record's version.
         version = record.meta.version if raw_version is None else int(raw_version)

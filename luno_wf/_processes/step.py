@@ -19,7 +19,7 @@ from ._batch import WriteBatch
 from ._consumer import consumer_process, intake_of
 from ._load import EventLoader, Prefetched
 from ._loop import Prefetching, Receiver, consume
-from ._pausing import Failures
+from ._pausing import DECODE_ERRORS, Failures
 from ._process import LiveProcess, Progress
 from ._update import next_record
 
@@ -145,18 +145,24 @@ class StepHandler:
         self._probe = engine.probe(failures.process_name)
 
     async def __call__(self, event: Event) -> None:
-        if self._writes.pending(event.foreign_id):
-            await self._writes.flush()  # the run's queued write first: this event may follow it
+        writes = self._writes
+        if writes.pending(event.foreign_id):
+            await writes.flush()  # the run's queued write first: this event may follow it
         record = await self._loader.load(event)
         if record is None:
             return
-        run = await self._failures.decode(record)
-        if run is None:
+        try:
+            run = self._engine.build_run(record)
+        except DECODE_ERRORS as err:
+            await self._failures.undecodable(record, err)
             return
         updated = await self.step(record, run)
         if updated is None:
             return
-        await self._writes.put(updated, run.record.run_state)
+        if writes.batching:
+            writes.add(updated, run.record.run_state)  # the batch clears errors once written
+        else:
+            await writes.write(updated, run.record.run_state)
 
     async def step(self, record: Record, run: Run[Any, Any]) -> Record | None:
         """Run the step function; the record to write, None if there is nothing to write."""
