@@ -15,7 +15,7 @@ from ._clock import Clock
 from ._graph import Graph
 from ._options import ExponentialBackoff, Options
 from ._runstate import RunState
-from ._types import AnyFunc, S, T
+from ._types import AnyFunc, OneOrMore, S, T
 from .adapter import ConnectorConstructor, EventStreamer, RecordStore, RoleScheduler, TimeoutStore
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ class Builder(Generic[T, S]):
         self,
         from_status: S,
         fn: StepFunc[T, S],
-        *to: S,
+        *to: *OneOrMore[S],
         parallel_count: int | None = None,
         polling_frequency: timedelta | None = None,
         err_backoff: timedelta | ExponentialBackoff | None = None,
@@ -149,8 +149,9 @@ class Builder(Generic[T, S]):
     ) -> None:
         """Consume runs in ``from_status`` with ``fn``, which returns one of ``to``.
 
-        Only one step may consume a status. Options (keyword-only) override the workflow
-        defaults for this step's consumers; see :class:`luno_wf.Options`.
+        ``to`` is one or more statuses (mypy reports a call without one). Only one step may
+        consume a status. Options (keyword-only) override the workflow defaults for this
+        step's consumers; see :class:`luno_wf.Options`.
         """
         if int(from_status) in self.steps:
             raise ValueError(
@@ -170,10 +171,11 @@ class Builder(Generic[T, S]):
         targets = self._add_edges(from_status, to, "add_step")
         self.steps[int(from_status)] = StepSpec(from_status, fn, targets, options)
 
-    def add_callback(self, from_status: S, fn: CallbackFunc[T, S], *to: S) -> None:
+    def add_callback(self, from_status: S, fn: CallbackFunc[T, S], *to: *OneOrMore[S]) -> None:
         """Let :meth:`Workflow.callback` move runs in ``from_status`` with ``fn``.
 
-        Several callbacks may share a status; they are tried in the order added.
+        ``fn`` returns one of ``to`` (one or more statuses). Several callbacks may share a
+        status; they are tried in the order added.
         """
         _require_async(fn, f"callback function for {from_status!r}")
         targets = self._add_edges(from_status, to, "add_callback")
@@ -186,7 +188,7 @@ class Builder(Generic[T, S]):
         from_status: S,
         timer: TimerFunc[T, S],
         fn: TimeoutFunc[T, S],
-        *to: S,
+        *to: *OneOrMore[S],
         polling_frequency: timedelta | None = None,
         err_backoff: timedelta | ExponentialBackoff | None = None,
         lag_alert: timedelta | None = None,
@@ -196,7 +198,8 @@ class Builder(Generic[T, S]):
     ) -> None:
         """When a run enters ``from_status``, ``timer`` says when ``fn`` should run.
 
-        ``fn`` returns one of ``to``. Timeouts need a timeout store (``build(timeout_store=)``).
+        ``fn`` returns one of ``to`` (one or more statuses). Timeouts need a timeout store
+        (``build(timeout_store=)``).
         ``parallel_count`` and ``lag`` are accepted only to reject them with a clear error.
         """
         if parallel_count not in (None, 0, 1):

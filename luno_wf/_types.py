@@ -16,6 +16,7 @@ __all__ = [
     "CallbackFunc",
     "ConnectorFunc",
     "HookFunc",
+    "OneOrMore",
     "S",
     "StepFunc",
     "T",
@@ -27,6 +28,9 @@ T = TypeVar("T")
 """The type of the object a run carries."""
 S = TypeVar("S", bound=enum.IntEnum)
 """The workflow's status enum."""
+
+OneOrMore: TypeAlias = tuple[S, *tuple[S, ...]]
+"""At least one status: ``*to: *OneOrMore[S]`` makes a call without a destination a type error."""
 
 StepFunc: TypeAlias = "Callable[[Run[T, S]], Awaitable[S]]"
 """A step: receives the run, returns the next status (or a ``Run`` control value)."""

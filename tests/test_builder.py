@@ -51,7 +51,7 @@ def test_status_of_another_enum_is_rejected() -> None:
 def test_step_without_destination_is_rejected() -> None:
     b = Builder("wf", Obj, Status)
     with pytest.raises(ValueError, match="at least one destination"):
-        b.add_step(Status.STARTED, to_middle)
+        b.add_step(Status.STARTED, to_middle)  # type: ignore[call-arg]
 
 
 def test_sync_function_is_rejected() -> None:
@@ -124,3 +124,22 @@ def test_default_starting_point_is_first_starting_node() -> None:
     wf = build(b)
     # MIDDLE was seen first but is the target of STARTED's edge: STARTED is the only start.
     assert wf.default_start is Status.STARTED  # type: ignore[attr-defined]
+
+
+def test_callback_and_timeout_without_destination_are_rejected() -> None:
+    async def confirm(r: Run[Obj, Status], payload: bytes) -> Status:
+        return Status.END
+
+    async def timer(r: Run[Obj, Status], now: object) -> None:
+        return None
+
+    async def fire(r: Run[Obj, Status], now: object) -> Status:
+        return Status.END
+
+    b = Builder("wf", Obj, Status)
+    with pytest.raises(ValueError, match=r"add_callback\(.*at least one destination"):
+        b.add_callback(Status.STARTED, confirm)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match=r"add_timeout\(.*at least one destination"):
+        b.add_timeout(Status.STARTED, timer, fire)  # type: ignore[call-arg]
+    assert not b.callbacks
+    assert not b.timeouts
