@@ -193,19 +193,13 @@ class Builder(Generic[T, S]):
         err_backoff: timedelta | ExponentialBackoff | None = None,
         lag_alert: timedelta | None = None,
         pause_after_err_count: int | None = None,
-        parallel_count: int | None = None,
-        lag: timedelta | None = None,
     ) -> None:
         """When a run enters ``from_status``, ``timer`` says when ``fn`` should run.
 
         ``fn`` returns one of ``to`` (one or more statuses). Timeouts need a timeout store
-        (``build(timeout_store=)``).
-        ``parallel_count`` and ``lag`` are accepted only to reject them with a clear error.
+        (``build(timeout_store=)``). There is no ``parallel_count`` or ``lag`` here: one
+        process fires a status's timeouts, when they are due.
         """
-        if parallel_count not in (None, 0, 1):
-            raise ValueError("Cannot configure parallel timeout")
-        if lag not in (None, timedelta(0)):
-            raise ValueError("Cannot configure lag for timeout")
         _require_async(timer, f"timer function for {from_status!r}")
         _require_async(fn, f"timeout function for {from_status!r}")
         options = Options(
