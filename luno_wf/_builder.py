@@ -5,8 +5,9 @@ from __future__ import annotations
 import enum
 import inspect
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Generic
+from typing import TYPE_CHECKING, Generic
 
 import attrs
 import cattrs
@@ -262,7 +263,7 @@ class Builder(Generic[T, S]):
         converter: cattrs.Converter | None = None,
         default_options: Options | None = None,
         pause_retry: timedelta | None = timedelta(hours=1),
-        custom_delete: Any = None,
+        custom_delete: Callable[[T], Awaitable[T]] | None = None,
         outbox: bool = True,
         logger: logging.Logger | None = None,
         debug: bool = False,
