@@ -22,9 +22,9 @@ import asyncio
 import heapq
 import itertools
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._clock import Clock
 from ._memory.recordstore import MemRecordStore
@@ -34,6 +34,10 @@ from ._runstate import RunState
 from ._types import S, T
 from ._workflow import Workflow
 from .errors import RecordNotFound
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+    from attrs import AttrsInstance
 
 __all__ = [
     "await_timeout_insert",
@@ -209,15 +213,22 @@ async def trigger_callback_on(
     foreign_id: str,
     run_id: str,
     status: S,
-    payload: object,
+    payload: bytes | AttrsInstance | DataclassInstance | Mapping[str, Any] | list[Any],
     *,
     timeout: float = 5.0,
 ) -> None:
     """Wait until the run reaches ``status``, then deliver ``payload`` as a callback.
 
-    ``payload`` is sent as is if it is ``bytes``, else as JSON (through the workflow's
-    converter).
+    ``payload`` is sent as is if it is ``bytes``. An attrs or dataclass instance, a dict or a
+    list is unstructured by the workflow's converter and sent as JSON. A ``str`` is refused
+    with ``TypeError`` (JSON would send it quoted, as a string): pass ``text.encode()`` to
+    send text as is, or the object itself to send it as JSON.
     """
+    if isinstance(payload, str):
+        raise TypeError(
+            f"trigger_callback_on got a str payload {payload!r}: pass bytes to send as is "
+            "(payload.encode()), or the object to send as JSON"
+        )
     await wait_for(
         wf, foreign_id, lambda r: r.run_id == run_id and r.status == status, timeout=timeout
     )
