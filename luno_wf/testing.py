@@ -24,14 +24,14 @@ import itertools
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ._clock import Clock
 from ._memory.recordstore import MemRecordStore
 from ._record import Record
 from ._run import Run, RunStateController
 from ._runstate import RunState
-from ._types import S, T
+from ._types import NoInfer, NoInferStatus, S, T
 from ._workflow import Workflow
 from .errors import RecordNotFound
 
@@ -184,22 +184,24 @@ async def wait_for(
 async def require(
     wf: Workflow[T, S],
     foreign_id: str,
-    status: S,
-    expected_object: T,
+    status: S | NoInferStatus,
+    expected_object: T | NoInfer,
     *,
     timeout: float = 5.0,
 ) -> Run[T, S]:
     """Assert that the foreign id's latest run reaches ``status`` carrying ``expected_object``.
 
     Both objects are compared after a round trip through the workflow's codec, so custom
-    encodings are normalised the same way on both sides.
+    encodings are normalised the same way on both sides. The workflow alone fixes the types
+    (``S | NoInferStatus`` reads as ``S``): mypy reports another object or enum as not the
+    workflow's.
     """
     if not wf.graph.is_valid(int(status)):
         raise AssertionError(
             f'Status provided is not configured for workflow: "{status!r}" (Workflow: {wf.name})'
         )
     run = await wait_for(wf, foreign_id, lambda r: r.status == status, timeout=timeout)
-    expected = wf.codec.decode(wf.codec.encode(expected_object))
+    expected = wf.codec.decode(wf.codec.encode(cast(T, expected_object)))
     if run.object != expected:
         raise AssertionError(
             f"run {run.run_id} of {foreign_id!r} reached {status!r} with object {run.object!r}, "
@@ -212,7 +214,7 @@ async def trigger_callback_on(
     wf: Workflow[T, S],
     foreign_id: str,
     run_id: str,
-    status: S,
+    status: S | NoInferStatus,
     payload: bytes | AttrsInstance | DataclassInstance | Mapping[str, Any] | list[Any],
     *,
     timeout: float = 5.0,
@@ -236,14 +238,14 @@ async def trigger_callback_on(
         data = payload
     else:
         data = json.dumps(wf.codec.converter.unstructure(payload)).encode()
-    await wf.callback(foreign_id, status, data)
+    await wf.callback(foreign_id, cast(S, status), data)
 
 
 async def await_timeout_insert(
     wf: Workflow[T, S],
     foreign_id: str,
     run_id: str,
-    status: S,
+    status: S | NoInferStatus,
     *,
     timeout: float = 5.0,
 ) -> None:
