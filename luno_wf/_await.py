@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
+from ._lookup import lookup_run
 from ._processes._loop import ensure_not_cancelled
 from ._record import Record
 from ._run import Run
@@ -17,6 +19,8 @@ if TYPE_CHECKING:
     from ._workflow import Workflow
 
 __all__ = ["Watch", "await_status"]
+
+R = TypeVar("R")
 
 
 class Watch:
@@ -30,19 +34,24 @@ class Watch:
 
 
 async def await_status(
-    wf: Workflow[T, S], foreign_id: str, run_id: str, status: S, poll_interval: timedelta
+    wf: Workflow[T, S],
+    foreign_id: str,
+    run_id: str,
+    status: S,
+    poll_interval: timedelta,
+    timeout: timedelta | None = None,
 ) -> Run[T, S]:
     """See :meth:`Workflow.await_status`."""
+    if timeout is not None:
+        waiting = await_status(wf, foreign_id, run_id, status, poll_interval)
+        what = f"run {run_id!r} of {foreign_id!r} in workflow {wf.name!r} to reach {status!r}"
+        return await _within(timeout, waiting, what)
     wf.check_foreign_id(foreign_id)
     wf.check_status(status)
     watch = Watch()
     wf.watches.setdefault(run_id, []).append(watch)
     try:
-        record: Record | None = None
-        try:
-            record = await wf.store.lookup(run_id)
-        except RecordNotFound:
-            record = None
+        record: Record | None = await lookup_run(wf.store, wf.name, run_id)
         while True:
             ensure_not_cancelled()
             candidates = [*watch.records] if record is None else [record, *watch.records]
@@ -66,6 +75,18 @@ async def await_status(
         watches.remove(watch)
         if not watches:
             del wf.watches[run_id]
+
+
+async def _within(timeout: timedelta, waiting: Awaitable[R], what: str) -> R:
+    """``await waiting``, raising TimeoutError naming ``what`` after ``timeout`` (real time)."""
+    deadline = asyncio.timeout(timeout.total_seconds())
+    try:
+        async with deadline:
+            return await waiting
+    except TimeoutError:
+        if not deadline.expired():
+            raise
+        raise TimeoutError(f"timed out after {timeout} waiting for {what}") from None
 
 
 def _reached(wf: Workflow[T, S], record: Record, foreign_id: str, status: S) -> Run[T, S] | None:

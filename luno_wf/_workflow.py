@@ -18,6 +18,7 @@ import cattrs
 
 from ._clock import Clock, SystemClock
 from ._converter import Codec
+from ._lookup import lookup_run
 from ._options import Options, Resolved
 from ._outbox import new_uuid4
 from ._record import Meta, Record
@@ -78,6 +79,7 @@ class API(Protocol[T, S]):
         status: S,
         *,
         poll_interval: timedelta = ...,
+        timeout: timedelta | None = ...,
     ) -> Run[T, S]:
         """Wait for a status; see :meth:`Workflow.await_status`."""
         ...
@@ -499,7 +501,7 @@ class Workflow(Generic[T, S]):
 
     async def lookup(self, run_id: str) -> TypedRecord[T, S]:
         """The run ``run_id``; raises :class:`~luno_wf.errors.RecordNotFound`."""
-        return self.typed(await self.store.lookup(run_id))
+        return self.typed(await lookup_run(self.store, self._name, run_id))
 
     async def latest(self, foreign_id: str) -> TypedRecord[T, S]:
         """The newest run of ``foreign_id``; raises :class:`~luno_wf.errors.RecordNotFound`."""
@@ -507,7 +509,7 @@ class Workflow(Generic[T, S]):
         return self.typed(await self.store.latest(self._name, foreign_id))
 
     async def _control(self, run_id: str, target: RunState, reason: str) -> None:
-        record = await self.store.lookup(run_id)
+        record = await lookup_run(self.store, self._name, run_id)
         if record.workflow_name != self._name:
             raise RecordNotFound(
                 f"run belongs to workflow {record.workflow_name!r}",
@@ -556,6 +558,7 @@ class Workflow(Generic[T, S]):
         status: S,
         *,
         poll_interval: timedelta = timedelta(milliseconds=100),
+        timeout: timedelta | None = None,
     ) -> Run[T, S]:
         """Wait until run ``run_id`` is in ``status`` and return it as it was then.
 
@@ -563,16 +566,19 @@ class Workflow(Generic[T, S]):
         that, every write this process makes to the run is seen at once and the store is
         polled every ``poll_interval`` for writes made elsewhere. A status that other
         processes move through faster than the poll interval can be missed; a run's final
-        status never is.
+        status never is. ``timeout`` (real time) bounds the wait; None waits as long as it
+        takes.
 
         Raises:
             RunFinished: The run finished without reaching ``status``.
-            RecordNotFound: ``run_id`` is not a run of ``foreign_id`` in this workflow.
+            RecordNotFound: No run has id ``run_id`` (the message says when it is a foreign
+                id), or it is not a run of ``foreign_id`` in this workflow.
+            TimeoutError: ``timeout`` passed first; the message names the run and status.
 
         """
         from ._await import await_status
 
-        return await await_status(self, foreign_id, run_id, status, poll_interval)
+        return await await_status(self, foreign_id, run_id, status, poll_interval, timeout)
 
     # -- options ------------------------------------------------------------------------
 
