@@ -85,6 +85,21 @@ def _require_async(fn: object, what: str) -> None:
         raise TypeError(f"{what} must be an async function (async def), got {fn!r}")
 
 
+def _check_type_arguments(object_type: object) -> None:
+    """Refuse a generic class without its type arguments: runs could never be decoded."""
+    missing = getattr(object_type, "__parameters__", ())
+    if not (isinstance(missing, tuple) and missing):
+        return
+    name = object_type.__qualname__ if isinstance(object_type, type) else repr(object_type)
+    params = ", ".join(getattr(p, "__name__", repr(p)) for p in missing)
+    raise TypeError(
+        f"object_type {name} is generic but has no type arguments for {params}: pass it "
+        f"with concrete types, as {getattr(object_type, '__name__', name)}"
+        f"[{', '.join('...' for _ in missing)}]; without them a run's object cannot be "
+        "decoded and no run would ever move"
+    )
+
+
 class Builder(Generic[T, S]):
     """Describes a workflow: its statuses, steps, callbacks, timeouts, connectors and hooks.
 
@@ -95,7 +110,8 @@ class Builder(Generic[T, S]):
 
     Args:
         name: The workflow's name; records, topics and roles are named after it.
-        object_type: The class of the object each run carries (anything cattrs can structure).
+        object_type: The class of the object each run carries (anything cattrs can structure);
+            a generic class with its type arguments (``Envelope[Invoice]``, not ``Envelope``).
         status_type: The ``IntEnum`` of statuses. Value 0 is reserved (never a real status).
 
     """
@@ -105,6 +121,7 @@ class Builder(Generic[T, S]):
             raise ValueError(f"workflow name must be a non-empty string, got {name!r}")
         if not (isinstance(status_type, type) and issubclass(status_type, enum.IntEnum)):
             raise TypeError(f"status_type must be an IntEnum subclass, got {status_type!r}")
+        _check_type_arguments(object_type)
         self.name = name
         self.object_type = object_type
         self.status_type = status_type

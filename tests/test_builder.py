@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import enum
 from datetime import timedelta
+from typing import Generic, TypeVar
 
+import attrs
 import pytest
 
 from luno_wf import Builder, Run
@@ -144,3 +146,29 @@ def test_callback_and_timeout_without_destination_are_rejected() -> None:
         b.add_timeout(Status.STARTED, timer, fire)  # type: ignore[call-arg]
     assert not b.callbacks
     assert not b.timeouts
+
+
+P = TypeVar("P")
+Q = TypeVar("Q")
+
+
+@attrs.define
+class Envelope(Generic[P]):
+    payload: P
+
+
+@attrs.define
+class Pair(Generic[P, Q]):
+    first: P
+    second: Q
+
+
+def test_generic_object_type_needs_its_type_arguments() -> None:
+    with pytest.raises(TypeError, match=r"Envelope is generic but has no type arguments for P"):
+        Builder("wf", Envelope, Status)
+    with pytest.raises(TypeError, match=r"Pair is generic .* for P, Q: .* Pair\[\.\.\., \.\.\.\]"):
+        Builder("wf", Pair, Status)
+    with pytest.raises(TypeError, match=r"Envelope\[list\[~Q\]\] is generic .* for Q"):
+        Builder("wf", Envelope[list[Q]], Status)  # type: ignore[valid-type]
+    Builder("wf", Envelope[Obj], Status)
+    Builder("wf", Pair[Obj, int], Status)
