@@ -14,6 +14,10 @@ Build the workflow under test on the in-memory adapters with a :class:`FakeClock
 
 Every waiting helper takes a ``timeout`` (seconds of real time) and fails with
 ``TimeoutError`` naming what it waited for, rather than hanging a test run.
+
+The helpers take their types from ``wf`` alone: read ``S | NoInferStatus`` as ``S`` and
+``T | NoInfer`` as ``T``. So mypy reports a status or object of another type against the
+workflow's ("expected Order"), not as a type parameter it cannot infer.
 """
 
 from __future__ import annotations
@@ -192,9 +196,7 @@ async def require(
     """Assert that the foreign id's latest run reaches ``status`` carrying ``expected_object``.
 
     Both objects are compared after a round trip through the workflow's codec, so custom
-    encodings are normalised the same way on both sides. The workflow alone fixes the types
-    (``S | NoInferStatus`` reads as ``S``): mypy reports another object or enum as not the
-    workflow's.
+    encodings are normalised the same way on both sides.
     """
     if not wf.graph.is_valid(int(status)):
         raise AssertionError(
