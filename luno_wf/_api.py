@@ -38,6 +38,7 @@ class API(Protocol[T, S]):
         status: S,
         *,
         poll_interval: timedelta = ...,
+        timeout: timedelta | None = ...,
     ) -> Run[T, S]:
         """Wait for a status; see :meth:`Workflow.await_status`."""
         ...

@@ -111,6 +111,10 @@ class RunWatches:
     def __init__(self) -> None:
         self._watches: dict[str, list[Watch]] = {}
 
+    def __len__(self) -> int:
+        """How many runs are watched."""
+        return len(self._watches)
+
     @contextlib.contextmanager
     def watch(self, run_id: str) -> Iterator[Watch]:
         """A watch on ``run_id`` for the duration of the block."""

@@ -12,6 +12,7 @@ from croniter import croniter
 from ._await import await_status
 from ._control import control
 from ._engine import Engine
+from ._lookup import lookup_run
 from ._processes import Supervisor, all_processes
 from ._processes.callback import deliver_callback
 from ._processes.schedule import Schedule
@@ -186,7 +187,7 @@ class Workflow(Generic[T, S]):
 
     async def lookup(self, run_id: str) -> TypedRecord[T, S]:
         """The run ``run_id``; raises :class:`~luno_wf.errors.RecordNotFound`."""
-        return self._engine.typed(await self._engine.store.lookup(run_id))
+        return self._engine.typed(await lookup_run(self._engine.store, self.name, run_id))
 
     async def latest(self, foreign_id: str) -> TypedRecord[T, S]:
         """The newest run of ``foreign_id``; raises :class:`~luno_wf.errors.RecordNotFound`."""
@@ -232,6 +233,7 @@ class Workflow(Generic[T, S]):
         status: S,
         *,
         poll_interval: timedelta = timedelta(milliseconds=100),
+        timeout: timedelta | None = None,
     ) -> Run[T, S]:
         """Wait until run ``run_id`` is in ``status`` and return it as it was then.
 
@@ -239,14 +241,17 @@ class Workflow(Generic[T, S]):
         that, every write this process makes to the run is seen at once and the store is
         polled every ``poll_interval`` for writes made elsewhere. A status that other
         processes move through faster than the poll interval can be missed; a run's final
-        status never is.
+        status never is. ``timeout`` (real time) bounds the wait; None waits as long as it
+        takes.
 
         Raises:
             RunFinished: The run finished without reaching ``status``.
-            RecordNotFound: ``run_id`` is not a run of ``foreign_id`` in this workflow.
+            RecordNotFound: No run has id ``run_id`` (the message says when it is a foreign
+                id), or it is not a run of ``foreign_id`` in this workflow.
+            TimeoutError: ``timeout`` passed first; the message names the run and status.
 
         """
-        return await await_status(self._engine, foreign_id, run_id, status, poll_interval)
+        return await await_status(self._engine, foreign_id, run_id, status, poll_interval, timeout)
 
 
 def engine_of(wf: Workflow[T, S]) -> Engine[T, S]:

@@ -18,6 +18,7 @@ from luno_wf.errors import (
     WorkflowError,
     WorkflowNotRunning,
 )
+from luno_wf._workflow import engine_of
 from luno_wf.testing import FakeClock, wait_for
 
 from .support import FAST, Obj, Status, Stores, versions
@@ -93,6 +94,51 @@ async def test_await_status_sees_a_status_reached_before_the_call() -> None:
         assert again.status == Status.END
         with pytest.raises(RecordNotFound):
             await wf.await_status("someone-else", run_id, Status.END)
+
+
+async def test_a_foreign_id_where_the_run_id_goes_is_reported_not_waited_for() -> None:
+    s = Stores()
+    async with s.build(two_steps()) as wf:
+        run_id = await wf.trigger("order-1")
+        await wf.await_status("order-1", run_id, Status.END)
+        swapped = rf"no run has id 'order-1', but it is a foreign id .*latest run is '{run_id}'"
+        with pytest.raises(RecordNotFound, match=swapped):
+            async with asyncio.timeout(5):  # it used to wait for ever
+                await wf.await_status(run_id, "order-1", Status.END)
+        assert len(engine_of(wf).watches) == 0
+        with pytest.raises(RecordNotFound, match=swapped):
+            await wf.pause("order-1", "by foreign id")
+        with pytest.raises(RecordNotFound, match=swapped):
+            await wf.cancel("order-1", "by foreign id")
+        with pytest.raises(RecordNotFound, match=swapped):
+            await wf.delete_data("order-1", "by foreign id")
+        with pytest.raises(RecordNotFound, match=swapped):
+            await wf.lookup("order-1")
+        with pytest.raises(RecordNotFound, match=r"no run has id 'nobody' \(workflow_name="):
+            await wf.await_status("order-1", "nobody", Status.END)
+
+
+async def test_await_status_gives_up_after_its_timeout_naming_the_run_and_status() -> None:
+    gate = asyncio.Event()
+
+    async def held(r: Run[Obj, Status]) -> Status:
+        await gate.wait()
+        return Status.END
+
+    b = Builder("held", Obj, Status)
+    b.add_step(Status.STARTED, held, Status.END)
+    async with Stores().build(b) as wf:
+        run_id = await wf.trigger("f")
+        expected = (
+            rf"timed out after 0:00:00.050000 waiting for run '{run_id}' of 'f' in workflow "
+            r"'held' to reach <Status.END: 3>"
+        )
+        with pytest.raises(TimeoutError, match=expected):
+            await wf.await_status("f", run_id, Status.END, timeout=timedelta(milliseconds=50))
+        assert len(engine_of(wf).watches) == 0
+        gate.set()
+        run = await wf.await_status("f", run_id, Status.END, timeout=timedelta(seconds=5))
+        assert run.status == Status.END
 
 
 async def test_await_status_raises_when_the_run_finishes_elsewhere() -> None:
