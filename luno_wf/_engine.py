@@ -106,31 +106,32 @@ class RunWatches:
     Writes made by other processes are not seen here; waiters also poll the store.
     """
 
-    __slots__ = ("_watches",)
+    __slots__ = ("watched",)
 
     def __init__(self) -> None:
-        self._watches: dict[str, list[Watch]] = {}
+        self.watched: dict[str, list[Watch]] = {}
+        """The watches of each watched run (read by the write path)."""
 
     def __len__(self) -> int:
         """How many runs are watched."""
-        return len(self._watches)
+        return len(self.watched)
 
     @contextlib.contextmanager
     def watch(self, run_id: str) -> Iterator[Watch]:
         """A watch on ``run_id`` for the duration of the block."""
         watch = Watch()
-        self._watches.setdefault(run_id, []).append(watch)
+        self.watched.setdefault(run_id, []).append(watch)
         try:
             yield watch
         finally:
-            watches = self._watches[run_id]
+            watches = self.watched[run_id]
             watches.remove(watch)
             if not watches:
-                del self._watches[run_id]
+                del self.watched[run_id]
 
     def notify(self, record: Record) -> None:
         """Hand ``record``, just written, to the run's watches."""
-        watches = self._watches.get(record.run_id)
+        watches = self.watched.get(record.run_id)
         if watches:
             for watch in watches:
                 watch.records.append(record)
@@ -145,24 +146,24 @@ class OutboxWake:
     once: no row waits for a polling interval when its write was made in this process.
     """
 
-    __slots__ = ("_event",)
+    __slots__ = ("event",)
 
     def __init__(self) -> None:
-        self._event = asyncio.Event()
+        self.event = asyncio.Event()
 
     def set(self) -> None:
         """Note a write."""
-        self._event.set()
+        self.event.set()
 
     def clear(self) -> None:
         """Forget earlier writes (the publisher is about to list the outbox)."""
-        self._event.clear()
+        self.event.clear()
 
     async def wait(self, seconds: float) -> None:
         """Wait for a write, or ``seconds`` (writes made by other processes)."""
         try:
             async with asyncio.timeout(seconds):
-                await self._event.wait()
+                await self.event.wait()
         except TimeoutError:
             pass
 
@@ -287,6 +288,8 @@ class Engine(Generic[T, S]):
         self.errors = ErrorCounter()
         self.watches = RunWatches()
         self.outbox_wake = OutboxWake()
+        self._wake = self.outbox_wake.event
+        self._watched = self.watches.watched
         self.metrics = metrics
         self.states = ProcessStates(definition.name, metrics)
         # workflow_run_state_changes, [previous][current], bumped by written().
@@ -317,11 +320,13 @@ class Engine(Generic[T, S]):
 
     def written(self, record: Record, previous: RunState) -> None:
         """Account for a write the store has taken: errors, metrics, publisher, waiters."""
-        if self.errors and record.run_state not in _ACTIVE:
+        # The hot path of every write: the cheap tests first, no call that can be skipped.
+        if record.run_state not in _ACTIVE and self.errors:
             self.errors.drop_run(record.run_id)
         self._run_state_changes[previous][record.run_state] += 1
-        self.outbox_wake.set()
-        self.watches.notify(record)
+        self._wake.set()
+        if record.run_id in self._watched:
+            self.watches.notify(record)
 
     def controller(self, record: Record) -> RunStateController:
         """A run-state controller writing through this engine."""

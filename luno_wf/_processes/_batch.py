@@ -35,16 +35,13 @@ class WriteBatch:
     ) -> None:
         self._engine = engine
         self._store = store
+        self.batching = store is not None
+        """Whether writes are collected (else each is written at once)."""
         self._process_name = process_name
         self._probe = engine.probe(process_name)
         # Pending writes by run id, in the order queued, with the state each run was in.
         self._pending: dict[str, tuple[Record, RunState]] = {}
         self._acks: list[Ack] = []
-
-    @property
-    def batching(self) -> bool:
-        """Whether writes are collected (else each is written at once)."""
-        return self._store is not None
 
     def __len__(self) -> int:
         return len(self._pending)

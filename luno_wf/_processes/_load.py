@@ -27,16 +27,13 @@ class Prefetched:
 
     def __init__(self, store: BatchLookup) -> None:
         self._store = store
-        self._records: dict[str, Record] = {}
+        self.records: dict[str, Record] = {}
+        """The current batch's records by run id; each is taken (popped) once."""
 
     async def fetch(self, run_ids: list[str]) -> None:
         """Read the records of ``run_ids``, replacing the previous batch's."""
-        self._records.clear()
-        self._records.update(await self._store.lookup_many(run_ids))
-
-    def take(self, run_id: str) -> Record | None:
-        """The prefetched record of ``run_id``, once."""
-        return self._records.pop(run_id, None)
+        self.records.clear()
+        self.records.update(await self._store.lookup_many(run_ids))
 
 
 class EventLoader:
@@ -60,11 +57,12 @@ class EventLoader:
         self._engine = engine
         self._status = status
         self._probe = engine.probe(process_name)
-        self._prefetched = prefetched
+        self._prefetched = None if prefetched is None else prefetched.records
 
     async def load(self, event: Event) -> Record | None:
         """See the class docstring."""
-        record = None if self._prefetched is None else self._prefetched.take(event.foreign_id)
+        prefetched = self._prefetched
+        record = None if prefetched is None else prefetched.pop(event.foreign_id, None)
         if record is None:
             try:
                 record = await self._engine.store.lookup(event.foreign_id)

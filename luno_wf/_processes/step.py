@@ -12,7 +12,6 @@ from .._metrics import SkipReason
 from .._naming import make_role, topic
 from .._options import Resolved
 from .._record import Record
-from .._run import Run
 from ..adapter import BatchLookup, BatchReceiver, BatchStore, EventReceiver
 from ..errors import InvalidTransition, WorkflowError
 from ._batch import WriteBatch
@@ -137,7 +136,7 @@ class StepHandler:
         writes: WriteBatch,
     ) -> None:
         self._engine = engine
-        self._spec = spec
+        self._fn = spec.fn
         self._status = int(spec.from_status)
         self._loader = loader
         self._failures = failures
@@ -156,37 +155,38 @@ class StepHandler:
         except DECODE_ERRORS as err:
             await self._failures.undecodable(record, err)
             return
-        updated = await self.step(record, run)
-        if updated is None:
+        try:
+            result = await self._fn(run)
+        except Exception as err:
+            await self.failed(record, err)
             return
-        if writes.batching:
+        try:
+            updated = next_record(self._engine, self._status, result, run)
+        except InvalidTransition as err:
+            await self.invalid(record, err)
+            return
+        if updated is None:
+            self._probe.skip(SkipReason.NEXT_VALUE_SPECIFIED_SKIP)
+            self._failures.clear(record.run_id)
+        elif writes.batching:
             writes.add(updated, run.record.run_state)  # the batch clears errors once written
         else:
             await writes.write(updated, run.record.run_state)
 
-    async def step(self, record: Record, run: Run[Any, Any]) -> Record | None:
-        """Run the step function; the record to write, None if there is nothing to write."""
-        failures = self._failures
-        try:
-            result = await self._spec.fn(run)
-        except Exception as err:
-            if await failures.pause_if_due(record, err):
-                return None
-            raise WorkflowError(
-                f"consumer error: {type(err).__name__}: {err}",
-                workflow_name=self._engine.name,
-                foreign_id=record.foreign_id,
-                run_id=record.run_id,
-                status=self._status,
-            ) from err
-        try:
-            updated = next_record(self._engine, self._status, result, run)
-        except InvalidTransition as err:
-            self._engine.logger.error("%s", err)
-            if await failures.pause_if_due(record, err, permanent=True):
-                return None
-            raise
-        if updated is None:
-            self._probe.skip(SkipReason.NEXT_VALUE_SPECIFIED_SKIP)
-            failures.clear(record.run_id)
-        return updated
+    async def failed(self, record: Record, err: Exception) -> None:
+        """The step function raised: pause the run if due, else raise (the event retries)."""
+        if await self._failures.pause_if_due(record, err):
+            return
+        raise WorkflowError(
+            f"consumer error: {type(err).__name__}: {err}",
+            workflow_name=self._engine.name,
+            foreign_id=record.foreign_id,
+            run_id=record.run_id,
+            status=self._status,
+        ) from err
+
+    async def invalid(self, record: Record, err: InvalidTransition) -> None:
+        """The step returned a status the graph does not allow: log, pause or raise."""
+        self._engine.logger.error("%s", err)
+        if not await self._failures.pause_if_due(record, err, permanent=True):
+            raise err
