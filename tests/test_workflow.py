@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 
 from luno_wf import Builder, Options, ProcessState, Run, RunState, TypedRecord
+from luno_wf._workflow import engine_of
 from luno_wf.errors import (
     CallbackNotAccepted,
     InvalidForeignID,
@@ -18,7 +19,6 @@ from luno_wf.errors import (
     WorkflowError,
     WorkflowNotRunning,
 )
-from luno_wf._workflow import engine_of
 from luno_wf.testing import FakeClock, wait_for
 
 from .support import FAST, Obj, Status, Stores, versions
