@@ -288,6 +288,7 @@ class Engine(Generic[T, S]):
         self.errors = ErrorCounter()
         self.watches = RunWatches()
         self.outbox_wake = OutboxWake()
+        self._members = definition.members
         self._wake = self.outbox_wake.event
         self._watched = self.watches.watched
         self.metrics = metrics
@@ -337,7 +338,7 @@ class Engine(Generic[T, S]):
     def status_of(self, record: Record) -> S:
         """The record's status as a member of the workflow's enum."""
         try:
-            return self.definition.members[record.status]
+            return self._members[record.status]
         except KeyError:
             raise UnknownStatus(
                 f"stored status {record.status} is not a member of "
