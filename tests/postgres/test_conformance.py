@@ -52,8 +52,8 @@ def schema_factory(
     schema, which is much faster to get than a migration.
     """
     empty = sql.SQL(
-        "TRUNCATE {s}.records, {s}.outbox, {s}.timeouts, {s}.events, {s}.cursors, {s}.claims "
-        "RESTART IDENTITY"
+        "TRUNCATE {s}.records, {s}.outbox, {s}.history, {s}.timeouts, {s}.events, {s}.cursors, "
+        "{s}.claims RESTART IDENTITY"
     ).format(s=sql.Identifier(schema))
 
     @contextlib.asynccontextmanager
