@@ -82,7 +82,12 @@ class TestPostgresRecordStore(RecordStoreContract):
     @pytest.fixture
     def make_store(self, postgres_dsn: str, pg_schema: str) -> RecordStoreFactory:
         return schema_factory(
-            postgres_dsn, pg_schema, lambda pool, s: PostgresRecordStore(pool, schema=s)
+            postgres_dsn,
+            pg_schema,
+            lambda pool, s: PostgresRecordStore(pool, schema=s),
+            # Give back the connections it keeps, before the pool closes: one checked out
+            # when the pool closes stays open until collected.
+            lambda store: store.close(),
         )
 
 
