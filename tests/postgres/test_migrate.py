@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-
 import psycopg
 import pytest
 from luno_wf_postgres import PostgresRecordStore, migrate, migration_statements
