@@ -92,12 +92,12 @@ SELECT count(*) FROM upd""",
     "update_many": """
 WITH input AS (
     SELECT * FROM unnest(
-        %(run_id)s::text[], %(workflow_name)s::text[], %(foreign_id)s::text[],
-        %(run_state)s::integer[], %(status)s::bigint[], %(object)s::bytea[],
-        %(created_at)s::timestamptz[], %(updated_at)s::timestamptz[], %(version)s::bigint[],
-        %(meta)s::text[], %(outbox_id)s::text[], %(data)s::bytea[],
-        %(history)s::boolean[], %(keep_object)s::boolean[], %(scrub)s::boolean[],
-        %(reason)s::text[], %(actor)s::text[], %(error)s::text[], %(trace_id)s::text[]
+        %(run_id)b::text[], %(workflow_name)b::text[], %(foreign_id)b::text[],
+        %(run_state)b::integer[], %(status)b::bigint[], %(object)b::bytea[],
+        %(created_at)b::timestamptz[], %(updated_at)b::timestamptz[], %(version)b::bigint[],
+        %(meta)b::text[], %(outbox_id)b::text[], %(data)b::bytea[],
+        %(history)b::boolean[], %(keep_object)b::boolean[], %(scrub)b::boolean[],
+        %(reason)b::text[], %(actor)b::text[], %(error)b::text[], %(trace_id)b::text[]
     ) WITH ORDINALITY AS i(run_id, workflow_name, foreign_id, run_state, status, object,
                            created_at, updated_at, version, meta, outbox_id, data,
                            history, keep_object, scrub, reason, actor, error, trace_id, ord)
