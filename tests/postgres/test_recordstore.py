@@ -380,3 +380,27 @@ async def test_history_reads_by_primary_key(
     assert "history_pkey" in plan, plan
     assert "Seq Scan" not in plan, plan
     assert [e.version for e in await store.history("r123")] == list(range(1, 11))
+
+
+async def test_prune_skips_entries_a_write_holds(
+    store: PostgresRecordStore, postgres_dsn: str, pg_schema: str
+) -> None:
+    """Pruning does not wait for an entry locked by a transaction: it leaves it for later."""
+    v1 = make_record()
+    v2 = bump(v1, status=2, updated_at=NOW + timedelta(seconds=1))
+    v3 = bump(v2, status=3, updated_at=NOW + timedelta(seconds=2))
+    for record in (v1, v2, v3):
+        await store.store(record)
+    later = NOW + timedelta(hours=1)
+    async with await psycopg.AsyncConnection.connect(postgres_dsn) as holder:
+        await holder.execute(
+            sql.SQL("SELECT 1 FROM {}.history WHERE run_id = %s AND version = 1 FOR UPDATE").format(
+                sql.Identifier(pg_schema)
+            ),
+            (v1.run_id,),
+        )
+        assert await asyncio.wait_for(store.prune_history(later), timeout=5) == 1
+        assert [e.version for e in await store.history(v1.run_id)] == [1, 3]
+        await holder.rollback()
+    assert await store.prune_history(later) == 1
+    assert [e.version for e in await store.history(v1.run_id)] == [3]

@@ -141,6 +141,9 @@ ORDER BY h.version""",
     # One batch of pruning: the next `limit` entries older than `before` in (at, run_id,
     # version) order after the cursor, of which those that are not their run's newest are
     # deleted. Returns how many were looked at and deleted, and the last one (the cursor).
+    # Only the entries to delete are locked, and those a write holds (a data deletion's
+    # scrub) are skipped, not waited for: pruning never waits on a write, so it can never
+    # deadlock with one.
     "prune": """
 WITH batch AS (
     SELECT h.run_id, h.version, h.at FROM {s}.history h
@@ -149,10 +152,13 @@ WITH batch AS (
       AND (%(workflow_name)s::text IS NULL OR h.workflow_name = %(workflow_name)s::text)
     ORDER BY h.at, h.run_id, h.version
     LIMIT %(limit)s
+), doomed AS (
+    SELECT d.run_id, d.version FROM {s}.history d JOIN batch b USING (run_id, version)
+    WHERE EXISTS (SELECT 1 FROM {s}.history n WHERE n.run_id = b.run_id AND n.version > b.version)
+    FOR UPDATE OF d SKIP LOCKED
 ), gone AS (
-    DELETE FROM {s}.history d USING batch b
-    WHERE d.run_id = b.run_id AND d.version = b.version
-      AND EXISTS (SELECT 1 FROM {s}.history n WHERE n.run_id = b.run_id AND n.version > b.version)
+    DELETE FROM {s}.history d USING doomed
+    WHERE d.run_id = doomed.run_id AND d.version = doomed.version
     RETURNING 1
 ), last AS (
     SELECT at, run_id, version FROM batch ORDER BY at DESC, run_id DESC, version DESC LIMIT 1
@@ -498,7 +504,8 @@ class PostgresRecordStore(PoolAdapter):
         Each batch is one statement of its own (a short transaction): it takes the next
         ``batch_size`` entries older than ``before`` in ``at`` order after where the last
         batch stopped, and deletes those that are not their run's newest. So every batch
-        reads only its own entries, however many kept newest entries are older.
+        reads only its own entries, however many kept newest entries are older. Entries
+        a concurrent write holds locked are skipped (a later prune takes them).
 
         Returns:
             How many entries were deleted.
