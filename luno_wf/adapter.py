@@ -220,7 +220,8 @@ class HistoryStore(Protocol):
         """Delete the entries with ``at < before``, but never a run's newest entry.
 
         The entries are deleted ``batch_size`` at a time, each batch in a short transaction
-        of its own, so that pruning never holds locks for long.
+        of its own, so that pruning never holds locks for long. An entry that a concurrent
+        write holds may be left for a later prune rather than waited for.
 
         Args:
             before: Entries older than this go; timezone-aware.
