@@ -25,6 +25,7 @@ from ._filter import filter_by_foreign_id as filter_by_foreign_id
 from ._filter import filter_by_run_state as filter_by_run_state
 from ._filter import filter_by_status as filter_by_status
 from ._filter import matches_filters as matches_filters
+from ._history import HistoryEntry as HistoryEntry
 from ._naming import delete_topic as delete_topic
 from ._naming import make_role as make_role
 from ._naming import run_state_change_topic as run_state_change_topic
@@ -56,6 +57,7 @@ from .adapter import ConnectorConsumer as ConnectorConsumer
 from .adapter import EventReceiver as EventReceiver
 from .adapter import EventSender as EventSender
 from .adapter import EventStreamer as EventStreamer
+from .adapter import HistoryStore as HistoryStore
 from .adapter import OutboxDataLister as OutboxDataLister
 from .adapter import RecordStore as RecordStore
 from .adapter import RoleScheduler as RoleScheduler
@@ -91,6 +93,8 @@ __all__ = [
     "filter_by_status",
     "FilterKind",
     "Header",
+    "HistoryEntry",
+    "HistoryStore",
     "make_outbox_event",
     "make_role",
     "matches_filters",

@@ -10,6 +10,8 @@ luno/workflow's, tightened where noted:
   the next receiver of the same name.
 * :meth:`RoleScheduler.await_role` is an async context manager held for as long as the
   caller works under the role.
+* A record store that keeps history (:class:`HistoryStore`) appends one
+  :class:`HistoryEntry` with every write it makes, in the same transaction.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Protocol, runtime_checkable
 
 from ._event import ConnectorEvent, Event, OutboxEvent
 from ._filter import OrderType, RecordFilter
+from ._history import HistoryEntry
 from ._outbox import OutboxData
 from ._record import Record
 from ._timeoutrecord import TimeoutRecord
@@ -38,6 +41,8 @@ __all__ = [
     "EventReceiver",
     "EventSender",
     "EventStreamer",
+    "HistoryEntry",
+    "HistoryStore",
     "OutboxDataLister",
     "RecordStore",
     "RoleScheduler",
@@ -165,6 +170,71 @@ class BatchOutboxDeleter(Protocol):
 
     async def delete_outbox_events(self, ids: Sequence[str]) -> None:
         """Remove every row of ``ids``; missing ones are ignored."""
+        ...
+
+
+@runtime_checkable
+class HistoryStore(Protocol):
+    """Optional: a record store that keeps the history of every run.
+
+    Every write of a record (:meth:`RecordStore.store`, and each record
+    :meth:`BatchStore.store_many` applies) appends one :class:`HistoryEntry` in the same
+    transaction, keyed by ``(run_id, version)``: an entry exists if and only if the write
+    happened. Refused writes (:class:`~luno_wf.errors.StaleRecord`,
+    :class:`~luno_wf.errors.WorkflowInProgress`, anything rolled back) leave none.
+
+    History is on for every workflow, without object snapshots, until
+    :meth:`configure_history` says otherwise. Writing a record whose run state is
+    :attr:`~luno_wf.RunState.DATA_DELETED` scrubs its run's history in the same
+    transaction: every entry's ``object`` becomes ``None`` and its ``reason`` and
+    ``error`` become empty, so that history never undoes a data deletion.
+    """
+
+    def configure_history(
+        self, workflow_name: str, *, enabled: bool = True, objects: bool = False
+    ) -> None:
+        """Turn history on or off for one workflow's later writes (a plain method).
+
+        Args:
+            workflow_name: The workflow the settings apply to.
+            enabled: Append an entry with every write of the workflow's records.
+            objects: Keep each write's encoded object in its entry (object snapshots).
+
+        """
+        ...
+
+    async def history(self, run_id: str) -> builtins.list[HistoryEntry]:
+        """The run's entries, oldest first (by version).
+
+        Empty if history was off for all of the run's writes (or they were pruned).
+
+        Raises:
+            RecordNotFound: No run has that id.
+
+        """
+        ...
+
+    async def prune_history(
+        self, before: datetime, *, workflow_name: str | None = None, batch_size: int = 1000
+    ) -> int:
+        """Delete the entries with ``at < before``, but never a run's newest entry.
+
+        The entries are deleted ``batch_size`` at a time, each batch in a short transaction
+        of its own, so that pruning never holds locks for long. An entry that a concurrent
+        write holds may be left for a later prune rather than waited for.
+
+        Args:
+            before: Entries older than this go; timezone-aware.
+            workflow_name: Only this workflow's entries (all workflows if ``None``).
+            batch_size: Entries per batch; at least 1.
+
+        Returns:
+            How many entries were deleted.
+
+        Raises:
+            ValueError: ``batch_size`` is below 1, or ``before`` is naive.
+
+        """
         ...
 
 

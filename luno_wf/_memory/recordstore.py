@@ -5,23 +5,41 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import NamedTuple
 
 from .._clock import Clock, SystemClock
 from .._event import OutboxEvent
 from .._filter import OrderType, RecordFilter, matches_filters
+from .._history import HistoryEntry
 from .._outbox import OutboxData, encode_outbox_data, new_outbox_id, outbox_data
-from .._record import Record
+from .._record import Meta, Record
+from .._runstate import RunState
 from ..errors import RecordNotFound, StaleRecord, WorkflowInProgress
 
 __all__ = ["MemRecordStore"]
 
 
+class _Entry(NamedTuple):
+    """A history entry as kept: the written record's parts, built into a HistoryEntry on read."""
+
+    workflow_name: str
+    foreign_id: str
+    status: int
+    run_state: RunState
+    at: datetime
+    meta: Meta
+    object: bytes | None
+    scrubbed: bool  # reason and error read as empty
+
+
 class MemRecordStore:
-    """A :class:`~luno_wf.adapter.RecordStore` held in memory.
+    """A :class:`~luno_wf.adapter.RecordStore` held in memory, keeping runs' history.
 
     It keeps the contract of the durable stores: each :meth:`store` writes the record and
     its outbox row in one step (no ``await`` inside, so nothing interleaves), is a
     compare-and-set on ``meta.version``, and refuses a second unfinished run of a foreign id.
+    As a :class:`~luno_wf.adapter.HistoryStore` it appends a history entry in that same step
+    (history stays in memory until :meth:`prune_history` removes it).
     """
 
     def __init__(self, *, clock: Clock | None = None) -> None:
@@ -32,6 +50,8 @@ class MemRecordStore:
         self._unfinished: dict[tuple[str, str], str] = {}
         self._outbox: dict[str, dict[str, tuple[Record, datetime]]] = {}
         self._outbox_owner: dict[str, str] = {}
+        self._history: dict[str, builtins.list[_Entry]] = {}  # run id -> entries, by version
+        self._history_settings: dict[str, tuple[bool, bool]] = {}  # (enabled, objects)
 
     async def store(self, record: Record) -> None:
         """Insert or compare-and-set update ``record`` and append its outbox row."""
@@ -82,6 +102,27 @@ class MemRecordStore:
         self._outbox.setdefault(record.workflow_name, {})[outbox_id] = (record, self._clock.now())
         self._outbox_owner[outbox_id] = record.workflow_name
 
+        enabled, objects = self._history_settings.get(record.workflow_name, _HISTORY_DEFAULT)
+        deleted = record.run_state == RunState.DATA_DELETED
+        entries = self._history.get(record.run_id)
+        if deleted and entries:
+            entries[:] = [e._replace(object=None, scrubbed=True) for e in entries]
+        if enabled:
+            entry = _Entry(
+                record.workflow_name,
+                record.foreign_id,
+                record.status,
+                record.run_state,
+                record.updated_at,
+                record.meta,
+                record.object if objects and not deleted else None,
+                deleted,
+            )
+            if entries is None:
+                self._history[record.run_id] = [entry]
+            else:
+                entries.append(entry)
+
     async def store_many(self, records: Sequence[Record]) -> builtins.list[Exception | None]:
         """Store each record as :meth:`store` would; ``None`` or the refusal for each."""
         _distinct(records)
@@ -94,6 +135,66 @@ class MemRecordStore:
             else:
                 outcomes.append(None)
         return outcomes
+
+    def configure_history(
+        self, workflow_name: str, *, enabled: bool = True, objects: bool = False
+    ) -> None:
+        """Turn history, and object snapshots in it, on or off for the workflow's writes."""
+        self._history_settings[workflow_name] = (enabled, objects)
+
+    async def history(self, run_id: str) -> builtins.list[HistoryEntry]:
+        """The run's history entries, oldest first.
+
+        Raises:
+            RecordNotFound: No run has that id.
+
+        """
+        if run_id not in self._records:
+            raise RecordNotFound(run_id=run_id)
+        return [
+            HistoryEntry(
+                workflow_name=e.workflow_name,
+                foreign_id=e.foreign_id,
+                run_id=run_id,
+                version=e.meta.version,
+                status=e.status,
+                run_state=e.run_state,
+                reason="" if e.scrubbed else e.meta.run_state_reason,
+                actor=e.meta.actor,
+                at=e.at,
+                error="" if e.scrubbed else e.meta.error,
+                trace_id=e.meta.trace_id,
+                object=e.object,
+            )
+            for e in self._history.get(run_id, ())
+        ]
+
+    async def prune_history(
+        self, before: datetime, *, workflow_name: str | None = None, batch_size: int = 1000
+    ) -> int:
+        """Delete entries with ``at < before``, except each run's newest; how many went.
+
+        Raises:
+            ValueError: ``batch_size`` is below 1, or ``before`` is naive.
+
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if before.tzinfo is None or before.utcoffset() is None:
+            raise ValueError(f"before must be timezone-aware, got naive {before!r}")
+        deleted = 0
+        for entries in self._history.values():
+            newest = entries[-1]
+            kept = [
+                e
+                for e in entries
+                if e is newest
+                or e.at >= before
+                or (workflow_name is not None and e.workflow_name != workflow_name)
+            ]
+            deleted += len(entries) - len(kept)
+            entries[:] = kept
+        return deleted
 
     async def lookup(self, run_id: str) -> Record:
         """The record of ``run_id``."""
@@ -196,6 +297,9 @@ class MemRecordStore:
             owner = self._outbox_owner.pop(id, None)
             if owner is not None:
                 del self._outbox[owner][id]
+
+
+_HISTORY_DEFAULT = (True, False)  # history on, without object snapshots
 
 
 def _distinct(records: Sequence[Record]) -> None:

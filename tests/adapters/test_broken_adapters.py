@@ -59,6 +59,13 @@ DEFECTS = [
         frozenset({"test_latest_is_newest_created", "test_stateful_agrees_with_reference"}),
     ),
     Defect(
+        "history entry of a refused write",
+        "RecordStoreContract",
+        "make_store",
+        "factory_of(broken.HistoryOfRefusedWrites)",
+        frozenset({"test_history_none_for_refused_writes", "test_stateful_agrees_with_reference"}),
+    ),
+    Defect(
         "lost un-acked event",
         "EventStreamerContract",
         "make_streamer",

@@ -52,8 +52,8 @@ def schema_factory(
     schema, which is much faster to get than a migration.
     """
     empty = sql.SQL(
-        "TRUNCATE {s}.records, {s}.outbox, {s}.timeouts, {s}.events, {s}.cursors, {s}.claims "
-        "RESTART IDENTITY"
+        "TRUNCATE {s}.records, {s}.outbox, {s}.history, {s}.timeouts, {s}.events, {s}.cursors, "
+        "{s}.claims RESTART IDENTITY"
     ).format(s=sql.Identifier(schema))
 
     @contextlib.asynccontextmanager
@@ -82,7 +82,12 @@ class TestPostgresRecordStore(RecordStoreContract):
     @pytest.fixture
     def make_store(self, postgres_dsn: str, pg_schema: str) -> RecordStoreFactory:
         return schema_factory(
-            postgres_dsn, pg_schema, lambda pool, s: PostgresRecordStore(pool, schema=s)
+            postgres_dsn,
+            pg_schema,
+            lambda pool, s: PostgresRecordStore(pool, schema=s),
+            # Give back the connections it keeps, before the pool closes: one checked out
+            # when the pool closes stays open until collected.
+            lambda store: store.close(),
         )
 
 

@@ -84,6 +84,26 @@ _STATEMENTS: tuple[str, ...] = (
     created_at    timestamptz NOT NULL
 )""",
     "CREATE INDEX IF NOT EXISTS outbox_by_workflow ON {s}.outbox (workflow_name, seq)",
+    # One entry per write of a record, written by the same statement. `at` is the record's
+    # updated_at; `object` is NULL unless the workflow keeps object snapshots.
+    """CREATE TABLE IF NOT EXISTS {s}.history (
+    run_id        text        NOT NULL,
+    version       bigint      NOT NULL,
+    workflow_name text        NOT NULL,
+    foreign_id    text        NOT NULL,
+    status        bigint      NOT NULL,
+    run_state     integer     NOT NULL,
+    reason        text        NOT NULL,
+    actor         text        NOT NULL,
+    at            timestamptz NOT NULL,
+    error         text        NOT NULL,
+    trace_id      text        NOT NULL,
+    object        bytea,
+    PRIMARY KEY (run_id, version)
+)""",
+    # Pruning walks old entries in `at` order. Entries arrive in roughly increasing `at`,
+    # so inserts land on the index's rightmost page.
+    "CREATE INDEX IF NOT EXISTS history_by_at ON {s}.history (at)",
     # Cancelled rows are kept (flagged) so that a repeated create of the same
     # (run_id, status, timer, version) stays ignored, as the contract requires.
     """CREATE TABLE IF NOT EXISTS {s}.timeouts (
