@@ -26,6 +26,8 @@ from ._filter import filter_by_run_state as filter_by_run_state
 from ._filter import filter_by_status as filter_by_status
 from ._filter import matches_filters as matches_filters
 from ._history import HistoryEntry as HistoryEntry
+from ._ids import MAX_FOREIGN_ID_LENGTH as MAX_FOREIGN_ID_LENGTH
+from ._ids import check_foreign_id as check_foreign_id
 from ._naming import delete_topic as delete_topic
 from ._naming import make_role as make_role
 from ._naming import run_state_change_topic as run_state_change_topic
@@ -72,6 +74,7 @@ __all__ = [
     "BatchSender",
     "BatchStore",
     "Builder",
+    "check_foreign_id",
     "Clock",
     "ConnectorConstructor",
     "ConnectorConsumer",
@@ -98,6 +101,7 @@ __all__ = [
     "make_outbox_event",
     "make_role",
     "matches_filters",
+    "MAX_FOREIGN_ID_LENGTH",
     "Meta",
     "Options",
     "OrderType",

@@ -45,7 +45,7 @@ from luno_wf import (
     filter_by_status,
     make_outbox_event,
 )
-from luno_wf.errors import RecordNotFound, StaleRecord, WorkflowInProgress
+from luno_wf.errors import InvalidForeignID, RecordNotFound, StaleRecord, WorkflowInProgress
 
 from ._shared import Status, assert_record_equal, bump, dummy_wire_record, utcnow
 from .factory import RecordStoreFactory
@@ -448,6 +448,22 @@ class RecordStoreContract(StatefulCases):
         assert_record_equal(await store.lookup(v1.run_id), v2)
         assert (await store.lookup(v1.run_id)).meta.version == 2
         assert len(await _outbox(store)) == 2, "a refused store wrote an outbox row"
+
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_foreign_id_rule(self, store: RecordStore) -> None:
+        """A new run whose foreign id breaks the core's rule is refused, and nothing written.
+
+        Every store keeps the same foreign ids (``luno_wf.check_foreign_id``): 1 to 255
+        characters, not only whitespace, no NUL.
+        """
+        for bad in ("", "   ", "x" * 256, "a\x00b"):
+            with pytest.raises(InvalidForeignID):
+                await store.store(attrs.evolve(dummy_wire_record(WF), foreign_id=bad))
+        assert len(await _outbox(store)) == 0, "a refused store wrote an outbox row"
+        longest = attrs.evolve(dummy_wire_record(WF), foreign_id="é" * 255)
+        await store.store(longest)
+        assert (await store.lookup(longest.run_id)).foreign_id == "é" * 255
 
     @pytest.mark.conformance_extension
     @pytest.mark.asyncio

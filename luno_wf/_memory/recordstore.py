@@ -11,6 +11,7 @@ from .._clock import Clock, SystemClock
 from .._event import OutboxEvent
 from .._filter import OrderType, RecordFilter, matches_filters
 from .._history import HistoryEntry
+from .._ids import check_foreign_id
 from .._outbox import OutboxData, encode_outbox_data, new_outbox_id, outbox_data
 from .._record import Meta, Record
 from .._runstate import RunState
@@ -61,29 +62,7 @@ class MemRecordStore:
         key = (record.workflow_name, record.foreign_id)
         existing = self._records.get(record.run_id)
         holder = self._unfinished.get(key)
-        if existing is None:
-            if holder is not None and not record.run_state.finished():
-                raise WorkflowInProgress(
-                    workflow_name=record.workflow_name,
-                    foreign_id=record.foreign_id,
-                    run_id=holder,
-                )
-        else:
-            if existing.meta.version != record.meta.version - 1:
-                raise StaleRecord(
-                    f"expected stored version {record.meta.version - 1}, "
-                    f"found {existing.meta.version}",
-                    workflow_name=record.workflow_name,
-                    foreign_id=record.foreign_id,
-                    run_id=record.run_id,
-                )
-            if holder not in (None, record.run_id) and not record.run_state.finished():
-                raise WorkflowInProgress(
-                    workflow_name=record.workflow_name,
-                    foreign_id=record.foreign_id,
-                    run_id=holder,
-                )
-
+        self._check(record, existing, holder)
         if existing is None:
             self._seq[record.run_id] = len(self._seq)
             newest = self._records.get(self._latest.get(key, ""))
@@ -101,7 +80,28 @@ class MemRecordStore:
         outbox_id = new_outbox_id()
         self._outbox.setdefault(record.workflow_name, {})[outbox_id] = (record, self._clock.now())
         self._outbox_owner[outbox_id] = record.workflow_name
+        self._append_history(record)
 
+    @staticmethod
+    def _check(record: Record, existing: Record | None, holder: str | None) -> None:
+        """Raise if ``record`` may not be written (the compare-and-set and one unfinished run)."""
+        if existing is None:
+            check_foreign_id(record.foreign_id)
+        elif existing.meta.version != record.meta.version - 1:
+            raise StaleRecord(
+                f"expected stored version {record.meta.version - 1}, found {existing.meta.version}",
+                workflow_name=record.workflow_name,
+                foreign_id=record.foreign_id,
+                run_id=record.run_id,
+            )
+        if holder not in (None, record.run_id) and not record.run_state.finished():
+            raise WorkflowInProgress(
+                workflow_name=record.workflow_name,
+                foreign_id=record.foreign_id,
+                run_id=holder,
+            )
+
+    def _append_history(self, record: Record) -> None:
         enabled, objects = self._history_settings.get(record.workflow_name, _HISTORY_DEFAULT)
         deleted = record.run_state == RunState.DATA_DELETED
         entries = self._history.get(record.run_id)

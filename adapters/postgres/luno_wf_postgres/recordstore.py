@@ -21,6 +21,7 @@ from luno_wf import (
     RecordFilter,
     RunState,
     SystemClock,
+    check_foreign_id,
     make_outbox_event,
 )
 from luno_wf._filter import fold_filters
@@ -341,8 +342,11 @@ class PostgresRecordStore(PoolAdapter):
             StaleRecord: The run exists with a version other than ``meta.version - 1``.
             WorkflowInProgress: The write would leave two unfinished runs of the foreign id.
             ValueError: A timestamp of the record is naive.
+            InvalidForeignID: A new run's foreign id breaks the rule every store keeps.
 
         """
+        if record.meta.version <= 1:
+            check_foreign_id(record.foreign_id)  # the same rule as every store's
         params = _write_params(record, self._history_settings.get(record.workflow_name, _HISTORY))
         params["prev_version"] = record.meta.version - 1
         params["outbox_created_at"] = self._clock.now()
