@@ -30,6 +30,7 @@ from luno_wf import (
     Record,
     RecordFilter,
     RunState,
+    check_foreign_id,
     make_outbox_event,
 )
 from luno_wf.errors import RecordNotFound, StaleRecord, WorkflowInProgress
@@ -178,6 +179,8 @@ class SqliteRecordStore:
         return self._db
 
     async def store(self, record: Record) -> None:
+        if record.meta.version <= 1:
+            check_foreign_id(record.foreign_id)  # the rule every store keeps
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
