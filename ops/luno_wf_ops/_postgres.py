@@ -11,12 +11,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from psycopg import sql
-
-from luno_wf import Record, RunState, decode_outbox_data
 from luno_wf_postgres import PostgresRecordStore
 from luno_wf_postgres._pool import AutocommitConnections
 from luno_wf_postgres._schema import Statements
+from psycopg import sql
+
+from luno_wf import Record, RunState, decode_outbox_data
 
 from ._criteria import Criteria
 from ._model import OutboxStat

@@ -184,4 +184,3 @@ class ScanSource:
     async def timeouts(self, record: Record) -> list[tuple[int, datetime]] | None:
         """See :meth:`RunSource.timeouts`: a record store alone cannot tell."""
         return None
-

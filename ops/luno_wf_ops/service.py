@@ -9,10 +9,10 @@ from types import TracebackType
 from typing import Any
 
 import attrs
+from luno_wf_postgres import PostgresRecordStore
 
 from luno_wf import Clock, Record, RecordStore, RunState, SystemClock, Workflow
 from luno_wf.errors import WorkflowError
-from luno_wf_postgres import PostgresRecordStore
 
 from ._actions import actor_of, move
 from ._catalog import Catalog, LoadedWorkflow
@@ -81,7 +81,8 @@ class OpsService:
         cls, dsn: str, *, schema: str = "luno_wf", workflows: Iterable[Workflow[Any, Any]] = ()
     ) -> OpsService:
         """A service on a PostgreSQL database (closed by :meth:`close`)."""
-        store = PostgresRecordStore(dsn, schema=schema, pool_kwargs={"min_size": 1, "max_size": 4})
+        pool = {"min_size": 1, "max_size": 4, "kwargs": {"connect_timeout": 10}}
+        store = PostgresRecordStore(dsn, schema=schema, pool_kwargs=pool)
         return cls(store, workflows=workflows, owns_store=True)
 
     async def close(self) -> None:

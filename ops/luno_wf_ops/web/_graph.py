@@ -71,7 +71,10 @@ def _edge(start: tuple[float, float], end: tuple[float, float], width: float) ->
     if x2 > x1:  # forward: right side to left side
         ax, ay, bx, by = x1 + width, y1 + _NODE_H / 2, x2, y2 + _NODE_H / 2
         bend = (bx - ax) / 2
-        path = f"M{ax:.0f},{ay:.0f} C{ax + bend:.0f},{ay:.0f} {bx - bend:.0f},{by:.0f} {bx:.0f},{by:.0f}"
+        path = (
+            f"M{ax:.0f},{ay:.0f} "
+            f"C{ax + bend:.0f},{ay:.0f} {bx - bend:.0f},{by:.0f} {bx:.0f},{by:.0f}"
+        )
     else:  # back or sideways: below the boxes
         ax, ay = x1 + width / 2, y1 + _NODE_H
         bx, by = x2 + width / 2, y2 + _NODE_H
@@ -134,7 +137,9 @@ def status_graph_svg(
     ]
     parts += [_edge(positions[a], positions[b], width) for a, b in loaded.edges()]
     parts += [
-        _node(loaded, value, name, positions[value], width, counts.get(value, NodeCounts()), runs_url)
+        _node(
+            loaded, value, name, positions[value], width, counts.get(value, NodeCounts()), runs_url
+        )
         for value, name in statuses
     ]
     parts.append("</svg>")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from starlette.datastructures import ImmutableMultiDict, QueryParams
 
 from .._model import RunQuery, parse_run_state
+from .._parsing import parse_moment
 
-__all__ = ["FILTER_KEYS", "parse_moment", "query_from"]
+__all__ = ["FILTER_KEYS", "query_from"]
 
 FILTER_KEYS = (
     "workflow",
@@ -20,20 +21,6 @@ FILTER_KEYS = (
     "updated_after",
     "updated_before",
 )
-
-
-def parse_moment(text: str, name: str) -> datetime:
-    """An ISO 8601 time (a browser's ``datetime-local`` value too); naive means UTC.
-
-    Raises:
-        ValueError: Not a time.
-
-    """
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(f"{name}: {text!r} is not a time like 2024-05-01T12:00") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def query_from(params: QueryParams | ImmutableMultiDict[str, str]) -> RunQuery:

@@ -62,8 +62,11 @@ class Settings:
 
 
 class Views:
-    """The pages. Links are made from the mount point (``root_path``), so the app works
-    mounted at any prefix."""
+    """The pages and form handlers.
+
+    Links are made from the mount point (``root_path``), so the app works mounted at any
+    prefix.
+    """
 
     def __init__(self, service: OpsService, env: Environment, settings: Settings) -> None:
         self.service = service
@@ -151,9 +154,7 @@ class Views:
             return RedirectResponse(url, status_code=303)
         try:
             query = query_from(params)
-            page = await self.service.list_runs(
-                query, cursor=params.get("cursor"), limit=PAGE_SIZE
-            )
+            page = await self.service.list_runs(query, cursor=params.get("cursor"), limit=PAGE_SIZE)
         except ValueError as error:
             return self.error(request, 400, one_line(error))
         filters = query.to_params()
@@ -290,7 +291,11 @@ class Views:
         except (OpsError, ValueError) as error:
             return self.error(request, 409, one_line(error))
         return self.render(
-            request, "bulk_done.html", verb=verb, result=result, filters=urlencode(query.to_params())
+            request,
+            "bulk_done.html",
+            verb=verb,
+            result=result,
+            filters=urlencode(query.to_params()),
         )
 
     async def workflows(self, request: Request) -> Response:
@@ -337,4 +342,3 @@ def _duration(delta: timedelta) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
-
