@@ -117,7 +117,11 @@ def history(settings: Settings, run_id: str, follow: bool, interval: float) -> N
     view = execute(settings, lambda s: s.history(run_id))
     if not view.available:
         click.echo(f"luno-wf: note: {view.note}", err=True)
-    settings.output.rows([item.to_json() for item in view.items], HISTORY_COLUMNS)
+        if settings.output.human:
+            return
+    settings.output.rows(
+        [item.to_json() for item in view.items], HISTORY_COLUMNS, empty="No history entries."
+    )
 
 
 async def _follow(settings: Settings, service: OpsService, run_id: str, interval: float) -> None:
