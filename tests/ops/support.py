@@ -84,14 +84,14 @@ async def put(store: RecordStore, *records: Record) -> list[Record]:
     return list(records)
 
 
-async def seed(store: RecordStore, count: int = 6) -> list[Record]:
+async def seed(store: RecordStore, count: int = 6, prefix: str = "order") -> list[Record]:
     """``count`` runs, one minute apart: even ones awaiting payment, odd ones paused at PAID."""
     runs = []
     for i in range(count):
         paused = i % 2 == 1
         runs.append(
             record(
-                f"order-{i}",
+                f"{prefix}-{i}",
                 OrderStatus.PAID if paused else OrderStatus.AWAITING_PAYMENT,
                 RunState.PAUSED if paused else RunState.RUNNING,
                 created_at=T0 + timedelta(minutes=i),

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from luno_wf import RecordStore, Workflow
@@ -42,6 +42,21 @@ def _when(moment: datetime | None) -> str:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return PlainTextResponse(f"{exc.status_code}: {exc.detail}", status_code=exc.status_code)
+
+
+def _routes(views: Views) -> list[BaseRoute]:
+    return [
+        Route("/", views.overview, name="overview"),
+        Route("/runs", views.runs, name="runs"),
+        Route("/runs/bulk/{verb}", views.bulk_confirm, methods=["GET"], name="bulk"),
+        Route("/runs/bulk/{verb}", views.bulk_apply, methods=["POST"]),
+        Route("/runs/{run_id}", views.run, name="run"),
+        Route("/runs/{run_id}/history", views.history, name="history"),
+        Route("/runs/{run_id}/{verb}", views.act, methods=["POST"], name="act"),
+        Route("/workflows", views.workflows, name="workflows"),
+        Route("/workflows/{name}", views.workflow, name="workflow"),
+        Mount("/static", StaticFiles(packages=[("luno_wf_ops", "static")]), name="static"),
+    ]
 
 
 def create_app(
@@ -88,18 +103,7 @@ def create_app(
             title=title,
         ),
     )
-    routes = [
-        Route("/", views.overview, name="overview"),
-        Route("/runs", views.runs, name="runs"),
-        Route("/runs/bulk/{verb}", views.bulk_confirm, methods=["GET"], name="bulk"),
-        Route("/runs/bulk/{verb}", views.bulk_apply, methods=["POST"]),
-        Route("/runs/{run_id}", views.run, name="run"),
-        Route("/runs/{run_id}/history", views.history, name="history"),
-        Route("/runs/{run_id}/{verb}", views.act, methods=["POST"], name="act"),
-        Route("/workflows", views.workflows, name="workflows"),
-        Route("/workflows/{name}", views.workflow, name="workflow"),
-        Mount("/static", StaticFiles(packages=[("luno_wf_ops", "static")]), name="static"),
-    ]
+    routes = _routes(views)
     app = Starlette(
         routes=routes,
         middleware=[Middleware(SecurityHeaders)],
