@@ -81,12 +81,12 @@ async def move(
                 raise
             continue
         AUDIT.info(
-            "%s %s run %s (%s/%s) to version %d: %s",
+            "%s: run %s (%s/%s) %s, version %d: %s",
             actor,
-            verb.past,
             run_id,
             stored.workflow_name,
             stored.foreign_id,
+            verb.past,
             stored.meta.version,
             reason or "(no reason given)",
         )

@@ -70,10 +70,6 @@ def _item(entry: Any, loaded: LoadedWorkflow | None, description: str) -> Histor
     )
 
 
-def _descriptions(record: Record) -> str:
-    return record.meta.status_description
-
-
 async def read_history(store: RecordStore, catalog: Catalog, record: Record) -> HistoryView:
     """The run's history from the store's capability, else the workflow's, else a note."""
     loaded = catalog.get(record.workflow_name)
@@ -90,7 +86,7 @@ async def read_history(store: RecordStore, catalog: Catalog, record: Record) -> 
     items = []
     for entry in entries:
         same = int(getattr(entry, "status", -1)) == record.status
-        items.append(_item(entry, loaded, _descriptions(record) if same else ""))
+        items.append(_item(entry, loaded, record.meta.status_description if same else ""))
     return HistoryView(available=True, items=items)
 
 

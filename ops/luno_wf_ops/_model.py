@@ -81,7 +81,7 @@ class Verb(enum.Enum):
 
     @property
     def past(self) -> str:
-        """The action in the past tense, for messages: ``"paused"``."""
+        """What the action did, for messages: ``"paused"``, ``"data deletion requested"``."""
         return _PAST[self]
 
     @property
@@ -120,7 +120,7 @@ _PAST = {
     Verb.PAUSE: "paused",
     Verb.RESUME: "resumed",
     Verb.CANCEL: "cancelled",
-    Verb.DELETE_DATA: "requested data deletion of",
+    Verb.DELETE_DATA: "data deletion requested",
 }
 
 

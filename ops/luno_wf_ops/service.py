@@ -159,12 +159,16 @@ class OpsService:
         ]
         return sorted(counts, key=lambda c: (c.workflow_name, c.status, c.run_state))
 
-    async def stuck(self, older_than: timedelta, *, limit: int = 10) -> tuple[int, Page]:
-        """Runs initiated or running but not written for ``older_than``: how many, the newest."""
-        query = RunQuery(
+    def stuck_query(self, older_than: timedelta) -> RunQuery:
+        """The runs initiated or running but not written for ``older_than``."""
+        return RunQuery(
             run_states=(RunState.INITIATED, RunState.RUNNING),
             updated_before=self.clock.now() - older_than,
         )
+
+    async def stuck(self, older_than: timedelta, *, limit: int = 10) -> tuple[int, Page]:
+        """Runs initiated or running but not written for ``older_than``: how many, the newest."""
+        query = self.stuck_query(older_than)
         return await self.count_runs(query), await self.list_runs(query, limit=limit)
 
     async def record(self, run_id: str) -> Record:

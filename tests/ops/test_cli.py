@@ -138,7 +138,7 @@ def test_actions_and_a_refused_transition(db: Db) -> None:
     assert "refused" in line and "Paused" in line
     text = db.run("resume", run.run_id)
     assert text.exit_code == 0
-    assert text.stdout.startswith(f"resumed run {run.run_id} (orders/order-1): RUNNING")
+    assert text.stdout.startswith(f"run {run.run_id} (orders/order-1) resumed: now RUNNING")
     one_line_error(db.run("cancel", run.run_id), EXIT.USAGE)  # no --reason
     assert db.json("cancel", run.run_id, "--reason", "asked")["run_state"] == "CANCELLED"
     deleted = db.json("delete-data", run.run_id, "--reason", "GDPR")

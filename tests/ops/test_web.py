@@ -188,7 +188,7 @@ def test_bulk_action_confirms_the_count_then_applies(
     changed = client.post(f"{PREFIX}/runs/bulk/resume", data=form)
     assert changed.status_code == 409 and "confirm again" in changed.text
     done = client.post(f"{PREFIX}/runs/bulk/resume", data={**form, "expected": "2"})
-    assert done.status_code == 200 and "2 runs resumed" in done.text
+    assert done.status_code == 200 and "Resumed: 2 runs" in done.text
     assert client.get(f"{PREFIX}/runs/bulk/pause").status_code == 400  # no filter
 
 

@@ -21,8 +21,8 @@ def _single(settings: Settings, verb: Verb, run_id: str, reason: str) -> None:
     row = result.row
     settings.output.item(
         result.to_json(),
-        f"{verb.past} run {row.run_id} ({row.workflow_name}/{row.foreign_id}): "
-        f"{row.run_state.name} at {row.status_name}, version {row.version}",
+        f"run {row.run_id} ({row.workflow_name}/{row.foreign_id}) {verb.past}: "
+        f"now {row.run_state.name} at {row.status_name}, version {row.version}",
     )
 
 
@@ -31,7 +31,7 @@ def _preview(settings: Settings, verb: Verb, query: RunQuery) -> None:
     others = preview.matched - preview.eligible
     settings.output.item(
         preview.to_json(),
-        f"would {verb.value} {preview.eligible} of {preview.matched} matching runs"
+        f"would {verb.label.lower()} {preview.eligible} of {preview.matched} matching runs"
         + (f" ({others} in a run state that does not allow it)" if others else "")
         + "; run again with --yes instead of --dry-run to do it",
     )
@@ -42,7 +42,7 @@ def _bulk(settings: Settings, verb: Verb, query: RunQuery, reason: str) -> None:
         settings,
         lambda s: s.act_bulk(query, verb, reason=reason, operator=settings.operator),
     )
-    text = f"{verb.past} {len(result.done)} runs"
+    text = f"{verb.past}: {len(result.done)} runs"
     if result.failed:
         text += f"; {len(result.failed)} refused:\n" + "\n".join(
             f"  {run_id}: {why}" for run_id, why in result.failed.items()

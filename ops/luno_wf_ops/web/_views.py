@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 
 import attrs
 from jinja2 import Environment
+from starlette.datastructures import ImmutableMultiDict
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -128,10 +129,7 @@ class Views:
                     paused = c.count if c.run_state == RunState.PAUSED else 0
                     nodes[c.status] = NodeCounts(n.total + c.count, n.paused + paused)
             graphs.append((loaded.name, status_graph_svg(loaded, nodes, f"{base}/runs")))
-        stuck_query = RunQuery(
-            run_states=(RunState.INITIATED, RunState.RUNNING),
-            updated_before=self.service.clock.now() - self.settings.stuck_after,
-        )
+        stuck_query = self.service.stuck_query(self.settings.stuck_after)
         return self.render(
             request,
             "overview.html",
@@ -277,7 +275,9 @@ class Views:
         form = await request.form()
         check_csrf(request, form)
         try:
-            query = query_from(form)  # type: ignore[arg-type]
+            query = query_from(
+                ImmutableMultiDict([(k, v) for k, v in form.multi_items() if isinstance(v, str)])
+            )
             expected = int(str(form.get("expected", "0")))
             if query.is_empty():
                 raise ValueError("a bulk action needs at least one filter")
