@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 import attrs
 
-from luno_wf import Meta, Record, RecordStore, RunState
+from luno_wf import Record, RecordStore, RunState
 from luno_wf._run import RunStateController
 from luno_wf.errors import StaleRecord
 
@@ -20,9 +19,6 @@ __all__ = ["AUDIT", "actor_of", "move"]
 AUDIT = logging.getLogger("luno_wf_ops.audit")
 """Every action is logged here (INFO): who, what, which run, why."""
 
-# Meta names the writer of each write once the core records it (``meta.actor``, kept in
-# the run's history); until then the operator is named in the audit log only.
-_META_HAS_ACTOR = "actor" in attrs.fields_dict(Meta)
 _ATTEMPTS = 3
 
 
@@ -35,10 +31,8 @@ def actor_of(identity: str) -> str:
 
 
 def _with_actor(record: Record, actor: str) -> Record:
-    if not _META_HAS_ACTOR:
-        return record
-    fields: dict[str, Any] = {"actor": actor}
-    return attrs.evolve(record, meta=attrs.evolve(record.meta, **fields))
+    """``record`` naming ``actor`` as the writer of its next write (kept in its history)."""
+    return attrs.evolve(record, meta=attrs.evolve(record.meta, actor=actor))
 
 
 async def move(

@@ -162,19 +162,20 @@ def test_bulk_actions_need_a_filter_and_dry_run_or_yes(db: Db) -> None:
     )  # no reason
 
 
-def test_history_without_the_capability(db: Db) -> None:
+def test_history_and_pruning(db: Db) -> None:
     (run,) = db.put(record("order-1", OrderStatus.SHIPPED, RunState.COMPLETED))
     result = db.run("-o", "json", "runs", "history", run.run_id)
     assert result.exit_code == 0
-    assert json.loads(result.stdout) == []
-    assert "keeps no history" in result.stderr
+    (entry,) = json.loads(result.stdout)
+    assert (entry["version"], entry["status"], entry["run_state"]) == (1, "SHIPPED", "COMPLETED")
     followed = db.run("-o", "json", "runs", "history", run.run_id, "--follow")
-    assert followed.exit_code == 0
+    assert followed.exit_code == 0  # a finished run's history ends the follow
     (item,) = [json.loads(line) for line in followed.stdout.splitlines()]
-    assert (item["version"], item["status"], item["run_state"]) == (1, "SHIPPED", "COMPLETED")
-    line = one_line_error(db.run("history", "prune", "--older-than", "30d"), EXIT.UNSUPPORTED)
-    assert "keeps no history" in line
+    assert item["version"] == 1
+    pruned = db.json("history", "prune", "--older-than", "30d")
+    assert pruned["pruned"] == 0  # a run's newest entry is never pruned
     one_line_error(db.run("history", "prune", "--older-than", "soon"), EXIT.USAGE)
+    one_line_error(db.run("runs", "history", "no-such-run"), EXIT.NOT_FOUND)
 
 
 def test_workflows_graph_and_outbox(db: Db) -> None:

@@ -92,12 +92,13 @@ def test_runs_page_pages_by_cursor(store: MemRecordStore, client: TestClient) ->
     assert 'rel="next"' not in second.text
 
 
-def test_run_page_shows_the_decoded_object_and_the_history_note(
+def test_run_page_shows_the_decoded_object_and_the_history(
     client: TestClient, runs: list[Record]
 ) -> None:
     page = client.get(f"{PREFIX}/runs/{runs[0].run_id}")
     assert "Order" in page.text and "&#34;amount&#34;: 100" in page.text
-    assert "keeps no history" in page.text
+    assert '<ol class="timeline">' in page.text and '<span class="version">v1</span>' in page.text
+    assert "keeps no history" not in page.text
     assert client.get(f"{PREFIX}/runs/nope").status_code == 404
 
 
