@@ -153,4 +153,3 @@ class Definition(Generic[T, S]):
     def status_name(self, status: int) -> str:
         """The name of status value ``status`` (its number if the enum lacks it)."""
         return self.names.get(status, str(status))
-
