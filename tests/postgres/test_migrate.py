@@ -29,7 +29,16 @@ async def test_migrate_is_idempotent_and_safe_concurrently(
             (pg_schema,),
         )
         tables = [row[0] for row in await cur.fetchall()]
-    assert tables == ["claims", "cursors", "events", "outbox", "records", "timeouts"]
+    assert tables == [
+        "claims",
+        "cursors",
+        "events",
+        "members",
+        "outbox",
+        "records",
+        "role_leases",
+        "timeouts",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -191,7 +191,8 @@ class PostgresRoleScheduler(Closing):
             heartbeat_interval = check_interval
         self._conninfo = conninfo
         self._namespace = namespace
-        self._schema = schema_identifier(namespace if schema is None else schema)
+        self._schema_name = namespace if schema is None else schema
+        self._schema = schema_identifier(self._schema_name)
         self._channel = f"{namespace}_roles"
         self._heartbeat = _positive(heartbeat_interval, "heartbeat_interval")
         self._lease = _positive(lease_duration, "lease_duration")
@@ -375,9 +376,9 @@ class _Member:
             backoff = min(backoff * 2, self.scheduler._heartbeat)
 
     def _fail(self, err: Exception) -> None:
-        schema = self.scheduler._schema.as_string()
+        schema = self.scheduler._schema_name
         self.failure = type(err)(
-            f"PostgresRoleScheduler: schema {schema} is missing its fleet tables "
+            f"PostgresRoleScheduler: schema {schema!r} is missing its fleet tables "
             f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); create them "
             f"with `await luno_wf_postgres.migrate(pool_or_dsn, schema={schema!r})`"
         )
