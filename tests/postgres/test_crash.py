@@ -52,9 +52,13 @@ class Worker:
         got = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
         assert got.decode().strip() == expected, f"worker said {got!r}; log:\n{self.tail()}"
 
-    def tail(self) -> str:
+    def text(self) -> str:
+        """Everything the worker wrote to stderr so far."""
         self.log.flush()
-        return Path(self.log.name).read_text(errors="replace")[-3000:]
+        return Path(self.log.name).read_text(errors="replace")
+
+    def tail(self) -> str:
+        return self.text()[-3000:]
 
 
 async def start(dsn: str, schema: str, *args: str) -> Worker:
