@@ -46,7 +46,7 @@ async def make_scheduler(postgres_dsn: str, fleet_schema: str) -> AsyncIterator[
         await scheduler.close()
 
 
-async def query(dsn: str, statement: sql.Composable, *params: Any) -> list[tuple[Any, ...]]:
+async def query(dsn: str, statement: sql.Composed | sql.SQL, *params: Any) -> list[tuple[Any, ...]]:
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         cur = await conn.execute(statement, params)
         return await cur.fetchall() if cur.description is not None else []
