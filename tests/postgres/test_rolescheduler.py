@@ -317,3 +317,31 @@ def test_bad_options_are_refused() -> None:
         PostgresRoleScheduler("").await_role("")
     with pytest.warns(DeprecationWarning, match="heartbeat_interval"):
         PostgresRoleScheduler("", check_interval=timedelta(seconds=1))
+
+
+async def test_a_cancelled_member_leaves_at_once(
+    make_scheduler: MakeScheduler, postgres_dsn: str, fleet_schema: str
+) -> None:
+    """asyncio.run cancels every task as it ends: the member gives its leases back then."""
+    scheduler = make_scheduler(lease_duration=timedelta(seconds=60))
+    fleet = Fleet(["a", "b"], Monitor())
+    try:
+        fleet.join(scheduler)
+        await until(lambda: fleet.spread([0]) == [2], 10, "taking both roles")
+        member = scheduler._member
+        assert member is not None and member.task is not None
+        member.task.cancel()
+        await asyncio.wait([member.task])
+        rows = await query(
+            postgres_dsn,
+            sql.SQL(
+                "SELECT (SELECT count(*) FROM {s}.members WHERE namespace = %s), "
+                "(SELECT count(*) FROM {s}.role_leases WHERE namespace = %s)"
+            ).format(s=sql.Identifier(fleet_schema)),
+            scheduler.namespace,
+            scheduler.namespace,
+        )
+        assert rows == [(0, 0)]
+        await until(lambda: fleet.lost(0) == 2, 5, "the holders losing their roles")
+    finally:
+        await fleet.stop()

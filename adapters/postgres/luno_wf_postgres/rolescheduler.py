@@ -360,6 +360,12 @@ class _Member:
                     await self._beat(conn)
                     await self._wait(conn)
                 await self._execute(conn, "leave", _LEAVE)
+            except asyncio.CancelledError:
+                # Cancelled (asyncio.run ending, say): leave at once rather than keep the
+                # roles until the lease lapses.
+                self._lose_all("the scheduler stopped")
+                await self._leave_quietly(conn)
+                raise
             except (UndefinedTable, UndefinedFunction) as err:
                 self._fail(err)
             except (psycopg.Error, OSError, TimeoutError) as err:
@@ -374,6 +380,16 @@ class _Member:
                 return
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.scheduler._heartbeat)
+
+    async def _leave_quietly(self, conn: psycopg.AsyncConnection[Any] | None) -> None:
+        if conn is None or conn.closed:
+            return
+        try:
+            async with asyncio.timeout(1):
+                if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                    await self._execute(conn, "leave", _LEAVE)
+        except (psycopg.Error, OSError, TimeoutError, asyncio.CancelledError):
+            pass  # the leases lapse on their own
 
     def _fail(self, err: Exception) -> None:
         schema = self.scheduler._schema_name
