@@ -654,7 +654,7 @@ class _Lease:
                     f"the PostgresRoleScheduler is closed (awaiting role {self._name!r})"
                 )
             if member.failure is not None:
-                raise member.failure
+                raise type(member.failure)(str(member.failure))  # a fresh one per caller
             if role.leased and role.ready.is_set():
                 return
             if not role.leased:
