@@ -345,3 +345,21 @@ async def test_a_cancelled_member_leaves_at_once(
         await until(lambda: fleet.lost(0) == 2, 5, "the holders losing their roles")
     finally:
         await fleet.stop()
+
+
+def test_a_scheduler_used_on_one_loop_closes_on_another(
+    postgres_dsn: str, fleet_schema: str
+) -> None:
+    scheduler = PostgresRoleScheduler(
+        postgres_dsn, namespace=f"t_{uuid.uuid4().hex[:12]}", schema=fleet_schema
+    )
+
+    async def hold() -> None:
+        async with asyncio.timeout(10), scheduler.await_role("a"):
+            pass
+
+    asyncio.run(hold())
+    asyncio.run(hold())  # a new loop: a new member
+    asyncio.run(scheduler.close())
+    with pytest.raises(RuntimeError, match="closed"):
+        scheduler.await_role("a")

@@ -580,19 +580,22 @@ class _Member:
     async def stop(self) -> None:
         """Leave the fleet: holders lose their roles, rows are deleted, the task ends."""
         self.stopping = True
+        if self.loop is not asyncio.get_running_loop():
+            # Its loop has ended (or runs elsewhere): its leases lapse on their own.
+            if not self.loop.is_closed():
+                self.loop.call_soon_threadsafe(self.poke.set)
+            return
         for role in self.roles.values():
             if role.holder is not None:
                 role.holder.lose("its scheduler was closed")
         self.poke.set()
         task = self.task
-        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
+        if task is not None and not task.done():
             try:
                 async with asyncio.timeout(self.scheduler._check_timeout + 1):
                     await asyncio.shield(task)
             except TimeoutError:
                 await stop_task(task)
-        elif task is not None:
-            task.cancel()
         self._lose_all("its scheduler was closed")
 
 
