@@ -14,12 +14,14 @@ so ``except LookupError`` still catches a missing record::
     │   ├── UnableToPause
     │   ├── UnableToResume
     │   ├── UnableToCancel
-    │   └── UnableToDeleteData
+    │   ├── UnableToDeleteData
+    │   └── UnableToCompensate
     ├── UnknownStatus(ValueError)
     ├── InvalidForeignID(ValueError)
     ├── CallbackNotAccepted
     ├── RunFinished
     ├── WorkflowNotRunning(RuntimeError)
+    ├── HistoryNotKept
     └── RoleLost
 """
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 __all__ = [
     "CallbackNotAccepted",
+    "HistoryNotKept",
     "InvalidForeignID",
     "InvalidRunStateTransition",
     "InvalidTransition",
@@ -37,6 +40,7 @@ __all__ = [
     "StaleRecord",
     "TimeoutNotFound",
     "UnableToCancel",
+    "UnableToCompensate",
     "UnableToDeleteData",
     "UnableToPause",
     "UnableToResume",
@@ -138,6 +142,10 @@ class UnableToDeleteData(InvalidRunStateTransition):
     """Unable to delete the run's data in its current run state."""
 
 
+class UnableToCompensate(InvalidRunStateTransition):
+    """Unable to compensate the run in its current run state (only running or paused runs)."""
+
+
 class UnknownStatus(WorkflowError, ValueError):
     """Status provided is not configured for workflow."""
 
@@ -156,6 +164,15 @@ class RunFinished(WorkflowError):
 
 class WorkflowNotRunning(WorkflowError, RuntimeError):
     """Workflow is not running: call run() or enter ``async with wf`` first."""
+
+
+class HistoryNotKept(WorkflowError):
+    """The run's history is not kept: the store has no history, or the workflow turned it off.
+
+    Raised by ``Workflow.history`` with a store that is not a
+    :class:`~luno_wf.adapter.HistoryStore`, and by ``Workflow.compensate`` unless the
+    workflow keeps history (``build(history=True)``, the default, on such a store).
+    """
 
 
 class RoleLost(WorkflowError):
