@@ -12,6 +12,8 @@ from ._builder import Builder as Builder
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
 from ._converter import default_converter as default_converter
+from ._deadletter import DeadLetter as DeadLetter
+from ._deadletter import replay_dead_letter as replay_dead_letter
 from ._event import ConnectorEvent as ConnectorEvent
 from ._event import Event as Event
 from ._event import Header as Header
@@ -59,6 +61,7 @@ from .adapter import BatchSender as BatchSender
 from .adapter import BatchStore as BatchStore
 from .adapter import ConnectorConstructor as ConnectorConstructor
 from .adapter import ConnectorConsumer as ConnectorConsumer
+from .adapter import DeadLetterStore as DeadLetterStore
 from .adapter import EventReceiver as EventReceiver
 from .adapter import EventSender as EventSender
 from .adapter import EventStreamer as EventStreamer
@@ -82,6 +85,8 @@ __all__ = [
     "ConnectorConstructor",
     "ConnectorConsumer",
     "ConnectorEvent",
+    "DeadLetter",
+    "DeadLetterStore",
     "decode_outbox_data",
     "default_converter",
     "delete_topic",
@@ -117,6 +122,7 @@ __all__ = [
     "Record",
     "RecordFilter",
     "RecordStore",
+    "replay_dead_letter",
     "RoleScheduler",
     "Run",
     "run_state_change_topic",

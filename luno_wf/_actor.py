@@ -4,10 +4,10 @@ Each write names its actor, kept in the run's history: ``"api"`` for the API ver
 the identity a caller passes, ``"operator:alice"``), ``"schedule:<cron spec>"`` for a
 scheduled trigger, ``"step:<STATUS>"``, ``"callback:<STATUS>"`` and
 ``"timeout:<STATUS>"`` for the processes moving runs, ``"delete"`` for the deletion
-consumer, ``"pause-retry"`` for the paused-run retry, ``"compensate"`` and
-``"compensated:<version>"`` for compensation. Connector functions calling the API act as
-``"connector:<name>"`` unless they pass an actor: the connector consumer sets
-:data:`CONNECTOR` around each call.
+consumer, ``"pause-retry"`` for the paused-run retry, ``"set-aside:<process>"`` for the
+pause after a poison event, ``"compensate"`` and ``"compensated:<version>"`` for
+compensation. Connector functions calling the API act as ``"connector:<name>"`` unless they
+pass an actor: the connector consumer sets :data:`CONNECTOR` around each call.
 """
 
 from __future__ import annotations

@@ -20,6 +20,9 @@ class Header(enum.StrEnum):
     RUN_STATE = "run_state"
     RECORD_VERSION = "record_version"
     CONNECTOR_DATA = "connector_data"
+    MALFORMED = "luno_wf_malformed_headers"
+    """Set by a streamer on an event whose stored headers are not a JSON object of strings
+    (the original text is its value); consumers set such an event aside."""
 
 
 @attrs.frozen(kw_only=True)

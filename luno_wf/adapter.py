@@ -22,6 +22,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
+from ._deadletter import DeadLetter
 from ._event import ConnectorEvent, Event, OutboxEvent
 from ._filter import OrderType, RecordFilter
 from ._history import HistoryEntry
@@ -38,6 +39,8 @@ __all__ = [
     "BatchStore",
     "ConnectorConstructor",
     "ConnectorConsumer",
+    "DeadLetter",
+    "DeadLetterStore",
     "EventReceiver",
     "EventSender",
     "EventStreamer",
@@ -161,6 +164,29 @@ class OutboxDataLister(Protocol):
         Set each payload's ``created_at`` to the row's write time, as
         :meth:`RecordStore.list_outbox_events` gives it, for the outbox lag metric.
         """
+        ...
+
+
+@runtime_checkable
+class DeadLetterStore(Protocol):
+    """Optional: a record store that keeps the events consumers set aside.
+
+    Without it, a poison event is still logged (with every field) and acknowledged, so one
+    bad row never halts a consumer; with it, the event can be listed and replayed.
+    """
+
+    async def set_aside(self, letter: DeadLetter) -> None:
+        """Keep ``letter`` (its ``id`` is new)."""
+        ...
+
+    async def list_dead_letters(
+        self, workflow_name: str | None = None, *, limit: int = 100
+    ) -> builtins.list[DeadLetter]:
+        """The dead letters (of one workflow, or all), oldest first."""
+        ...
+
+    async def delete_dead_letter(self, id: str) -> None:
+        """Forget a dead letter (after a replay, say); an unknown id is not an error."""
         ...
 
 

@@ -29,6 +29,9 @@ from luno_wf import (
     BatchLookup,
     BatchOutboxDeleter,
     BatchStore,
+    DeadLetter,
+    DeadLetterStore,
+    Event,
     HistoryEntry,
     HistoryStore,
     Meta,
@@ -618,6 +621,40 @@ class RecordStoreContract(StatefulCases):
         assert [r.id for r in encoded] == [row_id for row_id, _ in decoded]
         assert [decode_outbox_data(r.data) for r in encoded] == [d for _, d in decoded]
         assert len(await store.list_outbox_data(WF, 2)) == 2
+
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_dead_letters(self, store: RecordStore) -> None:
+        """``set_aside`` (optional) keeps dead letters: listed oldest first, deleted by id."""
+        if not isinstance(store, DeadLetterStore):
+            pytest.skip("the store keeps no dead letters (optional DeadLetterStore)")
+        now = utcnow()
+        letters = [
+            DeadLetter(
+                id=str(uuid.uuid4()),
+                workflow_name=name,
+                process_name="started-consumer-1-of-1",
+                topic=f"{name}-1",
+                event=Event(
+                    id=i,
+                    foreign_id=str(uuid.uuid4()),
+                    type=1,
+                    headers={"record_version": f"bad {i}"},
+                    created_at=now,
+                ),
+                reason=f"reason {i}",
+                at=now,
+            )
+            for i, name in enumerate((WF, WF, WF2))
+        ]
+        for letter in letters:
+            await store.set_aside(letter)
+        assert await store.list_dead_letters(WF) == letters[:2]
+        assert await store.list_dead_letters() == letters
+        assert await store.list_dead_letters(limit=1) == letters[:1]
+        await store.delete_dead_letter(letters[0].id)
+        await store.delete_dead_letter("no-such-letter")
+        assert await store.list_dead_letters(WF) == letters[1:2]
 
     # -- history (optional HistoryStore) -----------------------------------------------
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from .._clock import Clock, SystemClock
+from .._deadletter import DeadLetter
 from .._event import OutboxEvent
 from .._filter import OrderType, RecordFilter, matches_filters
 from .._history import HistoryEntry
@@ -53,6 +54,7 @@ class MemRecordStore:
         self._outbox_owner: dict[str, str] = {}
         self._history: dict[str, builtins.list[_Entry]] = {}  # run id -> entries, by version
         self._history_settings: dict[str, tuple[bool, bool]] = {}  # (enabled, objects)
+        self._dead_letters: dict[str, DeadLetter] = {}  # by id, in the order set aside
 
     async def store(self, record: Record) -> None:
         """Insert or compare-and-set update ``record`` and append its outbox row."""
@@ -122,6 +124,25 @@ class MemRecordStore:
                 self._history[record.run_id] = [entry]
             else:
                 entries.append(entry)
+
+    async def set_aside(self, letter: DeadLetter) -> None:
+        """Keep a dead letter (see :class:`~luno_wf.adapter.DeadLetterStore`)."""
+        self._dead_letters[letter.id] = letter
+
+    async def list_dead_letters(
+        self, workflow_name: str | None = None, *, limit: int = 100
+    ) -> builtins.list[DeadLetter]:
+        """The dead letters (of one workflow, or all), oldest first."""
+        found = [
+            letter
+            for letter in self._dead_letters.values()
+            if workflow_name is None or letter.workflow_name == workflow_name
+        ]
+        return found[:limit]
+
+    async def delete_dead_letter(self, id: str) -> None:
+        """Forget a dead letter; an unknown id is not an error."""
+        self._dead_letters.pop(id, None)
 
     async def store_many(self, records: Sequence[Record]) -> builtins.list[Exception | None]:
         """Store each record as :meth:`store` would; ``None`` or the refusal for each."""

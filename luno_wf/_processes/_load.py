@@ -9,7 +9,7 @@ from .._event import Event, Header
 from .._metrics import SkipReason
 from .._record import Record
 from ..adapter import BatchLookup
-from ..errors import RecordNotFound, WorkflowError
+from ..errors import PoisonEvent, RecordNotFound, WorkflowError
 
 __all__ = ["EventLoader", "Prefetched", "StaleEvent"]
 
@@ -36,6 +36,10 @@ class Prefetched:
         self.records.update(await self._store.lookup_many(run_ids))
 
 
+AHEAD_LIMIT = 10
+"""Deliveries of an event whose version stays ahead of its record before it is set aside."""
+
+
 class EventLoader:
     """Reads the record of each event a consumer of ``status`` receives.
 
@@ -44,7 +48,11 @@ class EventLoader:
     gone, when a newer write has made the event stale or a duplicate, when the run is at
     another status, or when it is paused, cancelled or deleted; each skip is counted with
     luno's reason. It raises :class:`StaleEvent` when the record read is older than the
-    event (a lagging replica): the event is then retried after the back-off.
+    event (a lagging replica): the event is then retried after the back-off, and set aside
+    (:class:`~luno_wf.errors.PoisonEvent`) after ``AHEAD_LIMIT`` deliveries. An event
+    whose version header is not a number, or whose headers a streamer marked malformed,
+    raises :class:`~luno_wf.errors.PoisonEvent` at once; a record that cannot be read
+    raises :class:`~luno_wf.errors.CorruptRecord` (set aside too).
     """
 
     def __init__(
@@ -53,11 +61,55 @@ class EventLoader:
         status: int,
         process_name: str,
         prefetched: Prefetched | None = None,
+        ahead: dict[int, int] | None = None,
     ) -> None:
         self._engine = engine
         self._status = status
         self._probe = engine.probe(process_name)
         self._prefetched = None if prefetched is None else prefetched.records
+        self._ahead: dict[int, int] = {} if ahead is None else ahead
+
+    def version(self, event: Event, record: Record) -> int:
+        """The record version the event announces; raises PoisonEvent if it cannot tell.
+
+        A legacy event without a version is taken at the record's version.
+        """
+        headers = event.headers
+        if Header.MALFORMED in headers:
+            raise PoisonEvent(
+                f"the event's headers are not a JSON object of strings: "
+                f"{headers[Header.MALFORMED][:200]}",
+                workflow_name=self._engine.name,
+                run_id=event.foreign_id,
+            )
+        raw = headers.get(Header.RECORD_VERSION)
+        if raw is None:
+            return record.meta.version
+        try:
+            return int(raw)
+        except ValueError:
+            raise PoisonEvent(
+                f"the event's {Header.RECORD_VERSION} header is not a number: {raw[:50]!r}",
+                workflow_name=self._engine.name,
+                run_id=event.foreign_id,
+            ) from None
+
+    def ahead_of_record(self, event: Event, stored: int, announced: int) -> None:
+        """Raise StaleEvent (retried later), or PoisonEvent once retried too often."""
+        count = self._ahead.get(event.id, 0) + 1
+        self._ahead[event.id] = count
+        message = (
+            f"stale record lookup: record version {stored} is lower than event record "
+            f"version {announced}"
+        )
+        if count < AHEAD_LIMIT:
+            raise StaleEvent(message, workflow_name=self._engine.name, run_id=event.foreign_id)
+        del self._ahead[event.id]
+        raise PoisonEvent(
+            f"{message}, still after {count} deliveries",
+            workflow_name=self._engine.name,
+            run_id=event.foreign_id,
+        )
 
     async def load(self, event: Event) -> Record | None:
         """See the class docstring."""
@@ -70,19 +122,15 @@ class EventLoader:
                 self._engine.debug_log("skipping event: record not found", run_id=event.foreign_id)
                 self._probe.skip(SkipReason.RECORD_NOT_FOUND)
                 return None
-        raw_version = event.headers.get(Header.RECORD_VERSION)
-        # A legacy event without a version is taken at the record's version.
-        version = record.meta.version if raw_version is None else int(raw_version)
+        version = self.version(event, record)
         if record.meta.version > version:
             # Stale or duplicate: the newer write has its own event.
             self._probe.skip(SkipReason.EVENT_RECORD_VERSION_LOWER)
             return None
         if record.meta.version < version:
-            raise StaleEvent(
-                "stale record lookup: record version is lower than event record version",
-                workflow_name=self._engine.name,
-                run_id=record.run_id,
-            )
+            self.ahead_of_record(event, record.meta.version, version)
+        elif self._ahead:
+            self._ahead.pop(event.id, None)
         if record.status != self._status:
             self._probe.skip(SkipReason.RECORD_STATUS_NOT_IN_EXPECTED_STATE)
             return None

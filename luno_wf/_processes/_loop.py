@@ -31,6 +31,7 @@ from .._event import Event
 from .._metrics import ProcessMetrics, SkipReason
 from ..adapter import Ack, BatchReceiver, EventReceiver
 from ._batch import WriteBatch
+from ._poison import POISON
 from ._process import Progress, ensure_not_cancelled
 
 __all__ = [
@@ -92,6 +93,8 @@ class Intake:
         keep: Events it rejects are acked and counted as filtered out.
         activity: The process's activity: the loop marks it waiting while it waits for an
             event, and returns once it is draining.
+        set_aside: What to do with a poison event (a handler raised ``PoisonEvent`` or
+            ``CorruptRecord``): it is set aside, then acknowledged.
 
     """
 
@@ -100,6 +103,7 @@ class Intake:
     logger: logging.Logger
     probe: ProcessMetrics
     activity: Activity
+    set_aside: Callable[[Any, Exception], Awaitable[None]]
     lag: timedelta = timedelta(0)
     lag_alert: timedelta = timedelta(0)
     keep: Callable[[Any], bool] | None = None
@@ -162,23 +166,26 @@ async def consume(
     """
     if concurrency > 1:
         async with asyncio.TaskGroup() as group:
-            pool = Concurrent(handler, concurrency, group, progress, intake.probe)
+            pool = Concurrent(handler, concurrency, group, progress, intake)
             await receive(receiver, pool.start, intake)
         return
     if batch is not None:
         await receive(receiver, batching(handler, batch, progress, intake), intake)
         return
-    await receive(receiver, one_at_a_time(handler, progress, intake.probe), intake)
+    await receive(receiver, one_at_a_time(handler, progress, intake), intake)
 
 
-def one_at_a_time(handler: Handler[E], progress: Progress, probe: ProcessMetrics) -> Dispatch[E]:
+def one_at_a_time(handler: Handler[E], progress: Progress, intake: Intake) -> Dispatch[E]:
     """Handle, ack, observe the handler's duration."""
-    observe = probe.observe
+    observe, set_aside = intake.probe.observe, intake.set_aside
     clock = time.perf_counter
 
     async def dispatch(event: E, ack: Ack) -> None:
         start = clock()
-        await handler(event)
+        try:
+            await handler(event)
+        except POISON as err:
+            await set_aside(event, err)
         took = clock() - start
         await ack()
         observe(took)
@@ -191,7 +198,7 @@ def batching(
     handler: Handler[E], batch: WriteBatch, progress: Progress, intake: Intake
 ) -> Dispatch[E]:
     """One event at a time, acking those whose writes wait in ``batch`` when it is flushed."""
-    observe = intake.probe.observe
+    observe, set_aside = intake.probe.observe, intake.set_aside
     clock = time.perf_counter
 
     async def dispatch(event: E, ack: Ack) -> None:
@@ -199,6 +206,8 @@ def batching(
         start = clock()
         try:
             await handler(event)
+        except POISON as err:
+            await set_aside(event, err)
         except BaseException:
             # The writes of the events before this one go through (and those events are
             # acked); this event is redelivered after the restart.
@@ -271,14 +280,15 @@ class Concurrent:
         limit: int,
         group: asyncio.TaskGroup,
         progress: Progress,
-        probe: ProcessMetrics,
+        intake: Intake,
     ) -> None:
+        self._set_aside = intake.set_aside
         self._handler = handler
         self._slots = asyncio.Semaphore(limit)
         self._runs: dict[str, asyncio.Event] = {}
         self._group = group
         self._progress = progress
-        self._observe = probe.observe
+        self._observe = intake.probe.observe
 
     async def start(self, event: Any, ack: Ack) -> None:
         """Start handling ``event`` once a slot is free."""
@@ -294,6 +304,8 @@ class Concurrent:
             start = time.perf_counter()
             try:
                 await self._handler(event)
+            except POISON as err:
+                await self._set_aside(event, err)
             finally:
                 del self._runs[run_id]
                 done.set()

@@ -29,7 +29,13 @@ def process(engine: Engine[Any, Any], resume_after: timedelta) -> LiveProcess:
     lag_alert = resume_after * 3
     if lag_alert < timedelta(minutes=1):
         lag_alert = resume_after + timedelta(minutes=5)
-    intake = intake_of(engine, NAME, lag_alert=lag_alert, keep=keep_run_state(RunState.PAUSED))
+    intake = intake_of(
+        engine,
+        NAME,
+        topic=run_state_change_topic(engine.name),
+        lag_alert=lag_alert,
+        keep=keep_run_state(RunState.PAUSED),
+    )
     return consumer_process(
         engine,
         name=NAME,

@@ -67,13 +67,17 @@ class _StepConsumer:
         self.name, self.role = shard_names(engine.name, spec, shard, total)
         self.keep = shard_keeps(shard, total) if total > 1 else None
         self.actor = process_actor("step", spec.from_status.name)
+        self.topic = topic(engine.name, self.status)
+        # Deliveries of events whose version stays ahead of their record, by event id; it
+        # outlives receiver sessions (each such delivery restarts the session).
+        self.ahead: dict[int, int] = {}
 
     def process(self) -> LiveProcess:
         return consumer_process(
             self.engine,
             name=self.name,
             role=self.role,
-            topic=topic(self.engine.name, self.status),
+            topic=self.topic,
             polling=self.opts.polling_frequency,
             backoff=self.opts.err_backoff,
             session=self.session,
@@ -101,12 +105,17 @@ class _StepConsumer:
         handler = StepHandler(
             engine,
             self.spec,
-            EventLoader(engine, self.status, self.name, prefetched),
+            EventLoader(engine, self.status, self.name, prefetched, self.ahead),
             Failures(engine, self.name, opts.pause_after_err_count, self.actor),
             writes,
         )
         intake = intake_of(
-            engine, self.name, lag=opts.lag, lag_alert=opts.lag_alert, keep=self.keep
+            engine,
+            self.name,
+            topic=self.topic,
+            lag=opts.lag,
+            lag_alert=opts.lag_alert,
+            keep=self.keep,
         )
         try:
             await consume(

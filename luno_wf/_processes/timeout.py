@@ -17,7 +17,7 @@ from .._record import Record
 from .._run import RUN_STATE_UPDATED, SKIP, Run
 from .._timeoutrecord import TimeoutRecord
 from ..adapter import TimeoutStore
-from ..errors import InvalidTransition, RecordNotFound, StaleRecord
+from ..errors import CorruptRecord, InvalidTransition, RecordNotFound, StaleRecord
 from ._consumer import consumer_process, handling, intake_of
 from ._load import EventLoader
 from ._pausing import Failures
@@ -52,7 +52,10 @@ def processes(engine: Engine[Any, Any], status: int) -> list[LiveProcess]:
             topic=topic(engine.name, status),
             polling=opts.polling_frequency,
             backoff=opts.err_backoff,
-            session=handling(inserter, intake_of(engine, name, lag_alert=opts.lag_alert)),
+            session=handling(
+                inserter,
+                intake_of(engine, name, topic=topic(engine.name, status), lag_alert=opts.lag_alert),
+            ),
         ),
         LiveProcess(
             engine,
@@ -186,6 +189,10 @@ class TimeoutPoller:
         except RecordNotFound:
             await self._store.cancel(row.id)
             return None
+        except CorruptRecord as err:
+            # Not this row's fault, and not for other rows to wait on: retried, backed off.
+            self._hold(row, err)
+            return None
         if (
             record.workflow_name != self._engine.name
             or record.status != row.status
@@ -235,6 +242,10 @@ class TimeoutPoller:
         if await self._failures.pause_if_due(record, err):
             self._backoff.pop(row.id, None)
             return
+        self._hold(row, err)
+
+    def _hold(self, row: TimeoutRecord, err: Exception) -> None:
+        """Back ``row`` off after an error, and log it; other rows keep firing."""
         # Backed off here, per row, where a step's error restarts its process: counted as
         # that restart would be.
         self._probe.errors += 1
@@ -244,7 +255,7 @@ class TimeoutPoller:
         self._engine.logger.error(
             "timeout error [process=%s] run %s: %s: %s",
             self.name,
-            record.run_id,
+            row.run_id,
             type(err).__name__,
             err,
             exc_info=err,

@@ -34,7 +34,16 @@ async def test_migrate_is_idempotent_and_safe_concurrently(
             (pg_schema,),
         )
         tables = [row[0] for row in await cur.fetchall()]
-    assert tables == ["claims", "cursors", "events", "history", "outbox", "records", "timeouts"]
+    assert tables == [
+        "claims",
+        "cursors",
+        "dead_letters",
+        "events",
+        "history",
+        "outbox",
+        "records",
+        "timeouts",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -266,6 +266,26 @@ $fn$""",
 )
 
 
+# Events consumers set aside (luno_wf.DeadLetter), kept until replayed or deleted.
+_DEAD_LETTERS: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS {s}.dead_letters (
+    seq           bigint      GENERATED ALWAYS AS IDENTITY,
+    id            text        PRIMARY KEY,
+    workflow_name text        NOT NULL,
+    process_name  text        NOT NULL,
+    topic         text        NOT NULL,
+    event_id      bigint      NOT NULL,
+    foreign_id    text        NOT NULL,
+    type          bigint      NOT NULL,
+    headers       jsonb       NOT NULL,
+    published_at  timestamptz NOT NULL,
+    reason        text        NOT NULL,
+    at            timestamptz NOT NULL
+)""",
+    "CREATE INDEX IF NOT EXISTS dead_letters_by_workflow ON {s}.dead_letters (workflow_name, seq)",
+)
+
+
 def migration_statements(schema: str = DEFAULT_SCHEMA) -> list[sql.Composed]:
     """The statements :func:`migrate` runs, in order, for ``schema``."""
     params = {
@@ -273,7 +293,7 @@ def migration_statements(schema: str = DEFAULT_SCHEMA) -> list[sql.Composed]:
         "lock_prefix": sql.Literal(f"{schema}.events:"),
         "channel": sql.Literal(notify_channel(schema)),
     }
-    return [sql.SQL(statement).format(**params) for statement in _STATEMENTS]
+    return [sql.SQL(statement).format(**params) for statement in (*_STATEMENTS, *_DEAD_LETTERS)]
 
 
 async def migrate(

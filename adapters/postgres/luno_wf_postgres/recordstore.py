@@ -25,8 +25,9 @@ from luno_wf import (
     make_outbox_event,
 )
 from luno_wf._filter import fold_filters
-from luno_wf.errors import RecordNotFound, StaleRecord, WorkflowInProgress
+from luno_wf.errors import CorruptRecord, RecordNotFound, StaleRecord, WorkflowInProgress
 
+from ._deadletters import DEAD_LETTER_TEMPLATES, DeadLetters
 from ._pool import AutocommitConnections, PoolAdapter, PoolOrDsn
 from ._schema import DEFAULT_SCHEMA, Statements
 
@@ -229,6 +230,8 @@ def _meta_json(meta: Meta) -> str:
 def _meta_from(text: str | None, version: int) -> Meta:
     # Rows written before a key existed lack it: its default.
     value: Mapping[str, Any] = (orjson.loads(text) if text else None) or {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"meta is not a JSON object but {type(value).__name__}")
     return Meta(
         run_state_reason=str(value.get("RunStateReason") or ""),
         status_description=str(value.get("StatusDescription") or ""),
@@ -274,21 +277,43 @@ def _write_params(record: Record, history: tuple[bool, bool]) -> dict[str, objec
 
 
 def _record(row: Sequence[Any]) -> Record:
+    """The record of a row; :class:`CorruptRecord` naming the run if the row is not one."""
     run_id, workflow_name, foreign_id, run_state, status, obj, created, updated, version, meta = row
-    return Record(
-        workflow_name=workflow_name,
-        foreign_id=foreign_id,
-        run_id=run_id,
-        run_state=RunState(run_state),
-        status=int(status),
-        object=bytes(obj),
-        created_at=created.astimezone(UTC),
-        updated_at=updated.astimezone(UTC),
-        meta=_meta_from(meta, int(version)),
-    )
+    try:
+        return Record(
+            workflow_name=workflow_name,
+            foreign_id=foreign_id,
+            run_id=run_id,
+            run_state=RunState(run_state),
+            status=int(status),
+            object=bytes(obj),
+            created_at=created.astimezone(UTC),
+            updated_at=updated.astimezone(UTC),
+            meta=_meta_from(meta, int(version)),
+        )
+    except (ValueError, TypeError, AttributeError) as err:
+        # Rows luno_wf never writes (a manual fix, another service): say what is wrong.
+        raise CorruptRecord(
+            f"the stored row of run {run_id!r} cannot be read: {type(err).__name__}: {err} "
+            f"(run_state={run_state!r}, meta={str(meta)[:200]!r})",
+            workflow_name=workflow_name,
+            run_id=run_id,
+        ) from None
 
 
-class PostgresRecordStore(PoolAdapter):
+def _readable(rows: Sequence[Sequence[Any]]) -> dict[str, Record]:
+    """The records of ``rows`` by run id, leaving out rows that cannot be read."""
+    out: dict[str, Record] = {}
+    for row in rows:
+        try:
+            record = _record(row)
+        except CorruptRecord:
+            continue  # lookup() of that run raises, so its one event is set aside alone
+        out[record.run_id] = record
+    return out
+
+
+class PostgresRecordStore(DeadLetters, PoolAdapter):
     """A :class:`~luno_wf.adapter.RecordStore` on PostgreSQL, with a transactional outbox.
 
     Every :meth:`store` is one statement (one round trip): the record's insert or
@@ -322,7 +347,7 @@ class PostgresRecordStore(PoolAdapter):
             pool, owner="PostgresRecordStore", pool_kwargs=pool_kwargs, schema=schema
         )
         self._clock = clock or SystemClock()
-        self._sql = Statements(schema, _TEMPLATES)
+        self._sql = Statements(schema, {**_TEMPLATES, **DEAD_LETTER_TEMPLATES})
         self._deferred: builtins.list[str] = []  # published rows not yet deleted
         self._history_settings: dict[str, tuple[bool, bool]] = {}  # (enabled, objects)
 
@@ -565,7 +590,7 @@ class PostgresRecordStore(PoolAdapter):
                 conn, self._sql.get("lookup_many", conn), (list(dict.fromkeys(run_ids)),)
             )
             rows = await cur.fetchall()
-        return {record.run_id: record for record in map(_record, rows)}
+        return _readable(rows)
 
     async def latest(self, workflow_name: str, foreign_id: str) -> Record:
         """The most recently created run of the foreign id (ties: the last inserted).

@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from luno_wf import Ack, Clock, Event, SystemClock
+from luno_wf import Ack, Clock, Event, Header, SystemClock
 
 from ._pool import AutocommitConnections, Closing, PoolOrDsn, raise_if_cancelling, stop_task
 from ._schema import DEFAULT_SCHEMA, Statements, notify_channel, schema_identifier
@@ -79,6 +79,21 @@ def _positive(value: timedelta, name: str) -> timedelta:
     if not isinstance(value, timedelta) or value <= timedelta(0):
         raise ValueError(f"{name} must be a positive timedelta, got {value!r}")
     return value
+
+
+def _headers(value: Any) -> dict[str, str]:
+    """An event's stored headers as strings; a malformed value is marked, not raised.
+
+    Headers that are not a JSON object of strings (a row written by hand or by another
+    service) would fail every claim of the batch they are in: instead the event carries
+    :attr:`~luno_wf.Header.MALFORMED` with the stored text, and consumers set it aside.
+    """
+    if isinstance(value, dict):
+        if all(type(v) is str for v in value.values()):
+            return value
+        if all(isinstance(v, str | int | float) for v in value.values()):
+            return {k: str(v) for k, v in value.items()}  # numbers written by hand
+    return {Header.MALFORMED: orjson.dumps(value).decode()}
 
 
 class _Listener:
@@ -484,7 +499,7 @@ class PostgresReceiver:
                     id=int(id),
                     foreign_id=foreign_id,
                     type=int(type_),
-                    headers=dict(headers),
+                    headers=_headers(headers),
                     created_at=created_at.astimezone(UTC),
                 )
             )
