@@ -29,13 +29,15 @@ OUTBOX_SCAN = 1000
 """How many of the workflow's oldest unpublished outbox rows :func:`inspect_run` reads."""
 
 _OBJECT_CHARS = 600  # of the object's JSON shown in the report
+_CELL_CHARS = 40  # of a reason or an error in the history table
 
 
 @attrs.frozen(kw_only=True)
 class Inspection(Generic[T, S]):
     """Everything known about one run, for debugging it: ``print(await wf.inspect(run_id))``.
 
-    Made by :meth:`Workflow.inspect`; ``str()`` of it is a readable multi-line report.
+    Made by :meth:`Workflow.inspect`; ``str()`` of it is a readable multi-line report (long
+    objects, reasons and errors trimmed: the fields keep them whole).
 
     Attributes:
         stored: The run's record as stored (the untyped wire form).
@@ -248,6 +250,10 @@ def _record_lines(report: Inspection[Any, Any]) -> list[str]:
     return lines
 
 
+def _cell(text: str) -> str:
+    return text if len(text) <= _CELL_CHARS else f"{text[: _CELL_CHARS - 3]}..."
+
+
 def _history_lines(history: Sequence[Transition[Any]]) -> list[str]:
     if not history:
         return ["History: none"]
@@ -258,8 +264,8 @@ def _history_lines(history: Sequence[Transition[Any]]) -> list[str]:
             t.status.name,
             str(t.run_state),
             t.actor or "-",
-            t.reason,
-            t.error,
+            _cell(t.reason),
+            _cell(t.error),
             _when(t.at),
         )
         for t in history
