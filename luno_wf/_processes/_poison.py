@@ -37,9 +37,9 @@ class SetAside:
     ``event set aside``), keeps it as a :class:`~luno_wf.DeadLetter` if the record store is
     a :class:`~luno_wf.adapter.DeadLetterStore`, and pauses the event's run with the reason
     where there is a running run to pause (actor ``set-aside:<process name>``, the error in
-    ``meta.error``). The caller then acknowledges the event. If the
-    dead letter cannot be stored, the error propagates and the event is redelivered: it
-    is never dropped unrecorded.
+    ``meta.error``). The caller then acknowledges the event. If the dead letter cannot be
+    stored, the error propagates and the event is redelivered: it is never dropped
+    unrecorded.
     """
 
     def __init__(self, engine: Engine[Any, Any], process_name: str, topic: str) -> None:
