@@ -78,7 +78,16 @@ async def _claim(
                 foreign_id=record.foreign_id,
                 run_id=run_id,
             )
-        todo = plan(engine, await store.history(run_id), target)
+        entries = await store.history(run_id)
+        if not entries:
+            raise HistoryNotKept(
+                "the run has no history entries (written while history was off, or pruned): "
+                "nothing tells which statuses it entered",
+                workflow_name=engine.name,
+                foreign_id=record.foreign_id,
+                run_id=run_id,
+            )
+        todo = plan(engine, entries, target)
         claimed = attrs.evolve(
             record,
             run_state=RunState.PAUSED,
@@ -117,16 +126,9 @@ def plan(
     of ``target``, less those a progress write marks done.
 
     Raises:
-        HistoryNotKept: The run has no history entries.
         ValueError: The run never entered ``target``.
 
     """
-    if not entries:
-        raise HistoryNotKept(
-            "the run has no history entries (written while history was off, or pruned): "
-            "nothing tells which statuses it entered",
-            workflow_name=engine.name,
-        )
     done = {
         int(entry.actor[len(COMPENSATED) :])
         for entry in entries

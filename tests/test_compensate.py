@@ -13,6 +13,7 @@ from luno_wf import Builder, Run, RunState, TypedRecord, Workflow
 from luno_wf._processes.pauseretry import paused_after_errors
 from luno_wf._workflow import engine_of
 from luno_wf.errors import (
+    HistoryNotKept,
     InvalidRunStateTransition,
     UnableToCompensate,
     UnknownStatus,
@@ -301,3 +302,13 @@ def test_add_compensation_checks_its_arguments() -> None:
     off.add_compensation(Extra.LOST, undo)
     with pytest.raises(ValueError, match=r"LOST.*not a status of workflow 'off-graph'"):
         Stores().build(off)
+
+
+async def test_a_run_without_history_entries_is_not_compensated() -> None:
+    s = Stores()
+    quiet = s.build(saga(Undo(), "late"), history=False)
+    run_id = await quiet.trigger("o", initial_value=Order(id="o"))
+    again = s.build(saga(Undo(), "late"))  # history on again, for later writes only
+    with pytest.raises(HistoryNotKept, match="no history entries"):
+        await again.compensate(run_id, "nothing to go on")
+    assert (await again.lookup(run_id)).meta.version == 1  # nothing was written
