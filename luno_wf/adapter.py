@@ -9,7 +9,8 @@ luno/workflow's, tightened where noted:
 * :meth:`EventReceiver.recv` returns ``(event, ack)``; events not acked are redelivered to
   the next receiver of the same name.
 * :meth:`RoleScheduler.await_role` is an async context manager held for as long as the
-  caller works under the role.
+  caller works under the role; in a fleet, roles are spread over the live members
+  (:func:`spread_roles`) and move when one joins, leaves, dies or stalls.
 * A record store that keeps history (:class:`HistoryStore`) appends one
   :class:`HistoryEntry` with every write it makes, in the same transaction.
 """
@@ -25,6 +26,7 @@ from typing import Protocol, runtime_checkable
 from ._deadletter import DeadLetter
 from ._event import ConnectorEvent, Event, OutboxEvent
 from ._filter import OrderType, RecordFilter
+from ._fleet import spread_roles as spread_roles
 from ._history import HistoryEntry
 from ._outbox import OutboxData
 from ._record import Record
@@ -49,6 +51,7 @@ __all__ = [
     "OutboxDataLister",
     "RecordStore",
     "RoleScheduler",
+    "spread_roles",
     "TimeoutStore",
 ]
 
@@ -335,14 +338,40 @@ class EventStreamer(Protocol):
 
 
 class RoleScheduler(Protocol):
-    """Grants roles so that each piece of work runs in exactly one place."""
+    """Grants roles so that each piece of work runs in exactly one place, across a fleet.
+
+    The fleet contract:
+
+    * Every process using a scheduler instance is a *member* of its fleet (the instances
+      sharing one backend: a database and namespace, or the replicas of one in-memory
+      scheduler). A member takes part in the spread of the roles its callers ask for.
+    * Each role belongs to exactly one live member at a time, its *owner*, and roles are
+      spread evenly: rendezvous (highest-random-weight) hashing of role names over the live
+      members that ask for them, with loads bounded so that counts stay within one of even
+      (:func:`spread_roles`). Every member computes the same owners from the same view of
+      the fleet, with no coordinator, and a change of membership moves few roles.
+    * A member *holds* a role under a lease it renews by heartbeat. When a member joins,
+      leaves or dies, roles move within a bounded time: the scheduler documents it (on
+      PostgreSQL, by default, a second after a join or a clean leave, and after the
+      lease plus a heartbeat once a member dies or stalls).
+    * A holder that no longer owns a role (a member joined that now owns it) gives it up:
+      its body is cancelled and :class:`~luno_wf.errors.RoleLost` raised out of the block;
+      the new owner takes the role once it is released, or once the lease lapses.
+    * A member that fails to renew its lease in time (stopped, blocked, cut off) loses the
+      role when the lease lapses; when it wakes, its renewal fails and the body is
+      cancelled with ``RoleLost`` before it does anything else. Work under a role is fenced
+      by the record store's compare-and-set, so a slow ex-holder can never apply a stale
+      write.
+    * Several callers of one member asking for one role take it in turn.
+    """
 
     def await_role(self, role: str) -> AbstractAsyncContextManager[None]:
         """Hold ``role`` for the duration of an ``async with`` block.
 
-        Entering waits until this caller alone holds ``role`` (cancellable at once);
-        leaving releases it. If the role is lost while held, the body is cancelled
-        and :class:`~luno_wf.errors.RoleLost` is raised out of the block.
+        Entering waits until this member owns ``role`` and this caller alone holds its
+        lease (cancellable at once); leaving releases it. If the role is lost while held
+        (it moved to another member, or the lease lapsed), the body is cancelled and
+        :class:`~luno_wf.errors.RoleLost` is raised out of the block.
         """
         ...
 

@@ -40,8 +40,10 @@ async def test_migrate_is_idempotent_and_safe_concurrently(
         "dead_letters",
         "events",
         "history",
+        "members",
         "outbox",
         "records",
+        "role_leases",
         "timeouts",
     ]
 

@@ -286,6 +286,37 @@ _DEAD_LETTERS: tuple[str, ...] = (
 )
 
 
+# The fleet of PostgresRoleScheduler: its members and the leases of the roles they hold.
+# `namespace` keeps fleets apart within one schema. A member (one scheduler in one process)
+# beats every heartbeat interval, setting `expires_at` to the database's now() plus the
+# lease duration; a member whose `expires_at` has passed is not live. `roles` lists the
+# roles its callers ask for; the roles are spread over the live members that ask for them.
+# A lease is held by one member until `expires_at` (now() plus the lease duration at its
+# last renewal); a lapsed lease may be taken by the role's owner.
+_FLEET_STATEMENTS: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS {s}.members (
+    namespace     text        NOT NULL,
+    member_id     text        NOT NULL,
+    roles         text[]      NOT NULL DEFAULT '{{}}',
+    heartbeat_at  timestamptz NOT NULL DEFAULT now(),
+    expires_at    timestamptz NOT NULL,
+    joined_at     timestamptz NOT NULL DEFAULT now(),
+    host          text        NOT NULL DEFAULT '',
+    pid           integer     NOT NULL DEFAULT 0,
+    PRIMARY KEY (namespace, member_id)
+)""",
+    """CREATE TABLE IF NOT EXISTS {s}.role_leases (
+    namespace     text        NOT NULL,
+    role          text        NOT NULL,
+    member_id     text        NOT NULL,
+    expires_at    timestamptz NOT NULL,
+    acquired_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (namespace, role)
+)""",
+    "CREATE INDEX IF NOT EXISTS role_leases_by_member ON {s}.role_leases (namespace, member_id)",
+)
+
+
 def migration_statements(schema: str = DEFAULT_SCHEMA) -> list[sql.Composed]:
     """The statements :func:`migrate` runs, in order, for ``schema``."""
     params = {
@@ -293,7 +324,8 @@ def migration_statements(schema: str = DEFAULT_SCHEMA) -> list[sql.Composed]:
         "lock_prefix": sql.Literal(f"{schema}.events:"),
         "channel": sql.Literal(notify_channel(schema)),
     }
-    return [sql.SQL(statement).format(**params) for statement in (*_STATEMENTS, *_DEAD_LETTERS)]
+    statements = (*_STATEMENTS, *_DEAD_LETTERS, *_FLEET_STATEMENTS)
+    return [sql.SQL(statement).format(**params) for statement in statements]
 
 
 async def migrate(
