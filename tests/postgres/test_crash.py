@@ -2,7 +2,9 @@
 
 Every run must still complete, each write must be exactly one version after the previous
 (an audit trigger on the records table sees every write), and each step's side effect must
-exist for exactly the version it was applied at. The outbox must drain.
+exist for exactly the version it was applied at. The outbox must drain. Each run's history
+must be exactly the writes the trigger saw: one entry per version, none for a write the kill
+cut off, none missing.
 """
 
 from __future__ import annotations
@@ -12,13 +14,17 @@ import json
 import signal
 import sys
 import tempfile
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from luno_wf_postgres import PostgresRecordStore
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
+
+from luno_wf import RunState
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -30,11 +36,14 @@ ROOT = Path(__file__).parents[2]
 SETUP = """
 CREATE TABLE {s}.effects (run_id text NOT NULL, status bigint NOT NULL,
                           version bigint NOT NULL, pid integer NOT NULL);
-CREATE TABLE {s}.audit (run_id text NOT NULL, old_version bigint, new_version bigint NOT NULL);
+CREATE TABLE {s}.audit (run_id text NOT NULL, old_version bigint, new_version bigint NOT NULL,
+                        status bigint NOT NULL, run_state integer NOT NULL,
+                        actor text NOT NULL, at timestamptz NOT NULL);
 CREATE FUNCTION {s}.audit_write() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO {s}.audit VALUES (
-        NEW.run_id, CASE WHEN TG_OP = 'UPDATE' THEN OLD.version END, NEW.version);
+        NEW.run_id, CASE WHEN TG_OP = 'UPDATE' THEN OLD.version END, NEW.version,
+        NEW.status, NEW.run_state, coalesce(NEW.meta->>'Actor', ''), NEW.updated_at);
     RETURN NEW;
 END $$;
 CREATE TRIGGER audit_write AFTER INSERT OR UPDATE ON {s}.records
@@ -90,6 +99,48 @@ async def scalar(pool: AsyncConnectionPool[Any], query: str, schema: str) -> Any
         row = await cur.fetchone()
         assert row is not None
         return row[0]
+
+
+async def assert_history_is_the_audit(
+    pg_pool: AsyncConnectionPool[Any], schema: str, runs: int
+) -> None:
+    """Each run's history, read through the store, is exactly the writes the trigger saw.
+
+    The trigger fires on every write that committed, and on none that the kill cut off or
+    the compare-and-set refused: so one entry per audited version, with the audited status,
+    run state, actor and time, versions 1..n without a gap, and no entry anywhere else.
+    """
+    audited: defaultdict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    async with pg_pool.connection() as conn:
+        s = sql.Identifier(schema)
+        cur = await conn.execute(
+            sql.SQL(
+                "SELECT run_id, new_version, status, run_state, actor, at FROM {}.audit "
+                "ORDER BY run_id, new_version"
+            ).format(s)
+        )
+        for run_id, *write in await cur.fetchall():
+            audited[run_id].append(tuple(write))
+        cur = await conn.execute(sql.SQL("SELECT count(*) FROM {}.history").format(s))
+        kept = await cur.fetchone()
+    assert len(audited) == runs
+    assert kept == (4 * runs,), f"{kept} history entries for {4 * runs} audited writes"
+
+    store = PostgresRecordStore(pg_pool, schema=schema)
+    # The worker's statuses: CREATED 1, FIRST 2, SECOND 3, DONE 4 (tests/worker.py).
+    expected = [
+        (1, RunState.INITIATED, "api"),
+        (2, RunState.RUNNING, "step:CREATED"),
+        (3, RunState.RUNNING, "step:FIRST"),
+        (4, RunState.COMPLETED, "step:SECOND"),
+    ]
+    for run_id, writes in audited.items():
+        entries = await store.history(run_id)
+        got = [(e.version, e.status, int(e.run_state), e.actor, e.at) for e in entries]
+        assert got == writes, f"run {run_id}: history {got!r} but the trigger saw {writes!r}"
+        assert [e.version for e in entries] == [1, 2, 3, 4], f"run {run_id}: {entries!r}"
+        assert [(e.status, e.run_state, e.actor) for e in entries] == expected, run_id
+        assert all(e.run_id == run_id and e.error == "" for e in entries), entries
 
 
 async def test_sigkill_one_worker_mid_way(
@@ -170,6 +221,8 @@ async def test_sigkill_one_worker_mid_way(
         distinct, wrong_version, attempts = await cur.fetchone() or (0, 0, 0)
         assert (distinct, wrong_version) == (3 * RUNS, 0)
         assert attempts - distinct <= 2 * 3 * 100  # at most the in-flight batches repeated
+
+    await assert_history_is_the_audit(pg_pool, pg_schema, RUNS)
     print(
         f"\ncrash test: {done_at_kill} of {RUNS} done at the kill, "
         f"{attempts - distinct} step effects repeated after it"

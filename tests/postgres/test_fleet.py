@@ -4,7 +4,8 @@ Roles spread within one of even over the three; after a SIGKILL of one, its role
 by the other two within the documented handover time (lease + heartbeat); after a SIGSTOP
 longer than the lease, the stopped worker's roles move and runs keep completing during the
 stall; when it resumes, it finds it lost its roles (it logs "role lost"), and the audit of
-every write shows no transition applied twice.
+every write shows no transition applied twice, and each run's history is exactly its
+audited writes.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ import pytest
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from tests.postgres.test_crash import SETUP, Worker, poll_until, scalar, start
+from tests.postgres.test_crash import (
+    SETUP,
+    Worker,
+    assert_history_is_the_audit,
+    poll_until,
+    scalar,
+    start,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -160,6 +168,7 @@ async def test_roles_spread_move_on_death_and_stall_and_nothing_is_applied_twice
             assert await asyncio.wait_for(worker.proc.wait(), 30) == 0, worker.tail()
 
     await audit(pg_pool, pg_schema)
+    await assert_history_is_the_audit(pg_pool, pg_schema, RUNS)
 
 
 async def audit(pool: AsyncConnectionPool[Any], schema: str) -> None:
