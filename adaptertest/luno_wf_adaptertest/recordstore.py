@@ -120,6 +120,20 @@ def _later(
     )
 
 
+async def _store_at_once(
+    store: RecordStore, records: list[Record], *, batch: bool
+) -> list[Exception | None]:
+    """Store ``records`` (of distinct runs) together; ``None`` or the refusal for each.
+
+    One ``store_many`` call if ``batch``, else concurrent ``store`` calls.
+    """
+    if batch:
+        assert isinstance(store, BatchStore)
+        return await store.store_many(records)
+    outcomes = await asyncio.gather(*(store.store(r) for r in records), return_exceptions=True)
+    return [o if isinstance(o, Exception) else None for o in outcomes]
+
+
 def _no_history() -> NoReturn:
     pytest.skip("the store keeps no history (optional HistoryStore)")
 
@@ -712,6 +726,73 @@ class RecordStoreContract(StatefulCases):
         results = await asyncio.gather(*(store.store(r) for r in rivals), return_exceptions=True)
         [winner] = [r for r, res in zip(rivals, results, strict=True) if res is None]
         assert await store.history(v1.run_id) == [_entry(v1), _entry(v2), _entry(winner)]
+
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_history_of_concurrent_writers(self, store: RecordStore) -> None:
+        """Rivals writing one run from one version leave one entry for it: the winner's.
+
+        Three runs, three rounds; in each, five writers per run store the next version at
+        once, each with its own status, actor and object (snapshots on). With ``store_many``
+        one writer of each round writes all three runs in one batch. Of a foreign id's
+        concurrent new runs, only the stored one has history.
+        """
+        if not isinstance(store, HistoryStore):
+            _no_history()
+        store.configure_history(WF, objects=True)
+        runs = _runs(WF, 3)
+        await _seed(store, runs)
+        written = {run.run_id: [run] for run in runs}
+        batched = isinstance(store, BatchStore)
+        for round_ in range(3):
+            rivals = {
+                run_id: [
+                    attrs.evolve(
+                        _later(
+                            versions[-1],
+                            1,
+                            run_state=RunState.RUNNING,
+                            status=1 + (round_ + writer) % 3,
+                            actor=f"writer {writer}",
+                            trace_id=f"round {round_} writer {writer}",
+                        ),
+                        object=b'{"round": %d, "writer": %d}' % (round_, writer),
+                    )
+                    for writer in range(5)
+                ]
+                for run_id, versions in written.items()
+            }
+
+            # Writer by writer, each writer's outcome for each run (in ``rivals`` order).
+            results = await asyncio.gather(
+                *(
+                    _store_at_once(
+                        store, [mine[w] for mine in rivals.values()], batch=batched and w == 0
+                    )
+                    for w in range(5)
+                )
+            )
+            for index, (run_id, mine) in enumerate(rivals.items()):
+                outcomes = [by_writer[index] for by_writer in results]
+                winners = [r for r, o in zip(mine, outcomes, strict=True) if o is None]
+                losers = [o for o in outcomes if o is not None]
+                assert len(winners) == 1, f"round {round_}, run {run_id}: {outcomes!r}"
+                assert all(isinstance(o, StaleRecord) for o in losers), f"{losers!r}"
+                written[run_id].append(winners[0])
+            for run_id, versions in written.items():
+                got = await store.history(run_id)
+                assert [e.version for e in got] == list(range(1, round_ + 3)), f"{got!r}"
+                assert got == [_entry(r, obj=r.object) for r in versions], f"round {round_}"
+
+        newcomers = [dummy_wire_record(WF, foreign_id="one foreign id") for _ in range(5)]
+        outcomes = await _store_at_once(store, newcomers, batch=False)
+        [stored] = [r for r, o in zip(newcomers, outcomes, strict=True) if o is None]
+        assert await store.history(stored.run_id) == [_entry(stored, obj=stored.object)]
+        for record, outcome in zip(newcomers, outcomes, strict=True):
+            if outcome is not None:
+                assert isinstance(outcome, WorkflowInProgress), f"{outcome!r}"
+                with pytest.raises(RecordNotFound):
+                    await store.history(record.run_id)
 
     @pytest.mark.conformance_extension
     @pytest.mark.asyncio

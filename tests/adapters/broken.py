@@ -143,6 +143,43 @@ class HistoryOfRefusedWrites(MemRecordStore):
         return sorted(entries, key=lambda e: e.version)
 
 
+class HistoryOfTheLastRival(MemRecordStore):
+    """Defect: a write that loses the race for a version replaces that version's entry.
+
+    As a store would that upserts entries by (run id, version) outside the record's
+    compare-and-set: the run's record is the winner's, its history the last rival's.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rivals: dict[tuple[str, int], Record] = {}
+
+    def _store(self, record: Record) -> None:
+        try:
+            super()._store(record)
+        except StaleRecord:
+            self.rivals[(record.run_id, record.meta.version)] = record
+            raise
+
+    async def history(self, run_id: str) -> builtins.list[HistoryEntry]:
+        entries = await super().history(run_id)
+        for i, entry in enumerate(entries):
+            rival = self.rivals.get((run_id, entry.version))
+            if rival is not None:
+                entries[i] = attrs.evolve(
+                    entry,
+                    status=rival.status,
+                    run_state=rival.run_state,
+                    reason=rival.meta.run_state_reason,
+                    actor=rival.meta.actor,
+                    at=rival.updated_at,
+                    error=rival.meta.error,
+                    trace_id=rival.meta.trace_id,
+                    object=None if entry.object is None else rival.object,
+                )
+        return entries
+
+
 class _AckingOnClose:
     """A receiver that acks whatever it has in flight when closed."""
 

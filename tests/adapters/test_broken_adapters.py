@@ -66,6 +66,13 @@ DEFECTS = [
         frozenset({"test_history_none_for_refused_writes", "test_stateful_agrees_with_reference"}),
     ),
     Defect(
+        "history entry of a lost race",
+        "RecordStoreContract",
+        "make_store",
+        "factory_of(broken.HistoryOfTheLastRival)",
+        frozenset({"test_history_none_for_refused_writes", "test_history_of_concurrent_writers"}),
+    ),
+    Defect(
         "lost un-acked event",
         "EventStreamerContract",
         "make_streamer",
