@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
@@ -12,7 +12,9 @@ import pytest
 from luno_wf_postgres import PostgresRecordStore, PostgresRoleScheduler, PostgresStreamer
 from psycopg_pool import AsyncConnectionPool
 
-from luno_wf import Builder, Run, RunState, Workflow
+from luno_wf import Builder, EventStreamer, RecordStore, RoleScheduler, Run, RunState, Workflow
+from luno_wf.errors import UnknownStatus
+from luno_wf.memory import MemRecordStore, MemRoleScheduler, MemStreamer
 from luno_wf.testing import wait_for
 
 pytestmark = pytest.mark.postgres
@@ -124,3 +126,78 @@ async def test_compensation_on_postgres(
         "compensate",
     ]
     assert history[3].error == "RuntimeError: parcel lost"
+
+
+@attrs.define
+class Stop:
+    place: str
+    at: datetime
+
+
+@attrs.define
+class Shipment:
+    id: str = ""
+    stops: list[Stop] = attrs.field(factory=list)
+
+
+PLACES = {Parcel.ORDERED: "shop", Parcel.PACKED: "depot", Parcel.SENT: "van"}
+T0 = datetime(2025, 6, 2, 9, 0, tzinfo=UTC)
+
+
+async def travel(r: Run[Shipment, Parcel]) -> Parcel:
+    stop = Stop(PLACES[r.status], T0 + timedelta(hours=len(r.object.stops)))
+    r.object.stops.append(stop)
+    return Parcel(r.status + 1)
+
+
+async def test_history_is_typed_on_memory() -> None:
+    await check_typed_history(MemStreamer(), MemRecordStore(), MemRoleScheduler())
+
+
+async def test_history_is_typed_on_postgres(
+    streamer: PostgresStreamer, store: PostgresRecordStore, postgres_dsn: str, pg_schema: str
+) -> None:
+    scheduler = PostgresRoleScheduler(
+        postgres_dsn, namespace=pg_schema, poll_interval=timedelta(milliseconds=100)
+    )
+    await check_typed_history(streamer, store, scheduler)
+
+
+async def check_typed_history(
+    streamer: EventStreamer, store: RecordStore, scheduler: RoleScheduler
+) -> None:
+    """``wf.history`` gives the workflow's enum and ``object_as`` the workflow's object type.
+
+    The snapshots decode through the workflow's converter (nested attrs classes, datetimes),
+    the same on either store; an entry whose status the enum lacks raises ``UnknownStatus``.
+    """
+    b = Builder("shipments", Shipment, Parcel)
+    for status in (Parcel.ORDERED, Parcel.PACKED, Parcel.SENT):
+        b.add_step(status, travel, Parcel(status + 1))
+    async with b.build(streamer, store, scheduler, history_objects=True) as wf:
+        run_id = await wf.trigger("s-1", initial_value=Shipment(id="s-1"))
+        await wf.await_status("s-1", run_id, Parcel.DELIVERED, timeout=timedelta(seconds=20))
+        history = await wf.history(run_id)
+        report = await wf.inspect(run_id)
+
+        record = await store.lookup(run_id)
+        await store.store(attrs.evolve(record, status=9, meta=attrs.evolve(record.meta, version=5)))
+        with pytest.raises(UnknownStatus, match="history entry 5 has status 9"):
+            await wf.history(run_id)
+
+    assert [t.status for t in history] == [
+        Parcel.ORDERED,
+        Parcel.PACKED,
+        Parcel.SENT,
+        Parcel.DELIVERED,
+    ]
+    assert all(type(t.status) is Parcel for t in history), [type(t.status) for t in history]
+    assert all(type(t.run_state) is RunState for t in history)
+    shipments = [t.object_as(Shipment) for t in history]
+    route = [Stop(place, T0 + timedelta(hours=n)) for n, place in enumerate(PLACES.values())]
+    assert shipments == [Shipment(id="s-1", stops=route[:n]) for n in range(4)]
+    last = shipments[-1]
+    assert last is not None
+    assert all(type(stop) is Stop and stop.at.tzinfo is not None for stop in last.stops)
+    assert report.history == history
+    assert report.record is not None and type(report.record.status) is Parcel
