@@ -27,6 +27,7 @@ def test_toy_adapter_passes_the_suite(pytester: pytest.Pytester) -> None:
         "test_history_can_be_turned_off",
         "test_history_none_for_refused_writes",
         "test_history_object_snapshots",
+        "test_history_of_concurrent_writers",
         "test_history_of_store_many",
         "test_history_oldest_first_by_version",
         "test_history_one_entry_per_write",
