@@ -48,7 +48,9 @@ CREATE TABLE IF NOT EXISTS runs (
     run_state_reason   TEXT NOT NULL,
     status_description TEXT NOT NULL,
     version            INTEGER NOT NULL,
-    trace_origin       TEXT NOT NULL
+    trace_origin       TEXT NOT NULL,
+    traceparent        TEXT NOT NULL,
+    tracestate         TEXT NOT NULL
 );
 -- One unfinished (initiated, running, paused) run per foreign id, enforced by the database.
 CREATE UNIQUE INDEX IF NOT EXISTS runs_one_unfinished
@@ -64,7 +66,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 
 COLUMNS = (
     "run_id, workflow_name, foreign_id, run_state, status, object, created_at, updated_at, "
-    "run_state_reason, status_description, version, trace_origin"
+    "run_state_reason, status_description, version, trace_origin, traceparent, tracestate"
 )
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -93,6 +95,8 @@ def to_row(record: Record) -> tuple[object, ...]:
         meta.status_description,
         meta.version,
         meta.trace_origin,
+        meta.traceparent,
+        meta.tracestate,
     )
 
 
@@ -111,6 +115,8 @@ def from_row(row: sqlite3.Row) -> Record:
             status_description=row["status_description"],
             version=row["version"],
             trace_origin=row["trace_origin"],
+            traceparent=row["traceparent"],
+            tracestate=row["tracestate"],
         ),
     )
 
@@ -183,7 +189,7 @@ class SqliteRecordStore:
         try:
             if found is None:
                 db.execute(
-                    f"INSERT INTO runs ({COLUMNS}) VALUES ({', '.join('?' * 12)})", to_row(record)
+                    f"INSERT INTO runs ({COLUMNS}) VALUES ({', '.join('?' * 14)})", to_row(record)
                 )
             elif found["version"] != record.meta.version - 1:
                 raise StaleRecord(

@@ -44,6 +44,7 @@ from ._runstate import RunState as RunState
 from ._timeoutrecord import TimeoutRecord as TimeoutRecord
 from ._timers import duration_timer as duration_timer
 from ._timers import time_timer as time_timer
+from ._tracing import Tracing as Tracing
 from ._workflow import Workflow as Workflow
 from .adapter import Ack as Ack
 from .adapter import BatchLookup as BatchLookup
@@ -113,6 +114,7 @@ __all__ = [
     "TimeoutRecord",
     "TimeoutStore",
     "topic",
+    "Tracing",
     "TypedRecord",
     "Workflow",
 ]

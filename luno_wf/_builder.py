@@ -25,6 +25,7 @@ from ._graph import Graph
 from ._metrics import NO_METRICS, Metrics, MetricsSink, default_metrics
 from ._options import ExponentialBackoff, Options
 from ._runstate import RunState
+from ._tracing import Tracing
 from ._types import AnyFunc, S, T
 from ._workflow import Workflow
 from .adapter import ConnectorConstructor, EventStreamer, RecordStore, RoleScheduler, TimeoutStore
@@ -239,6 +240,7 @@ class Builder(Generic[T, S]):
         logger: logging.Logger | None = None,
         debug: bool = False,
         metrics: Metrics | bool = True,
+        tracing: Tracing | bool = True,
     ) -> Workflow[T, S]:
         """Validate the graph and make the :class:`~luno_wf.Workflow`.
 
@@ -258,16 +260,20 @@ class Builder(Generic[T, S]):
             debug: Log debug lines too.
             metrics: True (the default) reports to ``prometheus_client``'s default registry,
                 a :class:`luno_wf.metrics.Metrics` to its registry, False nowhere.
+            tracing: OpenTelemetry spans (needs ``luno-wf[otel]``): True (the default) to
+                the global tracer provider, a :class:`luno_wf.Tracing` to choose the
+                provider or a trace per step, False none (see docs/tracing.md).
 
         Raises:
             ValueError: The graph has no starting point, or timeouts lack a timeout store.
-            TypeError: ``metrics`` is neither a bool nor a ``Metrics``.
+            TypeError: ``metrics`` is neither a bool nor a ``Metrics``, or ``tracing``
+                neither a bool nor a ``Tracing``.
 
         """
         self._check_build(timeout_store, pause_retry, custom_delete, default_options)
         engine = Engine(
             self._definition(),
-            Settings(default_options or Options(), pause_retry, custom_delete, outbox, debug),
+            _settings(default_options, pause_retry, custom_delete, outbox, debug, tracing),
             streamer=streamer,
             store=store,
             scheduler=scheduler,
@@ -316,6 +322,35 @@ class Builder(Generic[T, S]):
             _require_async(custom_delete, "custom_delete")
         if default_options is not None and not isinstance(default_options, Options):
             raise TypeError(f"default_options must be luno_wf.Options, got {default_options!r}")
+
+
+def _settings(
+    default_options: Options | None,
+    pause_retry: timedelta | None,
+    custom_delete: Any,
+    outbox: bool,
+    debug: bool,
+    tracing: object,
+) -> Settings[Any]:
+    return Settings(
+        default_options or Options(),
+        pause_retry,
+        custom_delete,
+        outbox,
+        debug,
+        _tracing_options(tracing),
+    )
+
+
+def _tracing_options(tracing: object) -> Tracing | None:
+    if isinstance(tracing, bool):
+        return Tracing() if tracing else None
+    if isinstance(tracing, Tracing):
+        return tracing
+    raise TypeError(
+        f"tracing must be True (the global tracer provider), a luno_wf.Tracing or False "
+        f"(no tracing), got {tracing!r}"
+    )
 
 
 def _metrics_sink(metrics: object) -> MetricsSink:

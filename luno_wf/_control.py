@@ -8,9 +8,17 @@ import attrs
 
 from ._engine import Engine
 from ._runstate import RunState
+from ._tracing import Work
 from .errors import RecordNotFound
 
 __all__ = ["control"]
+
+_WORK = {
+    RunState.PAUSED: Work.PAUSE,
+    RunState.RUNNING: Work.RESUME,
+    RunState.CANCELLED: Work.CANCEL,
+    RunState.REQUESTED_DATA_DELETED: Work.DELETE_DATA,
+}
 
 
 async def control(engine: Engine[Any, Any], run_id: str, target: RunState, reason: str) -> None:
@@ -34,4 +42,5 @@ async def control(engine: Engine[Any, Any], run_id: str, target: RunState, reaso
         # As when a step processes it, a run not yet picked up counts as running: so a
         # just-triggered run can be cancelled too.
         record = attrs.evolve(record, run_state=RunState.RUNNING)
-    await engine.controller(record).transition(target, reason)
+    with engine.tracing.span(_WORK[target], record, caller=True):
+        await engine.controller(record).transition(target, reason)

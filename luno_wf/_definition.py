@@ -13,6 +13,7 @@ import attrs
 from ._graph import Graph
 from ._options import Options
 from ._runstate import RunState
+from ._tracing import Tracing
 from ._types import AnyFunc, S, T
 from .adapter import ConnectorConstructor
 
@@ -75,6 +76,7 @@ class Settings(Generic[T]):
     custom_delete: Callable[[T], Awaitable[T]] | None = None
     outbox: bool = True
     debug: bool = False
+    tracing: Tracing | None = attrs.field(factory=Tracing)
 
 
 def _frozen_graph(graph: Graph) -> Graph:

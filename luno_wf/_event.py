@@ -11,7 +11,11 @@ __all__ = ["ConnectorEvent", "Event", "Header", "OutboxEvent"]
 
 
 class Header(enum.StrEnum):
-    """Event header names, identical to luno/workflow's so Go and Python services interoperate."""
+    """Event header names, luno/workflow's so Go and Python services interoperate.
+
+    ``traceparent`` and ``tracestate`` (W3C trace context) are added to events of runs
+    triggered in a trace; luno's readers ignore them.
+    """
 
     WORKFLOW_NAME = "workflow_name"
     FOREIGN_ID = "foreign_id"
@@ -20,6 +24,9 @@ class Header(enum.StrEnum):
     RUN_STATE = "run_state"
     RECORD_VERSION = "record_version"
     CONNECTOR_DATA = "connector_data"
+    # W3C trace context (not luno's): the trace the run was triggered in, on every event.
+    TRACEPARENT = "traceparent"
+    TRACESTATE = "tracestate"
 
 
 @attrs.frozen(kw_only=True)

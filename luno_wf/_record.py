@@ -22,6 +22,9 @@ class Meta:
         version: Incremented by one on every write; 1 after trigger. The record store's
             compare-and-set key.
         trace_origin: The caller's frames at trigger time, one per line.
+        traceparent: The W3C ``traceparent`` of the trace context the run was triggered in
+            (empty when there was none); every event of the run carries it.
+        tracestate: The W3C ``tracestate`` that goes with ``traceparent`` (often empty).
 
     """
 
@@ -29,6 +32,8 @@ class Meta:
     status_description: str = ""
     version: int = 0
     trace_origin: str = ""
+    traceparent: str = ""
+    tracestate: str = ""
 
 
 @attrs.frozen(kw_only=True)

@@ -53,21 +53,35 @@ def _initial_value(object_type: type[Any], initial_value: object) -> Any:
 async def start_run(
     engine: Engine[T, S], foreign_id: str, start: S, initial_value: T, origin: str
 ) -> str:
-    """Write a new run of ``foreign_id`` at ``start`` (one write); returns its run id."""
+    """Write a new run of ``foreign_id`` at ``start`` (one write); returns its run id.
+
+    The write is made in the trigger's span, whose trace context the run then carries.
+    """
     now = engine.clock.now()
     run_id = new_uuid4()
-    record = Record(
-        workflow_name=engine.name,
-        foreign_id=foreign_id,
-        run_id=run_id,
-        run_state=RunState.INITIATED,
-        status=int(start),
-        object=engine.codec.encode(initial_value),
-        created_at=now,
-        updated_at=now,
-        meta=Meta(status_description=start.name, version=1, trace_origin=origin),
-    )
-    await engine.write(record, RunState.UNKNOWN)
+    tracing = engine.tracing
+    with tracing.trigger(foreign_id, run_id, start.name):
+        # The trigger span's context (or the caller's, when no span is recorded): the run
+        # carries it on every write and event.
+        traceparent, tracestate = tracing.carrier()
+        record = Record(
+            workflow_name=engine.name,
+            foreign_id=foreign_id,
+            run_id=run_id,
+            run_state=RunState.INITIATED,
+            status=int(start),
+            object=engine.codec.encode(initial_value),
+            created_at=now,
+            updated_at=now,
+            meta=Meta(
+                status_description=start.name,
+                version=1,
+                trace_origin=origin,
+                traceparent=traceparent,
+                tracestate=tracestate,
+            ),
+        )
+        await engine.write(record, RunState.UNKNOWN)
     return run_id
 
 

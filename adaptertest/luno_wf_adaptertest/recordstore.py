@@ -271,6 +271,8 @@ class RecordStoreContract(StatefulCases):
             status_description="Started",
             version=1,
             trace_origin="main.py:10\nworker.py:20",
+            traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            tracestate="vendor=opaque",
         )
         record = dummy_wire_record(WF, meta=meta)
         await store.store(record)

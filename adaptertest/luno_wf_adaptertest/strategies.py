@@ -86,6 +86,8 @@ def metas(*, version: st.SearchStrategy[int] | None = None) -> st.SearchStrategy
         status_description=storable_text(),
         version=version if version is not None else st.integers(1, 2**31),
         trace_origin=storable_text(max_size=60),
+        traceparent=storable_text(max_size=55),
+        tracestate=storable_text(max_size=40),
     )
 
 

@@ -63,6 +63,7 @@ class WriteBatch:
         if self._store is not None:
             assert record.run_id not in self._pending, "flush before a second write of a run"
             self._pending[record.run_id] = (record, previous)
+            self._engine.tracing.wrote(record)  # noted in the span that made it
             return
         try:
             await self._engine.write(record, previous)

@@ -95,5 +95,7 @@ def next_record(
             status_description=engine.definition.names[status],
             version=meta.version + 1,
             trace_origin=meta.trace_origin,
+            traceparent=meta.traceparent,
+            tracestate=meta.tracestate,
         ),
     )

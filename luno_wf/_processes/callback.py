@@ -6,6 +6,7 @@ from typing import Any
 
 from .._engine import Engine
 from .._run import RUN_STATE_UPDATED
+from .._tracing import Work
 from ..errors import CallbackNotAccepted, UnknownStatus
 from ._update import apply_result
 
@@ -47,8 +48,9 @@ async def deliver_callback(
             status=int(status),
         )
     data = bytes(payload)
-    for spec in specs:
-        run = engine.build_run(record)
-        result = await spec.fn(run, data)
-        if result is RUN_STATE_UPDATED or await apply_result(engine, int(status), result, run):
-            return
+    with engine.tracing.span(Work.CALLBACK, record, caller=True):
+        for spec in specs:
+            run = engine.build_run(record)
+            result = await spec.fn(run, data)
+            if result is RUN_STATE_UPDATED or await apply_result(engine, int(status), result, run):
+                return

@@ -68,7 +68,8 @@ def processes(
             consumer = await spec.constructor.make(role)
 
             async def handle(event: ConnectorEvent) -> None:
-                await spec.fn(api, event)
+                with engine.tracing.connector(spec.name, event):
+                    await spec.fn(api, event)
 
             try:
                 await consume(consumer, handle, intake, progress)

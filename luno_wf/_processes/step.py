@@ -13,6 +13,7 @@ from .._naming import make_role, topic
 from .._options import Resolved
 from .._record import Record
 from .._run import Run
+from .._tracing import Work
 from ..adapter import BatchLookup, BatchReceiver, BatchStore, EventReceiver
 from ..errors import InvalidTransition, WorkflowError
 from ._batch import WriteBatch
@@ -148,13 +149,14 @@ class StepHandler:
         record = await self._loader.load(event)
         if record is None:
             return
-        run = await self._failures.decode(record)
-        if run is None:
-            return
-        updated = await self.step(record, run)
-        if updated is None:
-            return
-        await self._writes.put(updated, run.record.run_state)
+        with self._engine.tracing.span(Work.STEP, record, headers=event.headers):
+            run = await self._failures.decode(record)
+            if run is None:
+                return
+            updated = await self.step(record, run)
+            if updated is None:
+                return
+            await self._writes.put(updated, run.record.run_state)
 
     async def step(self, record: Record, run: Run[Any, Any]) -> Record | None:
         """Run the step function; the record to write, None if there is nothing to write."""

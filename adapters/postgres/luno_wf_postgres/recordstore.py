@@ -144,6 +144,8 @@ def _meta_json(meta: Meta) -> str:
             "StatusDescription": meta.status_description,
             "Version": meta.version,
             "TraceOrigin": meta.trace_origin,
+            "TraceParent": meta.traceparent,
+            "TraceState": meta.tracestate,
         }
     ).decode()
 
@@ -155,6 +157,8 @@ def _meta_from(text: str | None, version: int) -> Meta:
         status_description=str(value.get("StatusDescription") or ""),
         version=version,
         trace_origin=str(value.get("TraceOrigin") or ""),
+        traceparent=str(value.get("TraceParent") or ""),
+        tracestate=str(value.get("TraceState") or ""),
     )
 
 
