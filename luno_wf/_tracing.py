@@ -3,8 +3,9 @@
 ``opentelemetry-api`` is optional (``luno-wf[otel]``) and imported once, here; without it
 every span is the shared no-op :data:`NO_SPAN`. luno_wf never sets up a provider or an
 exporter: spans go to the provider given in :class:`Tracing`, else to the global one the
-application sets. While no provider is set, no span is started (the check is one global
-lookup), but a trigger still passes on a context the caller is in.
+application sets. While no provider is set no span is started (the global provider is
+looked up again at most once a second), but a trigger still passes on a context the caller
+is in.
 
 Where the context lives: :func:`start_run` opens the trigger span and stores its W3C
 ``traceparent``/``tracestate`` in the run's :class:`~luno_wf.Meta`; every later write copies
@@ -21,6 +22,7 @@ span of the current task, never on an application's span.
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
@@ -47,6 +49,9 @@ __all__ = ["NO_SPAN", "OTEL_API", "RunTracer", "SpanScope", "Tracing", "Work"]
 
 INSTRUMENTATION = "luno_wf"
 _CACHE_LIMIT = 4096
+_LOOKUP_EVERY = 1.0
+"""Seconds between lookups of a global tracer provider that is not set yet."""
+_NO_PROVIDER = (otel_trace.ProxyTracerProvider, otel_trace.NoOpTracerProvider) if OTEL_API else ()
 
 
 @attrs.frozen(kw_only=True)
@@ -59,8 +64,9 @@ class Tracing:
 
     Attributes:
         provider: The ``TracerProvider`` spans come from. None (the default) uses the
-            global provider (``opentelemetry.trace.set_tracer_provider``), looked up until
-            the application has set one; until then no span is started.
+            global provider (``opentelemetry.trace.set_tracer_provider``); until the
+            application sets one no span is started, and it is looked up again at most
+            once a second (set it before running workflows).
         trace_per_step: Make each step, timeout, hook and deletion the root of its own
             trace, linked to the run's trigger span, instead of a child of it (callbacks
             and API actions become children of their caller, linked to the run). For runs
@@ -185,7 +191,6 @@ def record_attributes(record: Record) -> dict[str, str | int]:
         "luno_wf.foreign_id": record.foreign_id,
         "luno_wf.status": record.meta.status_description or str(record.status),
         "luno_wf.version": record.meta.version,
-        "luno_wf.run_state": record.run_state.name,
     }
 
 
@@ -204,6 +209,7 @@ class RunTracer:
         self._provider = None if tracing is None else tracing.provider
         self._per_step = tracing is not None and tracing.trace_per_step
         self._tracer: Tracer | None = None
+        self._next_lookup = 0.0
         self._contexts: dict[tuple[str, str], Context] = {}
         self._propagator = TraceContextTextMapPropagator() if self._on else None
 
@@ -213,13 +219,23 @@ class RunTracer:
         return self._per_step
 
     def _active(self) -> Tracer | None:
-        """The tracer to start spans with, None while there is no provider to send them to."""
+        """The tracer to start spans with, None while there is no provider to send them to.
+
+        While the global provider is not set it is looked up again at most once every
+        :data:`_LOOKUP_EVERY` seconds (a lookup costs about a microsecond, a fair share of
+        a step on the memory adapters); once found, the tracer is kept (OpenTelemetry sets
+        the global provider only once).
+        """
         tracer = self._tracer
         if tracer is not None or not self._on:
             return tracer
+        now = time.monotonic()
+        if now < self._next_lookup:
+            return None
         provider = self._provider or otel_trace.get_tracer_provider()
-        if isinstance(provider, otel_trace.ProxyTracerProvider | otel_trace.NoOpTracerProvider):
-            return None  # no provider set yet: looked up again next time
+        if isinstance(provider, _NO_PROVIDER):
+            self._next_lookup = now + _LOOKUP_EVERY
+            return None
         self._tracer = provider.get_tracer(INSTRUMENTATION)
         return self._tracer
 
@@ -259,7 +275,6 @@ class RunTracer:
             else:
                 parent = None  # a run without a trace context: the caller's span is parent
         attributes = record_attributes(record)
-        attributes["luno_wf.work"] = str(work)
         name = f"{work} {self._workflow} {detail or attributes['luno_wf.status']}"
         return self._start(tracer, name, work, parent, attributes, links)
 
@@ -274,7 +289,6 @@ class RunTracer:
             "luno_wf.foreign_id": foreign_id,
             "luno_wf.status": status,
             "luno_wf.version": 1,
-            "luno_wf.work": str(Work.TRIGGER),
         }
         name = f"{Work.TRIGGER} {self._workflow} {status}"
         return self._start(tracer, name, Work.TRIGGER, None, attributes, [])
@@ -293,7 +307,6 @@ class RunTracer:
             "luno_wf.event_id": event.id,
             "luno_wf.foreign_id": event.foreign_id,
             "luno_wf.event_type": event.type,
-            "luno_wf.work": str(Work.CONNECTOR),
         }
         span_name = f"{Work.CONNECTOR} {self._workflow} {name}"
         return self._start(tracer, span_name, Work.CONNECTOR, parent, attributes, [])
