@@ -1,8 +1,10 @@
 """One worker process of the two-worker crash tests: a 3-step workflow, until SIGTERM.
 
 Usage: ``python -m tests.worker DSN SCHEMA [--kafka SERVERS] [--workflow NAME]
-[--trigger N] [--prefix P] [--work-ms MS]``. Records and roles are on PostgreSQL; events
-too, unless ``--kafka`` names a broker. Prints ``ready`` once its workflow runs and
+[--trigger N] [--prefix P] [--work-ms MS] [--spans FILE]``. Records and roles are on
+PostgreSQL; events too, unless ``--kafka`` names a broker. With ``--spans`` an
+OpenTelemetry SDK provider is set globally and every span is appended to FILE as a JSON
+line. Prints ``ready`` once its workflow runs and
 ``triggered`` after triggering N runs (foreign ids ``P-0`` ... ``P-(N-1)``). Every step
 records its side effect (run id, status, the version it read, this pid) in
 ``SCHEMA.effects`` before returning, then works for ``--work-ms`` (so that a kill lands
@@ -14,14 +16,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import enum
+import json
 import os
 import signal
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 import attrs
 from luno_wf_kafka import KafkaStreamer
 from luno_wf_postgres import PostgresRecordStore, PostgresRoleScheduler, PostgresStreamer
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
@@ -58,6 +65,41 @@ def step(pool: AsyncConnectionPool[Any], schema: str, to: Status, work: float) -
     return fn
 
 
+class JsonLinesExporter(SpanExporter):
+    """Appends each span to a file as one JSON line (ids in hex, as in a traceparent)."""
+
+    def __init__(self, path: str) -> None:
+        self._file = open(path, "a")  # noqa: SIM115 - closed by shutdown()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        for span in spans:
+            context = span.get_span_context()
+            assert context is not None
+            line = {
+                "name": span.name,
+                "trace_id": f"{context.trace_id:032x}",
+                "span_id": f"{context.span_id:016x}",
+                "parent_id": f"{span.parent.span_id:016x}" if span.parent else "",
+                "attributes": dict(span.attributes or {}),
+                "status": span.status.status_code.name,
+                "pid": os.getpid(),
+            }
+            self._file.write(json.dumps(line) + "\n")
+        self._file.flush()
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self._file.close()
+
+
+def trace_to(path: str) -> TracerProvider:
+    """Set a global SDK provider writing every span to ``path``, as an application would."""
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(JsonLinesExporter(path)))
+    trace.set_tracer_provider(provider)
+    return provider
+
+
 def streamer_for(
     args: argparse.Namespace, pool: AsyncConnectionPool[Any]
 ) -> KafkaStreamer | PostgresStreamer:
@@ -82,6 +124,7 @@ def streamer_for(
 
 async def main(args: argparse.Namespace) -> None:
     dsn, schema = args.dsn, args.schema
+    provider = trace_to(args.spans) if args.spans else None
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(dsn, min_size=2, max_size=12, open=False)
     await pool.open(wait=True)
     streamer = streamer_for(args, pool)
@@ -105,6 +148,8 @@ async def main(args: argparse.Namespace) -> None:
         await stop.wait()
     await streamer.close()
     await pool.close()
+    if provider is not None:
+        provider.shutdown()
 
 
 if __name__ == "__main__":
@@ -116,4 +161,5 @@ if __name__ == "__main__":
     parser.add_argument("--trigger", type=int, default=0)
     parser.add_argument("--prefix", default="job")
     parser.add_argument("--work-ms", type=float, default=0)
+    parser.add_argument("--spans", default="")
     asyncio.run(main(parser.parse_args()))
