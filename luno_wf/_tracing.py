@@ -257,9 +257,13 @@ class RunTracer:
         the caller's current span is linked to. ``detail`` (default: the run's status)
         ends the span's name.
         """
-        tracer = self._tracer or self._active()
+        tracer = self._tracer
         if tracer is None:
-            return NO_SPAN
+            if not self._on:
+                return NO_SPAN  # without a call: this is every step's cost with tracing off
+            tracer = self._active()
+            if tracer is None:
+                return NO_SPAN
         run = self._run_context(record, headers)
         run_span = otel_trace.get_current_span(run).get_span_context()
         links: list[otel_trace.Link] = []
@@ -280,9 +284,13 @@ class RunTracer:
 
     def trigger(self, foreign_id: str, run_id: str, status: str) -> SpanScope:
         """The span of a trigger, a child of the caller's current span."""
-        tracer = self._tracer or self._active()
+        tracer = self._tracer
         if tracer is None:
-            return NO_SPAN
+            if not self._on:
+                return NO_SPAN
+            tracer = self._active()
+            if tracer is None:
+                return NO_SPAN
         attributes: dict[str, str | int] = {
             "luno_wf.workflow": self._workflow,
             "luno_wf.run_id": run_id,

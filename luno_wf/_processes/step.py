@@ -26,6 +26,8 @@ from ._update import next_record
 
 __all__ = ["StepHandler", "processes", "shard_keeps"]
 
+_STEP = Work.STEP  # read once: an enum member lookup costs a fair part of the no-op span
+
 
 def shard_keeps(shard: int, total: int) -> Callable[[Event], bool]:
     """A filter keeping the events of shard ``shard`` (1-based) of ``total``.
@@ -142,6 +144,7 @@ class StepHandler:
         self._failures = failures
         self._writes = writes
         self._probe = engine.probe(failures.process_name)
+        self._span = engine.tracing.span
 
     async def __call__(self, event: Event) -> None:
         if self._writes.pending(event.foreign_id):
@@ -149,7 +152,7 @@ class StepHandler:
         record = await self._loader.load(event)
         if record is None:
             return
-        with self._engine.tracing.span(Work.STEP, record, headers=event.headers):
+        with self._span(_STEP, record, headers=event.headers):
             run = await self._failures.decode(record)
             if run is None:
                 return
