@@ -213,11 +213,6 @@ class RunTracer:
         self._contexts: dict[tuple[str, str], Context] = {}
         self._propagator = TraceContextTextMapPropagator() if self._on else None
 
-    @property
-    def trace_per_step(self) -> bool:
-        """Whether each unit of work is its own trace (linked to its run's)."""
-        return self._per_step
-
     def _active(self) -> Tracer | None:
         """The tracer to start spans with, None while there is no provider to send them to.
 
@@ -269,7 +264,7 @@ class RunTracer:
         links: list[otel_trace.Link] = []
         current = otel_trace.get_current_span().get_span_context() if caller else None
         parent: Context | None = run
-        if self._per_step and work is not Work.TRIGGER:
+        if self._per_step:
             parent = None if caller else _empty_context()
             if run_span.is_valid:
                 links.append(otel_trace.Link(run_span, {"luno_wf.link": "run"}))
