@@ -416,3 +416,24 @@ def test_without_opentelemetry_installed_tracing_is_off() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "done 1"
+
+
+async def test_with_trace_per_step_a_callback_is_its_callers_child_linked_to_the_run(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    async def paid(r: Run[Obj, Status], payload: bytes) -> Status:
+        return Status.END
+
+    b = Builder("traced", Obj, Status)
+    b.add_callback(Status.STARTED, paid, Status.END)
+    wf = Stores().build(b, tracing=Tracing(provider=provider, trace_per_step=True))
+    async with wf:
+        await wf.trigger("o-1", initial_value=Obj(id="o-1"))
+        with provider.get_tracer("app").start_as_current_span("webhook") as webhook:
+            await wf.callback("o-1", Status.STARTED, b"PAY-1")
+    spans = by_name(exporter.get_finished_spans())
+    callback = spans["callback traced STARTED"]
+    assert callback.parent is not None
+    assert callback.parent.span_id == webhook.get_span_context().span_id
+    [link] = callback.links
+    assert link.context.span_id == span_id(spans["trigger traced STARTED"])
