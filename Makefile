@@ -1,18 +1,32 @@
 # Set-up and everyday commands. Every target creates .venv on first use and installs every
-# local distribution (core, adapters/*, adaptertest) in editable mode.
+# local distribution (core, adapters/*, adaptertest, ops) in editable mode, and Debian's
+# Chromium for the web UI's browser tests.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Every local distribution: the core at the root, then each folder with a pyproject.toml.
-DISTS := . $(patsubst %/pyproject.toml,%,$(wildcard adaptertest/pyproject.toml adapters/*/pyproject.toml))
+DISTS := . $(patsubst %/pyproject.toml,%,$(wildcard adaptertest/pyproject.toml adapters/*/pyproject.toml ops/pyproject.toml))
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck pytest bench clean
+.PHONY: install browser demo test lint typecheck pytest bench clean
 
-install: $(STAMP)
+install: $(STAMP) browser
 
-$(STAMP): pyproject.toml $(wildcard adaptertest/pyproject.toml adapters/*/pyproject.toml)
+# The browser tests (pytest -m browser) drive Debian's Chromium; install it if missing.
+# Needs root (CI runs as root); elsewhere, install the two packages yourself.
+CHROMIUM := /usr/bin/chromium
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+		else \
+			echo "warning: $(CHROMIUM) is missing; the browser tests will fail until you run" \
+				"'apt-get install chromium chromium-driver' as root" >&2; \
+		fi; \
+	fi
+
+$(STAMP): pyproject.toml $(wildcard adaptertest/pyproject.toml adapters/*/pyproject.toml ops/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(foreach d,$(DISTS),-e $(d)$(if $(filter .,$(d)),[dev]))

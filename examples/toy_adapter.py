@@ -30,6 +30,7 @@ from luno_wf import (
     Record,
     RecordFilter,
     RunState,
+    check_foreign_id,
     make_outbox_event,
 )
 from luno_wf.errors import RecordNotFound, StaleRecord, WorkflowInProgress
@@ -49,6 +50,9 @@ CREATE TABLE IF NOT EXISTS runs (
     status_description TEXT NOT NULL,
     version            INTEGER NOT NULL,
     trace_origin       TEXT NOT NULL,
+    actor              TEXT NOT NULL,
+    error              TEXT NOT NULL,
+    trace_id           TEXT NOT NULL,
     traceparent        TEXT NOT NULL,
     tracestate         TEXT NOT NULL
 );
@@ -66,7 +70,8 @@ CREATE TABLE IF NOT EXISTS outbox (
 
 COLUMNS = (
     "run_id, workflow_name, foreign_id, run_state, status, object, created_at, updated_at, "
-    "run_state_reason, status_description, version, trace_origin, traceparent, tracestate"
+    "run_state_reason, status_description, version, trace_origin, actor, error, trace_id, "
+    "traceparent, tracestate"
 )
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -95,6 +100,9 @@ def to_row(record: Record) -> tuple[object, ...]:
         meta.status_description,
         meta.version,
         meta.trace_origin,
+        meta.actor,
+        meta.error,
+        meta.trace_id,
         meta.traceparent,
         meta.tracestate,
     )
@@ -115,6 +123,9 @@ def from_row(row: sqlite3.Row) -> Record:
             status_description=row["status_description"],
             version=row["version"],
             trace_origin=row["trace_origin"],
+            actor=row["actor"],
+            error=row["error"],
+            trace_id=row["trace_id"],
             traceparent=row["traceparent"],
             tracestate=row["tracestate"],
         ),
@@ -175,6 +186,8 @@ class SqliteRecordStore:
         return self._db
 
     async def store(self, record: Record) -> None:
+        if record.meta.version <= 1:
+            check_foreign_id(record.foreign_id)  # the rule every store keeps
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -189,7 +202,7 @@ class SqliteRecordStore:
         try:
             if found is None:
                 db.execute(
-                    f"INSERT INTO runs ({COLUMNS}) VALUES ({', '.join('?' * 14)})", to_row(record)
+                    f"INSERT INTO runs ({COLUMNS}) VALUES ({', '.join('?' * 17)})", to_row(record)
                 )
             elif found["version"] != record.meta.version - 1:
                 raise StaleRecord(

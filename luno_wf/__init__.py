@@ -12,6 +12,8 @@ from ._builder import Builder as Builder
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
 from ._converter import default_converter as default_converter
+from ._deadletter import DeadLetter as DeadLetter
+from ._deadletter import replay_dead_letter as replay_dead_letter
 from ._event import ConnectorEvent as ConnectorEvent
 from ._event import Event as Event
 from ._event import Header as Header
@@ -25,6 +27,9 @@ from ._filter import filter_by_foreign_id as filter_by_foreign_id
 from ._filter import filter_by_run_state as filter_by_run_state
 from ._filter import filter_by_status as filter_by_status
 from ._filter import matches_filters as matches_filters
+from ._history import HistoryEntry as HistoryEntry
+from ._ids import MAX_FOREIGN_ID_LENGTH as MAX_FOREIGN_ID_LENGTH
+from ._ids import check_foreign_id as check_foreign_id
 from ._naming import delete_topic as delete_topic
 from ._naming import make_role as make_role
 from ._naming import run_state_change_topic as run_state_change_topic
@@ -54,9 +59,11 @@ from .adapter import BatchSender as BatchSender
 from .adapter import BatchStore as BatchStore
 from .adapter import ConnectorConstructor as ConnectorConstructor
 from .adapter import ConnectorConsumer as ConnectorConsumer
+from .adapter import DeadLetterStore as DeadLetterStore
 from .adapter import EventReceiver as EventReceiver
 from .adapter import EventSender as EventSender
 from .adapter import EventStreamer as EventStreamer
+from .adapter import HistoryStore as HistoryStore
 from .adapter import OutboxDataLister as OutboxDataLister
 from .adapter import RecordStore as RecordStore
 from .adapter import RoleScheduler as RoleScheduler
@@ -71,10 +78,13 @@ __all__ = [
     "BatchSender",
     "BatchStore",
     "Builder",
+    "check_foreign_id",
     "Clock",
     "ConnectorConstructor",
     "ConnectorConsumer",
     "ConnectorEvent",
+    "DeadLetter",
+    "DeadLetterStore",
     "decode_outbox_data",
     "default_converter",
     "delete_topic",
@@ -92,9 +102,12 @@ __all__ = [
     "filter_by_status",
     "FilterKind",
     "Header",
+    "HistoryEntry",
+    "HistoryStore",
     "make_outbox_event",
     "make_role",
     "matches_filters",
+    "MAX_FOREIGN_ID_LENGTH",
     "Meta",
     "Options",
     "OrderType",
@@ -105,6 +118,7 @@ __all__ = [
     "Record",
     "RecordFilter",
     "RecordStore",
+    "replay_dead_letter",
     "RoleScheduler",
     "Run",
     "run_state_change_topic",

@@ -25,7 +25,9 @@ class API(Protocol[T, S]):
         """Start a run; see :meth:`Workflow.trigger`."""
         ...
 
-    async def callback(self, foreign_id: str, status: S, payload: bytes) -> None:
+    async def callback(
+        self, foreign_id: str, status: S, payload: bytes, *, run_id: str | None = None
+    ) -> None:
         """Deliver a callback; see :meth:`Workflow.callback`."""
         ...
 
@@ -36,6 +38,7 @@ class API(Protocol[T, S]):
         status: S,
         *,
         poll_interval: timedelta = ...,
+        timeout: timedelta | None = ...,
     ) -> Run[T, S]:
         """Wait for a status; see :meth:`Workflow.await_status`."""
         ...

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import timedelta
+from typing import TypeVar
 
 from ._engine import Engine
+from ._lookup import lookup_run
 from ._processes._process import ensure_not_cancelled
 from ._record import Record
 from ._run import Run
@@ -15,15 +18,27 @@ from .errors import RecordNotFound, RunFinished
 
 __all__ = ["await_status"]
 
+R = TypeVar("R")
+
 
 async def await_status(
-    engine: Engine[T, S], foreign_id: str, run_id: str, status: S, poll_interval: timedelta
+    engine: Engine[T, S],
+    foreign_id: str,
+    run_id: str,
+    status: S,
+    poll_interval: timedelta,
+    timeout: timedelta | None = None,
 ) -> Run[T, S]:
     """See :meth:`Workflow.await_status`."""
+    if timeout is not None:
+        waiting = await_status(engine, foreign_id, run_id, status, poll_interval)
+        what = f"run {run_id!r} of {foreign_id!r} in workflow {engine.name!r} to reach {status!r}"
+        return await _within(timeout, waiting, what)
     engine.check_foreign_id(foreign_id)
     engine.check_status(status)
     with engine.watches.watch(run_id) as watch:
-        record = await _lookup(engine, run_id)
+        # An unknown run id fails at once (naming a swapped foreign id), not after a wait.
+        record: Record | None = await lookup_run(engine.store, engine.name, run_id)
         while True:
             ensure_not_cancelled()
             candidates = [*watch.records] if record is None else [record, *watch.records]
@@ -39,6 +54,18 @@ async def await_status(
                 record = None
             except TimeoutError:
                 record = await _lookup(engine, run_id)
+
+
+async def _within(timeout: timedelta, waiting: Awaitable[R], what: str) -> R:
+    """``await waiting``, raising TimeoutError naming ``what`` after ``timeout`` (real time)."""
+    deadline = asyncio.timeout(timeout.total_seconds())
+    try:
+        async with deadline:
+            return await waiting
+    except TimeoutError:
+        if not deadline.expired():
+            raise
+        raise TimeoutError(f"timed out after {timeout} waiting for {what}") from None
 
 
 async def _lookup(engine: Engine[T, S], run_id: str) -> Record | None:

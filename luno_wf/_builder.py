@@ -5,8 +5,9 @@ from __future__ import annotations
 import enum
 import inspect
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Generic
+from typing import TYPE_CHECKING, Generic
 
 import cattrs
 
@@ -26,7 +27,7 @@ from ._metrics import NO_METRICS, Metrics, MetricsSink, default_metrics
 from ._options import ExponentialBackoff, Options
 from ._runstate import RunState
 from ._tracing import Tracing
-from ._types import AnyFunc, S, T
+from ._types import AnyFunc, OneOrMore, S, T
 from ._workflow import Workflow
 from .adapter import ConnectorConstructor, EventStreamer, RecordStore, RoleScheduler, TimeoutStore
 
@@ -54,6 +55,21 @@ def _require_async(fn: object, what: str) -> None:
         raise TypeError(f"{what} must be an async function (async def), got {fn!r}")
 
 
+def _check_type_arguments(object_type: object) -> None:
+    """Refuse a generic class without its type arguments: runs could never be decoded."""
+    missing = getattr(object_type, "__parameters__", ())
+    if not (isinstance(missing, tuple) and missing):
+        return
+    name = object_type.__qualname__ if isinstance(object_type, type) else repr(object_type)
+    params = ", ".join(getattr(p, "__name__", repr(p)) for p in missing)
+    raise TypeError(
+        f"object_type {name} is generic but has no type arguments for {params}: pass it "
+        f"with concrete types, as {getattr(object_type, '__name__', name)}"
+        f"[{', '.join('...' for _ in missing)}]; without them a run's object cannot be "
+        "decoded and no run would ever move"
+    )
+
+
 class Builder(Generic[T, S]):
     """Describes a workflow: its statuses, steps, callbacks, timeouts, connectors and hooks.
 
@@ -64,7 +80,8 @@ class Builder(Generic[T, S]):
 
     Args:
         name: The workflow's name; records, topics and roles are named after it.
-        object_type: The class of the object each run carries (anything cattrs can structure).
+        object_type: The class of the object each run carries (anything cattrs can structure);
+            a generic class with its type arguments (``Envelope[Invoice]``, not ``Envelope``).
         status_type: The ``IntEnum`` of statuses. Value 0 is reserved (never a real status).
 
     """
@@ -74,6 +91,7 @@ class Builder(Generic[T, S]):
             raise ValueError(f"workflow name must be a non-empty string, got {name!r}")
         if not (isinstance(status_type, type) and issubclass(status_type, enum.IntEnum)):
             raise TypeError(f"status_type must be an IntEnum subclass, got {status_type!r}")
+        _check_type_arguments(object_type)
         self.name = name
         self.object_type = object_type
         self.status_type = status_type
@@ -108,7 +126,7 @@ class Builder(Generic[T, S]):
         self,
         from_status: S,
         fn: StepFunc[T, S],
-        *to: S,
+        *to: *OneOrMore[S],
         parallel_count: int | None = None,
         polling_frequency: timedelta | None = None,
         err_backoff: timedelta | ExponentialBackoff | None = None,
@@ -119,8 +137,9 @@ class Builder(Generic[T, S]):
     ) -> None:
         """Consume runs in ``from_status`` with ``fn``, which returns one of ``to``.
 
-        Only one step may consume a status. Options (keyword-only) override the workflow
-        defaults for this step's consumers; see :class:`luno_wf.Options`.
+        ``to`` is one or more statuses (mypy reports a call without one). Only one step may
+        consume a status. Options (keyword-only) override the workflow defaults for this
+        step's consumers; see :class:`luno_wf.Options`.
         """
         if int(from_status) in self.steps:
             raise ValueError(
@@ -140,10 +159,11 @@ class Builder(Generic[T, S]):
         targets = self._add_edges(from_status, to, "add_step")
         self.steps[int(from_status)] = StepSpec(from_status, fn, targets, options)
 
-    def add_callback(self, from_status: S, fn: CallbackFunc[T, S], *to: S) -> None:
+    def add_callback(self, from_status: S, fn: CallbackFunc[T, S], *to: *OneOrMore[S]) -> None:
         """Let :meth:`Workflow.callback` move runs in ``from_status`` with ``fn``.
 
-        Several callbacks may share a status; they are tried in the order added.
+        ``fn`` returns one of ``to`` (one or more statuses). Several callbacks may share a
+        status; they are tried in the order added.
         """
         _require_async(fn, f"callback function for {from_status!r}")
         targets = self._add_edges(from_status, to, "add_callback")
@@ -156,23 +176,18 @@ class Builder(Generic[T, S]):
         from_status: S,
         timer: TimerFunc[T, S],
         fn: TimeoutFunc[T, S],
-        *to: S,
+        *to: *OneOrMore[S],
         polling_frequency: timedelta | None = None,
         err_backoff: timedelta | ExponentialBackoff | None = None,
         lag_alert: timedelta | None = None,
         pause_after_err_count: int | None = None,
-        parallel_count: int | None = None,
-        lag: timedelta | None = None,
     ) -> None:
         """When a run enters ``from_status``, ``timer`` says when ``fn`` should run.
 
-        ``fn`` returns one of ``to``. Timeouts need a timeout store (``build(timeout_store=)``).
-        ``parallel_count`` and ``lag`` are accepted only to reject them with a clear error.
+        ``fn`` returns one of ``to`` (one or more statuses). Timeouts need a timeout store
+        (``build(timeout_store=)``). There is no ``parallel_count`` or ``lag`` here: one
+        process fires a status's timeouts, when they are due.
         """
-        if parallel_count not in (None, 0, 1):
-            raise ValueError("Cannot configure parallel timeout")
-        if lag not in (None, timedelta(0)):
-            raise ValueError("Cannot configure lag for timeout")
         _require_async(timer, f"timer function for {from_status!r}")
         _require_async(fn, f"timeout function for {from_status!r}")
         options = Options(
@@ -235,7 +250,7 @@ class Builder(Generic[T, S]):
         converter: cattrs.Converter | None = None,
         default_options: Options | None = None,
         pause_retry: timedelta | None = timedelta(hours=1),
-        custom_delete: Any = None,
+        custom_delete: Callable[[T], Awaitable[T]] | None = None,
         outbox: bool = True,
         logger: logging.Logger | None = None,
         debug: bool = False,
@@ -327,11 +342,11 @@ class Builder(Generic[T, S]):
 def _settings(
     default_options: Options | None,
     pause_retry: timedelta | None,
-    custom_delete: Any,
+    custom_delete: Callable[[T], Awaitable[T]] | None,
     outbox: bool,
     debug: bool,
     tracing: object,
-) -> Settings[Any]:
+) -> Settings[T]:
     return Settings(
         default_options or Options(),
         pause_retry,

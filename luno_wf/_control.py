@@ -7,6 +7,7 @@ from typing import Any
 import attrs
 
 from ._engine import Engine
+from ._lookup import lookup_run
 from ._runstate import RunState
 from ._tracing import Work
 from .errors import RecordNotFound
@@ -31,7 +32,7 @@ async def control(engine: Engine[Any, Any], run_id: str, target: RunState, reaso
         StaleRecord: The run was written between the lookup and the write.
 
     """
-    record = await engine.store.lookup(run_id)
+    record = await lookup_run(engine.store, engine.name, run_id)
     if record.workflow_name != engine.name:
         raise RecordNotFound(
             f"run belongs to workflow {record.workflow_name!r}",

@@ -141,9 +141,11 @@ class Definition(Generic[T, S]):
             timeout_options=MappingProxyType(dict(timeout_options)),
             connectors=MappingProxyType(dict(connectors)),
             hooks=MappingProxyType(dict(hooks)),
-            members=MappingProxyType({int(m): m for m in status_type}),
-            names=MappingProxyType({int(m): m.name for m in status_type}),
-            allowed=MappingProxyType({n: frozenset(frozen.transitions(n)) for n in frozen.nodes()}),
+            # Plain dicts (read on every step; a mapping proxy costs a lookup more), never
+            # mutated after this.
+            members={int(m): m for m in status_type},
+            names={int(m): m.name for m in status_type},
+            allowed={n: frozenset(frozen.transitions(n)) for n in frozen.nodes()},
             terminal=frozenset(frozen.terminal()),
             default_start=status_type(frozen.starting()[0]),
         )

@@ -29,6 +29,7 @@ from typing import Generic
 from ._clock import Clock
 from ._converter import Codec
 from ._definition import Definition, Settings
+from ._ids import check_foreign_id
 from ._metrics import MetricsSink, ProcessMetrics
 from ._options import Options, Resolved
 from ._processstate import ProcessState
@@ -38,9 +39,10 @@ from ._runstate import RunState
 from ._tracing import RunTracer
 from ._types import S, T
 from .adapter import EventStreamer, RecordStore, RoleScheduler, TimeoutStore
-from .errors import UnknownStatus, WorkflowError
+from .errors import UnknownStatus
 
 __all__ = [
+    "Activity",
     "Engine",
     "ErrorCounter",
     "OutboxWake",
@@ -106,27 +108,32 @@ class RunWatches:
     Writes made by other processes are not seen here; waiters also poll the store.
     """
 
-    __slots__ = ("_watches",)
+    __slots__ = ("watched",)
 
     def __init__(self) -> None:
-        self._watches: dict[str, list[Watch]] = {}
+        self.watched: dict[str, list[Watch]] = {}
+        """The watches of each watched run (read by the write path)."""
+
+    def __len__(self) -> int:
+        """How many runs are watched."""
+        return len(self.watched)
 
     @contextlib.contextmanager
     def watch(self, run_id: str) -> Iterator[Watch]:
         """A watch on ``run_id`` for the duration of the block."""
         watch = Watch()
-        self._watches.setdefault(run_id, []).append(watch)
+        self.watched.setdefault(run_id, []).append(watch)
         try:
             yield watch
         finally:
-            watches = self._watches[run_id]
+            watches = self.watched[run_id]
             watches.remove(watch)
             if not watches:
-                del self._watches[run_id]
+                del self.watched[run_id]
 
     def notify(self, record: Record) -> None:
         """Hand ``record``, just written, to the run's watches."""
-        watches = self._watches.get(record.run_id)
+        watches = self.watched.get(record.run_id)
         if watches:
             for watch in watches:
                 watch.records.append(record)
@@ -141,30 +148,45 @@ class OutboxWake:
     once: no row waits for a polling interval when its write was made in this process.
     """
 
-    __slots__ = ("_event",)
+    __slots__ = ("event",)
 
     def __init__(self) -> None:
-        self._event = asyncio.Event()
+        self.event = asyncio.Event()
 
     def set(self) -> None:
         """Note a write."""
-        self._event.set()
+        self.event.set()
 
     def clear(self) -> None:
         """Forget earlier writes (the publisher is about to list the outbox)."""
-        self._event.clear()
+        self.event.clear()
 
     async def wait(self, seconds: float) -> None:
         """Wait for a write, or ``seconds`` (writes made by other processes)."""
         try:
             async with asyncio.timeout(seconds):
-                await self._event.wait()
+                await self.event.wait()
         except TimeoutError:
             pass
 
 
+class Activity:
+    """Whether one process is waiting (for its role, an event, a poll) or busy.
+
+    ``stop()`` drains: it sets ``draining`` on every process, cancels those that are
+    waiting at once, and lets busy ones finish their unit of work; a process checks
+    ``draining`` before it waits again and then returns, releasing its role.
+    """
+
+    __slots__ = ("draining", "waiting")
+
+    def __init__(self) -> None:
+        self.waiting = True
+        self.draining = False
+
+
 class ProcessStates:
-    """Each background process's state and metric series, and the readiness handshake.
+    """Each background process's state, activity and metric series, and readiness.
 
     ``expect`` names how many processes must start before :attr:`ready` is set; each
     process calls :meth:`started` once it runs.
@@ -175,6 +197,8 @@ class ProcessStates:
         self._metrics = metrics
         self._states: dict[str, ProcessState] = {}
         self._probes: dict[str, ProcessMetrics] = {}
+        self._activities: dict[str, Activity] = {}
+        self._draining = False
         self._expected = 0
         self._started = 0
         self.ready = asyncio.Event()
@@ -211,6 +235,20 @@ class ProcessStates:
     def snapshot(self) -> dict[str, ProcessState]:
         """Each process's name and state."""
         return dict(self._states)
+
+    def activity(self, name: str) -> Activity:
+        """Whether process ``name`` is waiting or busy (made on first use)."""
+        activity = self._activities.get(name)
+        if activity is None:
+            activity = self._activities[name] = Activity()
+            activity.draining = self._draining
+        return activity
+
+    def drain(self) -> None:
+        """Ask every process to finish its unit of work and return."""
+        self._draining = True
+        for activity in self._activities.values():
+            activity.draining = True
 
     def probe(self, name: str) -> ProcessMetrics:
         """The metric series of process ``name`` (series nobody reads with metrics off)."""
@@ -252,6 +290,9 @@ class Engine(Generic[T, S]):
         self.errors = ErrorCounter()
         self.watches = RunWatches()
         self.outbox_wake = OutboxWake()
+        self._members = definition.members
+        self._wake = self.outbox_wake.event
+        self._watched = self.watches.watched
         self.metrics = metrics
         self.states = ProcessStates(definition.name, metrics)
         self.tracing = RunTracer(definition.name, settings.tracing)
@@ -276,20 +317,23 @@ class Engine(Generic[T, S]):
     async def write(self, record: Record, previous: RunState) -> None:
         """Store a record with its outbox row (one compare-and-set), then :meth:`written`.
 
-        ``previous`` is the run state the run was in (UNKNOWN for a new run). The span the
-        write is made in notes it.
+        ``previous`` is the run state the run was in (UNKNOWN for a new run). The record
+        carries the trace id of the span it is written in, which notes it
+        (:meth:`RunTracer.writing`).
         """
+        record = self.tracing.writing(record)
         await self.store.store(record)
-        self.tracing.wrote(record)
         self.written(record, previous)
 
     def written(self, record: Record, previous: RunState) -> None:
         """Account for a write the store has taken: errors, metrics, publisher, waiters."""
-        if self.errors and record.run_state not in _ACTIVE:
+        # The hot path of every write: the cheap tests first, no call that can be skipped.
+        if record.run_state not in _ACTIVE and self.errors:
             self.errors.drop_run(record.run_id)
         self._run_state_changes[previous][record.run_state] += 1
-        self.outbox_wake.set()
-        self.watches.notify(record)
+        self._wake.set()
+        if record.run_id in self._watched:
+            self.watches.notify(record)
 
     def controller(self, record: Record) -> RunStateController:
         """A run-state controller writing through this engine."""
@@ -300,7 +344,7 @@ class Engine(Generic[T, S]):
     def status_of(self, record: Record) -> S:
         """The record's status as a member of the workflow's enum."""
         try:
-            return self.definition.members[record.status]
+            return self._members[record.status]
         except KeyError:
             raise UnknownStatus(
                 f"stored status {record.status} is not a member of "
@@ -351,7 +395,5 @@ class Engine(Generic[T, S]):
 
     @staticmethod
     def check_foreign_id(foreign_id: object) -> str:
-        """``foreign_id`` if it is a non-empty string, else raise."""
-        if not isinstance(foreign_id, str) or not foreign_id:
-            raise WorkflowError(f"foreign_id must be a non-empty string, got {foreign_id!r}")
-        return foreign_id
+        """``foreign_id`` if every store can keep it, else raise ``InvalidForeignID``."""
+        return check_foreign_id(foreign_id)

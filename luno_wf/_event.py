@@ -24,6 +24,9 @@ class Header(enum.StrEnum):
     RUN_STATE = "run_state"
     RECORD_VERSION = "record_version"
     CONNECTOR_DATA = "connector_data"
+    MALFORMED = "luno_wf_malformed_headers"
+    """Set by a streamer on an event whose stored headers are not a JSON object of strings
+    (the original text is its value); consumers set such an event aside."""
     # W3C trace context (not luno's): the trace the run was triggered in, on every event.
     TRACEPARENT = "traceparent"
     TRACESTATE = "tracestate"

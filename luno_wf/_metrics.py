@@ -81,6 +81,8 @@ class SkipReason(enum.StrEnum):
     """The step or timeout function returned ``run.skip()`` (or paused or cancelled the run)."""
     UNABLE_TO_UNMARSHAL_OBJECT = "unable to unmarshal object"
     """A hook's run object could not be decoded."""
+    SET_ASIDE = "event set aside"
+    """A poison event was set aside as a dead letter (luno_wf's own reason)."""
 
 
 class ProcessMetrics:

@@ -15,6 +15,9 @@ __all__ = ["Meta", "Record"]
 class Meta:
     """Engine bookkeeping stored beside a record.
 
+    Stores keep every field, and read records written before a field existed with its
+    default.
+
     Attributes:
         run_state_reason: Why the run is in its current run state (set by pause, cancel and
             data deletion; cleared by resume).
@@ -22,6 +25,10 @@ class Meta:
         version: Incremented by one on every write; 1 after trigger. The record store's
             compare-and-set key.
         trace_origin: The caller's frames at trigger time, one per line.
+        actor: What made this write, e.g. ``"step:CREATED"``, ``"api"`` or
+            ``"operator:alice"``; kept in the run's history.
+        error: The error text, when the engine paused the run after errors.
+        trace_id: The trace id of the span that made this write; empty when none.
         traceparent: The W3C ``traceparent`` of the trace context the run was triggered in
             (empty when there was none); every event of the run carries it.
         tracestate: The W3C ``tracestate`` that goes with ``traceparent`` (often empty).
@@ -32,6 +39,9 @@ class Meta:
     status_description: str = ""
     version: int = 0
     trace_origin: str = ""
+    actor: str = ""
+    error: str = ""
+    trace_id: str = ""
     traceparent: str = ""
     tracestate: str = ""
 

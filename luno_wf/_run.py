@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Generic, cast
+from typing import TYPE_CHECKING, Generic, cast
 
 import attrs
 
@@ -93,18 +93,35 @@ class TypedRecord(Generic[T, S]):
     """A run as user code sees it: the record's fields, with ``status`` and ``object`` typed.
 
     Attributes:
-        status: The run's status, a member of the workflow's enum.
         object: The decoded object the run carries.
         record: The stored, untyped form.
 
     """
 
-    __slots__ = ("object", "record", "status")
+    __slots__ = ("_status", "object", "record")
 
     def __init__(self, record: Record, status: S, object: T) -> None:
         self.record = record
-        self.status = status
+        self._status = status
         self.object = object
+
+    @property
+    def status(self) -> S:
+        """The run's status, a member of the workflow's enum.
+
+        Read-only: a step moves the run by returning the next status, so assigning it is a
+        type error (and an ``AttributeError`` at run time) rather than a change that is lost.
+        """
+        return self._status
+
+    if not TYPE_CHECKING:  # mypy sees a read-only property; assigning says what to do instead
+
+        @status.setter
+        def status(self, value):
+            raise AttributeError(
+                f"{type(self).__name__}.status is read-only: return the next status from the "
+                f"step (return {value!r}) instead of assigning it"
+            )
 
     @property
     def workflow_name(self) -> str:

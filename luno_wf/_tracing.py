@@ -14,9 +14,10 @@ opens its span with :meth:`RunTracer.span`, which takes the parent from the even
 (else the record's meta): a child of the trigger span by default, or the root of a new trace
 linked to the run's with ``Tracing(trace_per_step=True)``.
 
-Handlers reach the span they run in without holding it: :meth:`RunTracer.wrote` (the write
-path), :meth:`RunTracer.failed` and :meth:`RunTracer.paused` act on the innermost luno_wf
-span of the current task, never on an application's span.
+Handlers reach the span they run in without holding it: :meth:`RunTracer.writing` (the
+write path, which also stamps each record's ``meta.trace_id``), :meth:`RunTracer.failed`,
+:meth:`RunTracer.paused` and :meth:`RunTracer.stale` act on the innermost luno_wf span of
+the current task, never on an application's span.
 """
 
 from __future__ import annotations
@@ -383,11 +384,33 @@ class RunTracer:
     # -- acting on the current luno_wf span -----------------------------------------------
 
     @staticmethod
-    def wrote(record: Record) -> None:
-        """Note on the current luno_wf span (if any) the write it made: the write path."""
+    def writing(record: Record) -> Record:
+        """The write path: ``record`` to store, noted on the current luno_wf span.
+
+        Its ``meta.trace_id`` becomes the trace id of the current luno_wf span (empty
+        outside one), so the run's history tells which trace made each write; the span
+        notes the status and run state written (a write refused as stale is then noted by
+        :meth:`stale`, an error by the span's status). A record that needs no change is
+        returned as it is.
+        """
+        scope = _CURRENT.get()
+        if scope is None:
+            if not record.meta.trace_id:
+                return record
+            trace_id = ""
+        else:
+            scope.moved(record)
+            trace_id = scope.trace_id
+            if record.meta.trace_id == trace_id:
+                return record
+        return attrs.evolve(record, meta=attrs.evolve(record.meta, trace_id=trace_id))
+
+    @staticmethod
+    def stale() -> None:
+        """Note on the current luno_wf span (if any) that its write was refused as stale."""
         scope = _CURRENT.get()
         if scope is not None:
-            scope.moved(record)
+            scope.event("luno_wf.stale", {})
 
     @staticmethod
     def failed(error: BaseException) -> None:
@@ -402,12 +425,6 @@ class RunTracer:
         scope = _CURRENT.get()
         if scope is not None:
             scope.event("luno_wf.paused", {"luno_wf.reason": reason, "luno_wf.errors": errors})
-
-    @staticmethod
-    def trace_id() -> str:
-        """The trace id of the current luno_wf span, empty outside one (for history)."""
-        scope = _CURRENT.get()
-        return "" if scope is None else scope.trace_id
 
 
 def _empty_context() -> Context:

@@ -92,7 +92,7 @@ _ASYNCIO_DIR = os.path.dirname(os.path.abspath(asyncio.__file__))
 def trace_origin(limit: int = 8) -> str:
     """The caller's frames outside luno_wf and asyncio, innermost first, one per line."""
     lines: list[str] = []
-    frame = sys._getframe(1)
+    frame = sys._getframe(2)  # past this function and trigger(), both ours
     while frame is not None and len(lines) < limit:
         filename = frame.f_code.co_filename
         if filename.startswith(_ASYNCIO_DIR):

@@ -16,6 +16,9 @@ __all__ = [
     "CallbackFunc",
     "ConnectorFunc",
     "HookFunc",
+    "NoInfer",
+    "NoInferStatus",
+    "OneOrMore",
     "S",
     "StepFunc",
     "T",
@@ -27,6 +30,19 @@ T = TypeVar("T")
 """The type of the object a run carries."""
 S = TypeVar("S", bound=enum.IntEnum)
 """The workflow's status enum."""
+
+NoInfer = TypeVar("NoInfer")
+"""Never bound by a call: in ``T | NoInfer`` the argument does not take part in solving T.
+
+mypy finds no constraint in a value that could be either union member, so T comes from the
+other arguments alone (the workflow), NoInfer is left ``Never``, and a wrong value is reported
+against T ("expected Order") instead of as a type parameter mypy cannot infer.
+"""
+NoInferStatus = TypeVar("NoInferStatus", bound=enum.IntEnum)
+"""As :data:`NoInfer`, for statuses: ``S | NoInferStatus``."""
+
+OneOrMore: TypeAlias = tuple[S, *tuple[S, ...]]
+"""At least one status: ``*to: *OneOrMore[S]`` makes a call without a destination a type error."""
 
 StepFunc: TypeAlias = "Callable[[Run[T, S]], Awaitable[S]]"
 """A step: receives the run, returns the next status (or a ``Run`` control value)."""

@@ -12,6 +12,7 @@ from croniter import croniter
 from ._await import await_status
 from ._control import control
 from ._engine import Engine
+from ._lookup import lookup_run
 from ._processes import Supervisor, all_processes
 from ._processes.callback import deliver_callback
 from ._processes.schedule import Schedule
@@ -81,17 +82,20 @@ class Workflow(Generic[T, S]):
             raise WorkflowNotRunning(workflow_name=self.name)
         await self._supervisor.wait_ready()
 
-    async def stop(self) -> None:
-        """Stop every background process and wait for them to exit.
+    async def stop(self, *, timeout: timedelta = timedelta(seconds=30)) -> None:
+        """Stop every background process, letting work in flight finish first.
 
-        Work in flight is cancelled at its next ``await``: a write either happened whole or
+        Processes that are waiting stop at once. A step (or timeout, hook, ...) already
+        running finishes and its write is stored, then its process releases its role, so
+        another process of the fleet takes over at once. Work still running after
+        ``timeout`` is cancelled at its next ``await``: a write either happened whole or
         not at all, and an event whose work was not finished is redelivered to the next
         process that takes the role.
         """
         already = self._stopped
         self._stopped = True
         if self._supervisor is not None and not already:
-            await self._supervisor.stop()
+            await self._supervisor.stop(timeout.total_seconds())
 
     async def __aenter__(self) -> Workflow[T, S]:
         self.run()
@@ -129,13 +133,14 @@ class Workflow(Generic[T, S]):
             initial_value: The object the run starts with (default: ``object_type()``).
             start_at: The status to start in (default: the first starting point).
 
+        It needs no :meth:`run`: a process that only starts runs (a web handler, a script)
+        writes them, and the workers of the fleet move them.
+
         Raises:
-            WorkflowNotRunning: :meth:`run` was not called.
             WorkflowInProgress: The foreign id has an unfinished run.
             UnknownStatus: ``start_at`` is not a status of this workflow, or is terminal.
 
         """
-        self._require_running("trigger")
         return await trigger(self._engine, foreign_id, initial_value, start_at)
 
     async def schedule(
@@ -182,7 +187,7 @@ class Workflow(Generic[T, S]):
 
     async def lookup(self, run_id: str) -> TypedRecord[T, S]:
         """The run ``run_id``; raises :class:`~luno_wf.errors.RecordNotFound`."""
-        return self._engine.typed(await self._engine.store.lookup(run_id))
+        return self._engine.typed(await lookup_run(self._engine.store, self.name, run_id))
 
     async def latest(self, foreign_id: str) -> TypedRecord[T, S]:
         """The newest run of ``foreign_id``; raises :class:`~luno_wf.errors.RecordNotFound`."""
@@ -205,17 +210,21 @@ class Workflow(Generic[T, S]):
         """Request deletion of a finished run's data; the record stays, its object is replaced."""
         await control(self._engine, run_id, RunState.REQUESTED_DATA_DELETED, reason)
 
-    async def callback(self, foreign_id: str, status: S, payload: bytes) -> None:
-        """Deliver ``payload`` to the callbacks of ``status`` for the run of ``foreign_id``.
+    async def callback(
+        self, foreign_id: str, status: S, payload: bytes, *, run_id: str | None = None
+    ) -> None:
+        """Deliver ``payload`` to the callbacks of ``status`` for a run of ``foreign_id``.
+
+        The run is ``run_id`` if given, else the foreign id's latest run.
 
         Raises:
-            CallbackNotAccepted: No callback on that status, or the foreign id's latest run is
-                not waiting in that status (or is paused, cancelled or deleted).
-            RecordNotFound: The foreign id has no run.
+            CallbackNotAccepted: No callback on that status, or the run is not waiting in
+                that status (or is paused, cancelled or deleted).
+            RecordNotFound: The foreign id has no run, or ``run_id`` is not one of its runs.
 
         """
         foreign_id = self._engine.check_foreign_id(foreign_id)
-        await deliver_callback(self._engine, foreign_id, status, payload)
+        await deliver_callback(self._engine, foreign_id, status, payload, run_id)
 
     async def await_status(
         self,
@@ -224,6 +233,7 @@ class Workflow(Generic[T, S]):
         status: S,
         *,
         poll_interval: timedelta = timedelta(milliseconds=100),
+        timeout: timedelta | None = None,
     ) -> Run[T, S]:
         """Wait until run ``run_id`` is in ``status`` and return it as it was then.
 
@@ -231,14 +241,17 @@ class Workflow(Generic[T, S]):
         that, every write this process makes to the run is seen at once and the store is
         polled every ``poll_interval`` for writes made elsewhere. A status that other
         processes move through faster than the poll interval can be missed; a run's final
-        status never is.
+        status never is. ``timeout`` (real time) bounds the wait; None waits as long as it
+        takes.
 
         Raises:
             RunFinished: The run finished without reaching ``status``.
-            RecordNotFound: ``run_id`` is not a run of ``foreign_id`` in this workflow.
+            RecordNotFound: No run has id ``run_id`` (the message says when it is a foreign
+                id), or it is not a run of ``foreign_id`` in this workflow.
+            TimeoutError: ``timeout`` passed first; the message names the run and status.
 
         """
-        return await await_status(self._engine, foreign_id, run_id, status, poll_interval)
+        return await await_status(self._engine, foreign_id, run_id, status, poll_interval, timeout)
 
 
 def engine_of(wf: Workflow[T, S]) -> Engine[T, S]:

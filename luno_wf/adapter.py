@@ -9,7 +9,10 @@ luno/workflow's, tightened where noted:
 * :meth:`EventReceiver.recv` returns ``(event, ack)``; events not acked are redelivered to
   the next receiver of the same name.
 * :meth:`RoleScheduler.await_role` is an async context manager held for as long as the
-  caller works under the role.
+  caller works under the role; in a fleet, roles are spread over the live members
+  (:func:`spread_roles`) and move when one joins, leaves, dies or stalls.
+* A record store that keeps history (:class:`HistoryStore`) appends one
+  :class:`HistoryEntry` with every write it makes, in the same transaction.
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
+from ._deadletter import DeadLetter
 from ._event import ConnectorEvent, Event, OutboxEvent
 from ._filter import OrderType, RecordFilter
+from ._fleet import spread_roles as spread_roles
+from ._history import HistoryEntry
 from ._outbox import OutboxData
 from ._record import Record
 from ._timeoutrecord import TimeoutRecord
@@ -35,12 +41,17 @@ __all__ = [
     "BatchStore",
     "ConnectorConstructor",
     "ConnectorConsumer",
+    "DeadLetter",
+    "DeadLetterStore",
     "EventReceiver",
     "EventSender",
     "EventStreamer",
+    "HistoryEntry",
+    "HistoryStore",
     "OutboxDataLister",
     "RecordStore",
     "RoleScheduler",
+    "spread_roles",
     "TimeoutStore",
 ]
 
@@ -160,11 +171,99 @@ class OutboxDataLister(Protocol):
 
 
 @runtime_checkable
+class DeadLetterStore(Protocol):
+    """Optional: a record store that keeps the events consumers set aside.
+
+    Without it, a poison event is still logged (with every field) and acknowledged, so one
+    bad row never halts a consumer; with it, the event can be listed and replayed.
+    """
+
+    async def set_aside(self, letter: DeadLetter) -> None:
+        """Keep ``letter`` (its ``id`` is new)."""
+        ...
+
+    async def list_dead_letters(
+        self, workflow_name: str | None = None, *, limit: int = 100
+    ) -> builtins.list[DeadLetter]:
+        """The dead letters (of one workflow, or all), oldest first."""
+        ...
+
+    async def delete_dead_letter(self, id: str) -> None:
+        """Forget a dead letter (after a replay, say); an unknown id is not an error."""
+        ...
+
+
+@runtime_checkable
 class BatchOutboxDeleter(Protocol):
     """Optional: a record store that deletes many published outbox rows in one call."""
 
     async def delete_outbox_events(self, ids: Sequence[str]) -> None:
         """Remove every row of ``ids``; missing ones are ignored."""
+        ...
+
+
+@runtime_checkable
+class HistoryStore(Protocol):
+    """Optional: a record store that keeps the history of every run.
+
+    Every write of a record (:meth:`RecordStore.store`, and each record
+    :meth:`BatchStore.store_many` applies) appends one :class:`HistoryEntry` in the same
+    transaction, keyed by ``(run_id, version)``: an entry exists if and only if the write
+    happened. Refused writes (:class:`~luno_wf.errors.StaleRecord`,
+    :class:`~luno_wf.errors.WorkflowInProgress`, anything rolled back) leave none.
+
+    History is on for every workflow, without object snapshots, until
+    :meth:`configure_history` says otherwise. Writing a record whose run state is
+    :attr:`~luno_wf.RunState.DATA_DELETED` scrubs its run's history in the same
+    transaction: every entry's ``object`` becomes ``None`` and its ``reason`` and
+    ``error`` become empty, so that history never undoes a data deletion.
+    """
+
+    def configure_history(
+        self, workflow_name: str, *, enabled: bool = True, objects: bool = False
+    ) -> None:
+        """Turn history on or off for one workflow's later writes (a plain method).
+
+        Args:
+            workflow_name: The workflow the settings apply to.
+            enabled: Append an entry with every write of the workflow's records.
+            objects: Keep each write's encoded object in its entry (object snapshots).
+
+        """
+        ...
+
+    async def history(self, run_id: str) -> builtins.list[HistoryEntry]:
+        """The run's entries, oldest first (by version).
+
+        Empty if history was off for all of the run's writes (or they were pruned).
+
+        Raises:
+            RecordNotFound: No run has that id.
+
+        """
+        ...
+
+    async def prune_history(
+        self, before: datetime, *, workflow_name: str | None = None, batch_size: int = 1000
+    ) -> int:
+        """Delete the entries with ``at < before``, but never a run's newest entry.
+
+        The entries are deleted ``batch_size`` at a time, each batch in a short transaction
+        of its own, so that pruning never holds locks for long. An entry that a concurrent
+        write holds may be left for a later prune rather than waited for.
+
+        Args:
+            before: Entries older than this go; timezone-aware.
+            workflow_name: Only this workflow's entries (all workflows if ``None``).
+            batch_size: Entries per batch; at least 1.
+
+        Returns:
+            How many entries were deleted.
+
+        Raises:
+            ValueError: ``batch_size`` is below 1, or ``before`` is naive.
+
+        """
         ...
 
 
@@ -239,14 +338,40 @@ class EventStreamer(Protocol):
 
 
 class RoleScheduler(Protocol):
-    """Grants roles so that each piece of work runs in exactly one place."""
+    """Grants roles so that each piece of work runs in exactly one place, across a fleet.
+
+    The fleet contract:
+
+    * Every process using a scheduler instance is a *member* of its fleet (the instances
+      sharing one backend: a database and namespace, or the replicas of one in-memory
+      scheduler). A member takes part in the spread of the roles its callers ask for.
+    * Each role belongs to exactly one live member at a time, its *owner*, and roles are
+      spread evenly: rendezvous (highest-random-weight) hashing of role names over the live
+      members that ask for them, with loads bounded so that counts stay within one of even
+      (:func:`spread_roles`). Every member computes the same owners from the same view of
+      the fleet, with no coordinator, and a change of membership moves few roles.
+    * A member *holds* a role under a lease it renews by heartbeat. When a member joins,
+      leaves or dies, roles move within a bounded time: the scheduler documents it (on
+      PostgreSQL, by default, a second after a join or a clean leave, and after the
+      lease plus a heartbeat once a member dies or stalls).
+    * A holder that no longer owns a role (a member joined that now owns it) gives it up:
+      its body is cancelled and :class:`~luno_wf.errors.RoleLost` raised out of the block;
+      the new owner takes the role once it is released, or once the lease lapses.
+    * A member that fails to renew its lease in time (stopped, blocked, cut off) loses the
+      role when the lease lapses; when it wakes, its renewal fails and the body is
+      cancelled with ``RoleLost`` before it does anything else. Work under a role is fenced
+      by the record store's compare-and-set, so a slow ex-holder can never apply a stale
+      write.
+    * Several callers of one member asking for one role take it in turn.
+    """
 
     def await_role(self, role: str) -> AbstractAsyncContextManager[None]:
         """Hold ``role`` for the duration of an ``async with`` block.
 
-        Entering waits until this caller alone holds ``role`` (cancellable at once);
-        leaving releases it. If the role is lost while held, the body is cancelled
-        and :class:`~luno_wf.errors.RoleLost` is raised out of the block.
+        Entering waits until this member owns ``role`` and this caller alone holds its
+        lease (cancellable at once); leaving releases it. If the role is lost while held
+        (it moved to another member, or the lease lapsed), the body is cancelled and
+        :class:`~luno_wf.errors.RoleLost` is raised out of the block.
         """
         ...
 

@@ -16,7 +16,10 @@ so ``except LookupError`` still catches a missing record::
     │   ├── UnableToCancel
     │   └── UnableToDeleteData
     ├── UnknownStatus(ValueError)
+    ├── InvalidForeignID(ValueError)
     ├── CallbackNotAccepted
+    ├── CorruptRecord(ValueError)
+    ├── PoisonEvent(ValueError)
     ├── RunFinished
     ├── WorkflowNotRunning(RuntimeError)
     └── RoleLost
@@ -26,9 +29,12 @@ from __future__ import annotations
 
 __all__ = [
     "CallbackNotAccepted",
+    "CorruptRecord",
+    "InvalidForeignID",
     "InvalidRunStateTransition",
     "InvalidTransition",
     "OutboxRecordNotFound",
+    "PoisonEvent",
     "RecordNotFound",
     "RoleLost",
     "RunFinished",
@@ -138,6 +144,26 @@ class UnableToDeleteData(InvalidRunStateTransition):
 
 class UnknownStatus(WorkflowError, ValueError):
     """Status provided is not configured for workflow."""
+
+
+class InvalidForeignID(WorkflowError, ValueError):
+    """A foreign id that every store cannot keep: empty, blank, too long, or with NUL."""
+
+
+class CorruptRecord(WorkflowError, ValueError):
+    """A stored record row that cannot be read; the message says what is wrong.
+
+    A run state out of range, a meta that is not an object, ...: rows luno_wf never writes,
+    but a manual fix or another service can.
+    """
+
+
+class PoisonEvent(WorkflowError, ValueError):
+    """An event no consumer can act on; it is set aside as a dead letter.
+
+    Headers that are not an object of strings, a version that is not a number or stays
+    ahead of its record, a record that cannot be read: the consumer moves on past it.
+    """
 
 
 class CallbackNotAccepted(WorkflowError):

@@ -14,6 +14,10 @@ Build the workflow under test on the in-memory adapters with a :class:`FakeClock
 
 Every waiting helper takes a ``timeout`` (seconds of real time) and fails with
 ``TimeoutError`` naming what it waited for, rather than hanging a test run.
+
+The helpers take their types from ``wf`` alone: read ``S | NoInferStatus`` as ``S`` and
+``T | NoInfer`` as ``T``. So mypy reports a status or object of another type against the
+workflow's ("expected Order"), not as a type parameter it cannot infer.
 """
 
 from __future__ import annotations
@@ -22,9 +26,9 @@ import asyncio
 import heapq
 import itertools
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ._clock import Clock
 from ._engine import Engine
@@ -32,9 +36,13 @@ from ._memory.recordstore import MemRecordStore
 from ._record import Record
 from ._run import Run, RunStateController
 from ._runstate import RunState
-from ._types import S, T
+from ._types import NoInfer, NoInferStatus, S, T
 from ._workflow import Workflow, engine_of
 from .errors import RecordNotFound
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+    from attrs import AttrsInstance
 
 __all__ = [
     "await_timeout_insert",
@@ -182,8 +190,8 @@ async def wait_for(
 async def require(
     wf: Workflow[T, S],
     foreign_id: str,
-    status: S,
-    expected_object: T,
+    status: S | NoInferStatus,
+    expected_object: T | NoInfer,
     *,
     timeout: float = 5.0,
 ) -> Run[T, S]:
@@ -198,7 +206,7 @@ async def require(
             f'Status provided is not configured for workflow: "{status!r}" (Workflow: {wf.name})'
         )
     run = await wait_for(wf, foreign_id, lambda r: r.status == status, timeout=timeout)
-    expected = engine.codec.decode(engine.codec.encode(expected_object))
+    expected = engine.codec.decode(engine.codec.encode(cast(T, expected_object)))
     if run.object != expected:
         raise AssertionError(
             f"run {run.run_id} of {foreign_id!r} reached {status!r} with object {run.object!r}, "
@@ -211,16 +219,23 @@ async def trigger_callback_on(
     wf: Workflow[T, S],
     foreign_id: str,
     run_id: str,
-    status: S,
-    payload: object,
+    status: S | NoInferStatus,
+    payload: bytes | AttrsInstance | DataclassInstance | Mapping[str, Any] | list[Any],
     *,
     timeout: float = 5.0,
 ) -> None:
     """Wait until the run reaches ``status``, then deliver ``payload`` as a callback.
 
-    ``payload`` is sent as is if it is ``bytes``, else as JSON (through the workflow's
-    converter).
+    ``payload`` is sent as is if it is ``bytes``. An attrs or dataclass instance, a dict or a
+    list is unstructured by the workflow's converter and sent as JSON. A ``str`` is refused
+    with ``TypeError`` (JSON would send it quoted, as a string): pass ``text.encode()`` to
+    send text as is, or the object itself to send it as JSON.
     """
+    if isinstance(payload, str):
+        raise TypeError(
+            f"trigger_callback_on got a str payload {payload!r}: pass bytes to send as is "
+            "(payload.encode()), or the object to send as JSON"
+        )
     await wait_for(
         wf, foreign_id, lambda r: r.run_id == run_id and r.status == status, timeout=timeout
     )
@@ -228,14 +243,14 @@ async def trigger_callback_on(
         data = payload
     else:
         data = json.dumps(engine_of(wf).codec.converter.unstructure(payload)).encode()
-    await wf.callback(foreign_id, status, data)
+    await wf.callback(foreign_id, cast(S, status), data)
 
 
 async def await_timeout_insert(
     wf: Workflow[T, S],
     foreign_id: str,
     run_id: str,
-    status: S,
+    status: S | NoInferStatus,
     *,
     timeout: float = 5.0,
 ) -> None:

@@ -66,3 +66,16 @@ def test_kafka_bench_prints_every_comparison(postgres_dsn: str, kafka_bootstrap:
     for part in ("(a)", "(b)", "(c)", "(d)"):
         assert f"  {part} " in out, out
     assert len(re.findall(rf"{FIGURE} steps/s", out)) == 3, out
+
+
+@pytest.mark.postgres
+def test_fleet_bench_prints_steps_roles_and_shares(postgres_dsn: str) -> None:
+    out = run(
+        "fleet.py",
+        *("--dsn", postgres_dsn, "--runs", "20", "--procs", "1,2", "--step-ms", "1"),
+    )
+    assert re.search(rf"1 process +: +{FIGURE} steps/s", out), out
+    assert re.search(rf"2 processes: +{FIGURE} steps/s +{FIGURE}x one process", out), out
+    assert re.search(r"roles per process \[\d+, \d+\]", out), out
+    assert re.search(r"steps per process \[\d+ %, \d+ %\]", out), out
+    assert "targets: 2 processes >= 1.8x one" in out, out

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import enum
 from datetime import timedelta
+from typing import Generic, TypeVar
 
+import attrs
 import pytest
 
 from luno_wf import Builder, Run, Workflow
@@ -52,7 +54,7 @@ def test_status_of_another_enum_is_rejected() -> None:
 def test_step_without_destination_is_rejected() -> None:
     b = Builder("wf", Obj, Status)
     with pytest.raises(ValueError, match="at least one destination"):
-        b.add_step(Status.STARTED, to_middle)
+        b.add_step(Status.STARTED, to_middle)  # type: ignore[call-arg]
 
 
 def test_sync_function_is_rejected() -> None:
@@ -92,10 +94,11 @@ def test_timeout_options_that_make_no_sense_are_rejected() -> None:
         return Status.END
 
     b = Builder("wf", Obj, Status)
-    with pytest.raises(ValueError, match="parallel timeout"):
-        b.add_timeout(Status.STARTED, timer, fire, Status.END, parallel_count=2)
-    with pytest.raises(ValueError, match="lag for timeout"):
-        b.add_timeout(Status.STARTED, timer, fire, Status.END, lag=timedelta(seconds=1))
+    with pytest.raises(TypeError, match="unexpected keyword argument 'parallel_count'"):
+        b.add_timeout(Status.STARTED, timer, fire, Status.END, parallel_count=2)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="unexpected keyword argument 'lag'"):
+        b.add_timeout(Status.STARTED, timer, fire, Status.END, lag=timedelta(seconds=1))  # type: ignore[call-arg]
+    assert not b.timeouts
 
 
 def test_bad_option_values_name_the_option() -> None:
@@ -125,3 +128,48 @@ def test_default_starting_point_is_first_starting_node() -> None:
     wf = build(b)
     # MIDDLE was seen first but is the target of STARTED's edge: STARTED is the only start.
     assert engine_of(wf).definition.default_start is Status.STARTED
+
+
+def test_callback_and_timeout_without_destination_are_rejected() -> None:
+    async def confirm(r: Run[Obj, Status], payload: bytes) -> Status:
+        return Status.END
+
+    async def timer(r: Run[Obj, Status], now: object) -> None:
+        return None
+
+    async def fire(r: Run[Obj, Status], now: object) -> Status:
+        return Status.END
+
+    b = Builder("wf", Obj, Status)
+    with pytest.raises(ValueError, match=r"add_callback\(.*at least one destination"):
+        b.add_callback(Status.STARTED, confirm)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match=r"add_timeout\(.*at least one destination"):
+        b.add_timeout(Status.STARTED, timer, fire)  # type: ignore[call-arg]
+    assert not b.callbacks
+    assert not b.timeouts
+
+
+P = TypeVar("P")
+Q = TypeVar("Q")
+
+
+@attrs.define
+class Envelope(Generic[P]):
+    payload: P
+
+
+@attrs.define
+class Pair(Generic[P, Q]):
+    first: P
+    second: Q
+
+
+def test_generic_object_type_needs_its_type_arguments() -> None:
+    with pytest.raises(TypeError, match=r"Envelope is generic but has no type arguments for P"):
+        Builder("wf", Envelope, Status)
+    with pytest.raises(TypeError, match=r"Pair is generic .* for P, Q: .* Pair\[\.\.\., \.\.\.\]"):
+        Builder("wf", Pair, Status)
+    with pytest.raises(TypeError, match=r"Envelope\[list\[~Q\]\] is generic .* for Q"):
+        Builder("wf", Envelope[list[Q]], Status)  # type: ignore[valid-type]
+    Builder("wf", Envelope[Obj], Status)
+    Builder("wf", Pair[Obj, int], Status)

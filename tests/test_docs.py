@@ -39,6 +39,7 @@ IMPORT_PATH = [
     ROOT / "adapters" / "postgres",
     ROOT / "adapters" / "kafka",
     ROOT / "adaptertest",
+    ROOT / "ops",
     Path(__file__).resolve().parent / "docs",
 ]
 PYTHON_TAGS = {"python", "py", "python3"}

@@ -1,15 +1,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 
+import attrs
 import pytest
 
-from luno_wf import Meta, Record, Run, RunState
+from luno_wf import Builder, Meta, Record, Run, RunState
 from luno_wf._run import RUN_STATE_UPDATED
-from luno_wf.testing import FakeClock, TestingRecordStore, new_testing_run
+from luno_wf.testing import FakeClock, TestingRecordStore, new_testing_run, trigger_callback_on
 
-from .support import Obj, Status
+from .support import Obj, Status, Stores
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -80,3 +82,32 @@ async def test_new_testing_run_lets_a_step_be_unit_tested() -> None:
     busy = new_testing_run(record(), Obj(count=5), Status, on_pause=on_pause)
     assert int(await step(busy)) == int(RUN_STATE_UPDATED) == -1
     assert paused == ["too many"]
+
+
+@attrs.define
+class Paid:
+    note: str
+
+
+async def test_trigger_callback_on_sends_bytes_as_is_objects_as_json_and_refuses_str() -> None:
+    payloads: list[bytes] = []
+
+    async def start(r: Run[Obj, Status]) -> Status:
+        return Status.MIDDLE
+
+    async def confirm(r: Run[Obj, Status], payload: bytes) -> Status:
+        payloads.append(payload)
+        return Status.END if len(payloads) == 2 else r.skip()
+
+    b = Builder("callback-payloads", Obj, Status)
+    b.add_step(Status.STARTED, start, Status.MIDDLE)
+    b.add_callback(Status.MIDDLE, confirm, Status.END)
+    async with Stores().build(b) as wf:
+        run_id = await wf.trigger("f")
+        with pytest.raises(TypeError, match=r"str payload 'paid': pass bytes .*payload\.encode"):
+            await trigger_callback_on(wf, "f", run_id, Status.MIDDLE, "paid")  # type: ignore[arg-type]
+        await trigger_callback_on(wf, "f", run_id, Status.MIDDLE, b"raw")
+        await trigger_callback_on(wf, "f", run_id, Status.MIDDLE, Paid(note="x"))
+        await wf.await_status("f", run_id, Status.END)
+    assert payloads[0] == b"raw"
+    assert json.loads(payloads[1]) == {"note": "x"}

@@ -437,3 +437,34 @@ async def test_with_trace_per_step_a_callback_is_its_callers_child_linked_to_the
     assert callback.parent.span_id == webhook.get_span_context().span_id
     [link] = callback.links
     assert link.context.span_id == span_id(spans["trigger traced STARTED"])
+
+
+async def test_each_write_carries_the_trace_id_of_the_span_that_made_it(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    for per_step in (False, True):
+        exporter.clear()
+        stores = Stores()
+        wf = stores.build(
+            three_steps(), tracing=Tracing(provider=provider, trace_per_step=per_step)
+        )
+        async with wf:
+            run_id = await wf.trigger("o-1", initial_value=Obj(id="o-1"))
+            await wf.await_status("o-1", run_id, Status.OTHER)
+            spans = await spans_named(exporter, "step traced END")
+        makers = [spans["trigger traced STARTED"]] + [
+            spans[f"step traced {name}"] for name in ("STARTED", "MIDDLE", "END")
+        ]
+        expected = [f"{trace_of(span):032x}" for span in makers]
+        history = await stores.store.history(run_id)
+        assert [entry.trace_id for entry in history] == expected
+        assert len(set(expected)) == (4 if per_step else 1)
+
+
+async def test_without_tracing_writes_carry_no_trace_id() -> None:
+    stores = Stores()
+    wf = stores.build(three_steps(), tracing=False)
+    async with wf:
+        run_id = await wf.trigger("o-1", initial_value=Obj(id="o-1"))
+        await wf.await_status("o-1", run_id, Status.OTHER)
+    assert {entry.trace_id for entry in await stores.store.history(run_id)} == {""}

@@ -9,7 +9,10 @@ from datetime import timedelta
 import pytest
 
 from luno_wf import Builder, Options, ProcessState, Run, RunState, TypedRecord
+from luno_wf._workflow import engine_of
 from luno_wf.errors import (
+    CallbackNotAccepted,
+    InvalidForeignID,
     RecordNotFound,
     RunFinished,
     UnknownStatus,
@@ -55,11 +58,9 @@ async def test_states_name_every_process_and_follow_the_lifecycle() -> None:
     assert set(wf.states().values()) == {ProcessState.SHUTDOWN}
 
 
-async def test_trigger_needs_a_running_workflow_and_valid_input() -> None:
+async def test_trigger_needs_valid_input() -> None:
     s = Stores()
     wf = s.build(two_steps())
-    with pytest.raises(WorkflowNotRunning, match="workflow is not running"):
-        await wf.trigger("f")
     async with wf:
         with pytest.raises(WorkflowError, match="foreign_id"):
             await wf.trigger("")
@@ -93,6 +94,51 @@ async def test_await_status_sees_a_status_reached_before_the_call() -> None:
         assert again.status == Status.END
         with pytest.raises(RecordNotFound):
             await wf.await_status("someone-else", run_id, Status.END)
+
+
+async def test_a_foreign_id_where_the_run_id_goes_is_reported_not_waited_for() -> None:
+    s = Stores()
+    async with s.build(two_steps()) as wf:
+        run_id = await wf.trigger("order-1")
+        await wf.await_status("order-1", run_id, Status.END)
+        swapped = rf"no run has id 'order-1', but it is a foreign id .*latest run is '{run_id}'"
+        with pytest.raises(RecordNotFound, match=swapped):
+            async with asyncio.timeout(5):  # it used to wait for ever
+                await wf.await_status(run_id, "order-1", Status.END)
+        assert len(engine_of(wf).watches) == 0
+        with pytest.raises(RecordNotFound, match=swapped):
+            await wf.pause("order-1", "by foreign id")
+        with pytest.raises(RecordNotFound, match=swapped):
+            await wf.cancel("order-1", "by foreign id")
+        with pytest.raises(RecordNotFound, match=swapped):
+            await wf.delete_data("order-1", "by foreign id")
+        with pytest.raises(RecordNotFound, match=swapped):
+            await wf.lookup("order-1")
+        with pytest.raises(RecordNotFound, match=r"no run has id 'nobody' \(workflow_name="):
+            await wf.await_status("order-1", "nobody", Status.END)
+
+
+async def test_await_status_gives_up_after_its_timeout_naming_the_run_and_status() -> None:
+    gate = asyncio.Event()
+
+    async def held(r: Run[Obj, Status]) -> Status:
+        await gate.wait()
+        return Status.END
+
+    b = Builder("held", Obj, Status)
+    b.add_step(Status.STARTED, held, Status.END)
+    async with Stores().build(b) as wf:
+        run_id = await wf.trigger("f")
+        expected = (
+            rf"timed out after 0:00:00.050000 waiting for run '{run_id}' of 'f' in workflow "
+            r"'held' to reach <Status.END: 3>"
+        )
+        with pytest.raises(TimeoutError, match=expected):
+            await wf.await_status("f", run_id, Status.END, timeout=timedelta(milliseconds=50))
+        assert len(engine_of(wf).watches) == 0
+        gate.set()
+        run = await wf.await_status("f", run_id, Status.END, timeout=timedelta(seconds=5))
+        assert run.status == Status.END
 
 
 async def test_await_status_raises_when_the_run_finishes_elsewhere() -> None:
@@ -280,3 +326,155 @@ async def test_stale_events_are_skipped() -> None:
         )
         await asyncio.sleep(0.05)
     assert calls == Counter({1: 1})
+
+
+async def test_api_verbs_work_without_run() -> None:
+    # A web handler or a script builds the workflow and starts runs; a worker moves them.
+    s = Stores()
+    gate = asyncio.Event()
+
+    async def wait_for_gate(r: Run[Obj, Status]) -> Status:
+        await gate.wait()
+        return Status.END
+
+    async def accept(r: Run[Obj, Status], payload: bytes) -> Status:
+        r.object.note = payload.decode()
+        return Status.MIDDLE
+
+    def build() -> Builder[Obj, Status]:
+        b = Builder("api-only", Obj, Status)
+        b.add_callback(Status.STARTED, accept, Status.MIDDLE)
+        b.add_step(Status.MIDDLE, wait_for_gate, Status.END)
+        return b
+
+    api = s.build(build())
+    assert not api.running
+    run_id = await api.trigger("f")
+    assert (await api.lookup(run_id)).status == Status.STARTED
+    assert (await api.latest("f")).run_id == run_id
+    await api.callback("f", Status.STARTED, b"hello")
+    await api.pause(run_id, "checking")
+    assert (await api.lookup(run_id)).run_state == RunState.PAUSED
+    await api.resume(run_id)
+    async with s.build(build()) as worker:
+        gate.set()
+        run = await api.await_status("f", run_id, Status.END, poll_interval=FAST)
+        assert run.object.note == "hello"
+        assert worker.running and not api.running
+    second = await api.trigger("g")
+    await api.cancel(second, "not needed")
+    assert (await api.lookup(second)).run_state == RunState.CANCELLED
+    with pytest.raises(WorkflowNotRunning, match="schedule failed"):
+        await api.schedule("h", "@daily")
+
+
+async def test_stop_lets_a_running_step_finish_and_write_before_the_role_goes() -> None:
+    entered, release = asyncio.Event(), asyncio.Event()
+    calls = Counter[str]()
+
+    async def slow(r: Run[Obj, Status]) -> Status:
+        calls[r.run_id] += 1
+        entered.set()
+        await release.wait()
+        return Status.END
+
+    def build() -> Builder[Obj, Status]:
+        b = Builder("drain", Obj, Status)
+        b.add_step(Status.STARTED, slow, Status.END)
+        return b
+
+    s = Stores()
+    wf = s.build(build())
+    await wf.__aenter__()
+    run_id = await wf.trigger("f")
+    await entered.wait()
+    stopping = asyncio.create_task(wf.stop(timeout=timedelta(seconds=10)))
+    await asyncio.sleep(0.05)
+    assert not stopping.done(), "stop() did not wait for the step in flight"
+    release.set()
+    await stopping
+    record = await s.store.lookup(run_id)
+    assert (record.status, record.run_state) == (Status.END, RunState.COMPLETED)
+    assert set(wf.states().values()) == {ProcessState.SHUTDOWN}
+    assert not s.scheduler.holds("drain-1-consumer-1-of-1")
+    # The event was acked with its write: a new worker does not run the step again.
+    async with s.build(build()) as again:
+        await again.await_status("f", run_id, Status.END)
+        await asyncio.sleep(0.05)
+    assert calls == {run_id: 1}
+
+
+async def test_stop_cancels_work_still_running_after_its_timeout() -> None:
+    entered = asyncio.Event()
+
+    async def stuck(r: Run[Obj, Status]) -> Status:
+        entered.set()
+        await asyncio.sleep(3600)
+        return Status.END
+
+    b = Builder("stuck", Obj, Status)
+    b.add_step(Status.STARTED, stuck, Status.END)
+    s = Stores()
+    wf = s.build(b)
+    await wf.__aenter__()
+    run_id = await wf.trigger("f")
+    await entered.wait()
+    async with asyncio.timeout(5):
+        await wf.stop(timeout=timedelta(milliseconds=100))
+    assert (await s.store.lookup(run_id)).status == Status.STARTED
+    assert set(wf.states().values()) == {ProcessState.SHUTDOWN}
+
+
+async def test_a_pause_someone_asked_for_is_not_retried() -> None:
+    clock = FakeClock()
+    b = two_steps("manual-pause")
+    s = Stores(clock=clock)
+    async with s.build(b, pause_retry=timedelta(hours=1)) as wf:
+        run_id = await wf.trigger("f", start_at=Status.MIDDLE)
+        await wf.pause(run_id, "fraud check")
+        await asyncio.sleep(0.05)
+        clock.advance(timedelta(hours=2))
+        await asyncio.sleep(0.1)
+        record = await wf.lookup(run_id)
+    assert record.run_state == RunState.PAUSED
+    assert record.meta.run_state_reason == "fraud check"
+
+
+@pytest.mark.parametrize(
+    ("foreign_id", "message"),
+    [
+        ("", "non-empty"),
+        ("   ", "whitespace"),
+        ("a" * 256, "256 characters long; the limit is 255"),
+        ("a\x00b", "NUL"),
+        (7, "must be a string"),
+    ],
+)
+async def test_foreign_ids_every_store_can_keep(foreign_id: object, message: str) -> None:
+    s = Stores()
+    wf = s.build(two_steps())
+    with pytest.raises(InvalidForeignID, match=message):
+        await wf.trigger(foreign_id)
+    with pytest.raises(InvalidForeignID, match=message):
+        await wf.latest(foreign_id)
+    assert await wf.trigger("a" * 255)
+
+
+async def test_a_callback_can_name_its_run() -> None:
+    async def accept(r: Run[Obj, Status], payload: bytes) -> Status:
+        return Status.END
+
+    b = Builder("callback-run", Obj, Status)
+    b.add_callback(Status.STARTED, accept, Status.END)
+    s = Stores()
+    wf = s.build(b)
+    first = await wf.trigger("f")
+    await wf.cancel(first, "superseded")
+    second = await wf.trigger("f")
+    other = await wf.trigger("g")
+    with pytest.raises(CallbackNotAccepted, match=r"the run is at .* \(Cancelled\)"):
+        await wf.callback("f", Status.STARTED, b"{}", run_id=first)
+    with pytest.raises(RecordNotFound, match="not a run of foreign id 'f'"):
+        await wf.callback("f", Status.STARTED, b"{}", run_id=other)
+    await wf.callback("f", Status.STARTED, b"{}", run_id=second)
+    assert (await wf.lookup(second)).status == Status.END

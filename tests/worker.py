@@ -1,14 +1,16 @@
 """One worker process of the two-worker crash tests: a 3-step workflow, until SIGTERM.
 
 Usage: ``python -m tests.worker DSN SCHEMA [--kafka SERVERS] [--workflow NAME]
-[--trigger N] [--prefix P] [--work-ms MS] [--spans FILE]``. Records and roles are on
-PostgreSQL; events too, unless ``--kafka`` names a broker. With ``--spans`` an
-OpenTelemetry SDK provider is set globally and every span is appended to FILE as a JSON
-line. Prints ``ready`` once its workflow runs and
-``triggered`` after triggering N runs (foreign ids ``P-0`` ... ``P-(N-1)``). Every step
-records its side effect (run id, status, the version it read, this pid) in
+[--trigger N] [--rate R] [--prefix P] [--work-ms MS] [--parallel N] [--heartbeat-ms MS]
+[--lease-ms MS] [--spans FILE] [--trigger-only]``. Records and roles are on PostgreSQL; events too, unless
+``--kafka`` names a broker. Prints ``ready`` once its workflow runs and ``triggered`` after
+triggering N runs (foreign ids ``P-0`` ... ``P-(N-1)``; ``--rate`` per second, or all at
+once). Every step records its side effect (run id, status, the version it read, this pid) in
 ``SCHEMA.effects`` before returning, then works for ``--work-ms`` (so that a kill lands
-mid-way).
+mid-way). Each step has ``--parallel`` shards (roles); the role scheduler's heartbeat and
+lease are its defaults unless given. With ``--spans`` an OpenTelemetry SDK provider is set
+globally and every span is appended to FILE as a JSON line. With ``--trigger-only`` the
+workflow is not run here (no roles, no steps): the process only triggers.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from luno_wf import Builder, Run
+from luno_wf import Builder, Run, Workflow
 
 
 class Status(enum.IntEnum):
@@ -122,30 +124,50 @@ def streamer_for(
     )
 
 
+async def trigger_runs(wf: Workflow[Job, Status], args: argparse.Namespace) -> None:
+    """Trigger ``--trigger`` runs (at ``--rate`` per second, or all at once)."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for i in range(args.trigger):
+        if args.rate:
+            await asyncio.sleep(max(0.0, started + i / args.rate - loop.time()))
+        await wf.trigger(f"{args.prefix}-{i}", initial_value=Job(n=i))
+    if args.trigger:
+        print("triggered", flush=True)
+
+
 async def main(args: argparse.Namespace) -> None:
     dsn, schema = args.dsn, args.schema
     provider = trace_to(args.spans) if args.spans else None
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(dsn, min_size=2, max_size=12, open=False)
     await pool.open(wait=True)
     streamer = streamer_for(args, pool)
+    timings: dict[str, Any] = {}
+    if args.heartbeat_ms:
+        timings["heartbeat_interval"] = timedelta(milliseconds=args.heartbeat_ms)
+    if args.lease_ms:
+        timings["lease_duration"] = timedelta(milliseconds=args.lease_ms)
     scheduler = PostgresRoleScheduler(
-        dsn, namespace=schema, poll_interval=timedelta(milliseconds=100)
+        dsn, namespace=schema, poll_interval=timedelta(milliseconds=100), **timings
     )
     work = args.work_ms / 1000
     b = Builder(args.workflow, Job, Status)
     for source, to in zip(list(Status)[1:4], list(Status)[2:], strict=True):
-        b.add_step(source, step(pool, schema, to, work), to, parallel_count=2)
+        b.add_step(source, step(pool, schema, to, work), to, parallel_count=args.parallel)
     wf = b.build(streamer, PostgresRecordStore(pool, schema=schema), scheduler)
 
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    async with wf:
+    if args.trigger_only:  # not a member of the fleet: its API verbs only
         print("ready", flush=True)
-        for i in range(args.trigger):
-            await wf.trigger(f"{args.prefix}-{i}", initial_value=Job(n=i))
-        if args.trigger:
-            print("triggered", flush=True)
+        await trigger_runs(wf, args)
         await stop.wait()
+    else:
+        async with wf:
+            print("ready", flush=True)
+            await trigger_runs(wf, args)
+            await stop.wait()
+    await scheduler.close()
     await streamer.close()
     await pool.close()
     if provider is not None:
@@ -161,5 +183,10 @@ if __name__ == "__main__":
     parser.add_argument("--trigger", type=int, default=0)
     parser.add_argument("--prefix", default="job")
     parser.add_argument("--work-ms", type=float, default=0)
+    parser.add_argument("--rate", type=float, default=0)
+    parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--heartbeat-ms", type=float, default=0)
+    parser.add_argument("--lease-ms", type=float, default=0)
     parser.add_argument("--spans", default="")
+    parser.add_argument("--trigger-only", action="store_true")
     asyncio.run(main(parser.parse_args()))

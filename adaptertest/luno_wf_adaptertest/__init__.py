@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .factory import RecordStoreFactory as RecordStoreFactory
     from .factory import RevokeRole as RevokeRole
     from .factory import RoleSchedulersFactory as RoleSchedulersFactory
+    from .factory import StallMember as StallMember
     from .factory import StreamerFactory as StreamerFactory
     from .factory import TimeoutStoreFactory as TimeoutStoreFactory
     from .factory import factory_of as factory_of
@@ -46,6 +47,7 @@ __all__ = [
     "RevokeRole",
     "RoleSchedulerContract",
     "RoleSchedulersFactory",
+    "StallMember",
     "StreamerFactory",
     "TimeoutStoreContract",
     "TimeoutStoreFactory",
@@ -61,6 +63,7 @@ _WHERE = {
     "RevokeRole": "factory",
     "RoleSchedulerContract": "rolescheduler",
     "RoleSchedulersFactory": "factory",
+    "StallMember": "factory",
     "StreamerFactory": "factory",
     "TimeoutStoreContract": "timeoutstore",
     "TimeoutStoreFactory": "factory",

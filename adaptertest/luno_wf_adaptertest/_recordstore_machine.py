@@ -2,7 +2,9 @@
 
 Random inserts, updates (some stale), batches of both (``store_many``, when the adapter has
 it), lookups, latest, filtered and paged lists, outbox listing and deletion go to both;
-every result and every refusal must agree. Foreign ids come from a small pool, so "one
+every result and every refusal must agree. When the adapter keeps history
+(``HistoryStore``), each written run's history, history settings per workflow, and pruning
+go to both too. Foreign ids come from a small pool, so "one
 unfinished run per foreign id" is exercised often.
 Finished runs only move to finished states (as the engine never revives a run).
 """
@@ -25,6 +27,8 @@ from hypothesis.stateful import (
 from luno_wf import (
     BatchOutboxDeleter,
     BatchStore,
+    HistoryEntry,
+    HistoryStore,
     Meta,
     OrderType,
     OutboxData,
@@ -46,6 +50,7 @@ WORKFLOWS = ("wf one", "wf-two")
 FOREIGN_IDS = ("alice", "bob", "carol")
 BASE = datetime(2024, 5, 1, tzinfo=UTC)
 OFFSETS = st.integers(-100, 100).map(lambda s: BASE + timedelta(seconds=s))
+CUTOFFS = st.integers(-100, 600).map(lambda s: BASE + timedelta(seconds=s))
 STATUSES = st.integers(1, 4)
 FILTERS = st.lists(
     record_filters(foreign_ids=st.sampled_from(FOREIGN_IDS), statuses=STATUSES, times=OFFSETS),
@@ -81,9 +86,10 @@ class RecordStoreMachine(RuleBasedStateMachine):
     def __init__(self, factory: RecordStoreFactory) -> None:
         super().__init__()
         self.harness: Harness[RecordStore] = Harness(factory)
-        self.reference: RecordStore = MemRecordStore()
+        self.reference = MemRecordStore()
         self.run_ids: list[str] = []
         self.inserts = 0
+        self.keeps_history = isinstance(self.harness.adapter, HistoryStore)
 
     def teardown(self) -> None:
         """Close the adapter and the loop."""
@@ -139,6 +145,8 @@ class RecordStoreMachine(RuleBasedStateMachine):
         obj=json_objects(),
         version_shift=st.sampled_from((0, 0, 0, 0, -1, 1, -2)),
         reason=storable_text(max_size=8),
+        actor=st.sampled_from(("", "api", "step:1", "operator:alice")),
+        error=st.sampled_from(("", "", "ValueError: x")),
         later=st.integers(0, 100),
     )
     def update(
@@ -149,6 +157,8 @@ class RecordStoreMachine(RuleBasedStateMachine):
         obj: bytes,
         version_shift: int,
         reason: str,
+        actor: str,
+        error: str,
         later: int,
     ) -> None:
         """Store a new version of a known run; a non-zero shift makes it stale."""
@@ -164,6 +174,8 @@ class RecordStoreMachine(RuleBasedStateMachine):
                 current.meta,
                 version=max(0, current.meta.version + 1 + version_shift),
                 run_state_reason=reason,
+                actor=actor,
+                error=error,
             ),
         )
         agree(self.harness, self.reference, lambda s: s.store(record), "update")
@@ -235,9 +247,61 @@ class RecordStoreMachine(RuleBasedStateMachine):
             self._check_run(record)
 
     def _check_run(self, record: Record) -> None:
-        """After a store, the run and its foreign id's latest run agree on both sides."""
+        """After a store, the run, its history and its foreign id's latest run agree."""
         self.lookup_run(record.run_id)
         self.latest(record.workflow_name, record.foreign_id)
+        if self.keeps_history:
+            self.history_of(record.run_id)
+
+    def history_of(self, run_id: str) -> None:
+        """The run's history on both sides (or RecordNotFound on both)."""
+
+        async def history(store: RecordStore) -> list[HistoryEntry]:
+            assert isinstance(store, HistoryStore)
+            return await store.history(run_id)
+
+        want, got, _ = agree(self.harness, self.reference, history, "history")
+        assert got == want, f"history({run_id!r}): got {got!r}, expected {want!r}"
+
+    @precondition(lambda self: self.keeps_history)
+    @rule(
+        workflow=st.sampled_from(WORKFLOWS),
+        enabled=st.sampled_from((True, True, False)),
+        objects=st.booleans(),
+    )
+    def configure_history(self, workflow: str, enabled: bool, objects: bool) -> None:
+        """Change a workflow's history settings, on both sides."""
+        adapter = self.harness.adapter
+        assert isinstance(adapter, HistoryStore)
+        for store in (self.reference, adapter):
+            store.configure_history(workflow, enabled=enabled, objects=objects)
+
+    @precondition(lambda self: self.keeps_history)
+    @rule(index=st.integers(0, 1000), unknown=st.booleans())
+    def history(self, index: int, unknown: bool) -> None:
+        """A run's history (or an unknown run's)."""
+        if unknown or not self.run_ids:
+            self.history_of(str(uuid.uuid4()))
+        else:
+            self.history_of(self.run_ids[index % len(self.run_ids)])
+
+    @precondition(lambda self: self.keeps_history)
+    @rule(
+        before=CUTOFFS,
+        workflow=st.sampled_from((None, *WORKFLOWS)),
+        batch_size=st.integers(1, 4),
+    )
+    def prune_history(self, before: datetime, workflow: str | None, batch_size: int) -> None:
+        """Prune old entries on both sides: the same count, then the same histories."""
+
+        async def prune(store: RecordStore) -> int:
+            assert isinstance(store, HistoryStore)
+            return await store.prune_history(before, workflow_name=workflow, batch_size=batch_size)
+
+        want, got, _ = agree(self.harness, self.reference, prune, "prune_history")
+        assert got == want, f"prune_history({before}, {workflow!r}, {batch_size}): {got} != {want}"
+        for run_id in self.run_ids:
+            self.history_of(run_id)
 
     @rule(index=st.integers(0, 1000), unknown=st.booleans())
     def lookup(self, index: int, unknown: bool) -> None:

@@ -31,6 +31,7 @@ __all__ = [
     "RecordStoreFactory",
     "RevokeRole",
     "RoleSchedulersFactory",
+    "StallMember",
     "StreamerFactory",
     "TimeoutStoreFactory",
     "factory_of",
@@ -57,8 +58,9 @@ RoleSchedulersFactory: TypeAlias = Callable[
 ]
 """``async with make_schedulers(n) as schedulers``: ``n`` schedulers sharing one backend.
 
-They stand for ``n`` processes competing for the same roles. A single-process scheduler
-may return ``n`` views of one object.
+They stand for ``n`` processes (``n`` members of one fleet) competing for the same roles.
+A single-process scheduler may return ``n`` views of one object; the fleet cases (spread,
+handover) are then skipped.
 """
 
 ConnectorFactory: TypeAlias = Callable[
@@ -75,6 +77,15 @@ RevokeRole: TypeAlias = Callable[[Sequence[RoleScheduler], str], Awaitable[objec
 
 Optional: return it from the ``revoke_role`` fixture to enable the role-loss cases (for
 example by expiring a lease or killing the holder's connection).
+"""
+
+
+StallMember: TypeAlias = Callable[[RoleScheduler], AbstractAsyncContextManager[object]]
+"""``async with stall(scheduler)``: the member stops its heartbeats for the block's duration.
+
+Optional: return it from the ``stall_member`` fixture to enable the stall and death
+cases. Inside the block the member stands for a stopped (SIGSTOP) or blocked process: it
+renews no lease; leaving the block lets it beat again (SIGCONT).
 """
 
 

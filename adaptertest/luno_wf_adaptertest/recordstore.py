@@ -19,7 +19,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from typing import ClassVar
+from typing import ClassVar, NoReturn
 
 import attrs
 import pytest
@@ -29,6 +29,11 @@ from luno_wf import (
     BatchLookup,
     BatchOutboxDeleter,
     BatchStore,
+    DeadLetter,
+    DeadLetterStore,
+    Event,
+    HistoryEntry,
+    HistoryStore,
     Meta,
     OrderType,
     OutboxDataLister,
@@ -43,7 +48,7 @@ from luno_wf import (
     filter_by_status,
     make_outbox_event,
 )
-from luno_wf.errors import RecordNotFound, StaleRecord, WorkflowInProgress
+from luno_wf.errors import InvalidForeignID, RecordNotFound, StaleRecord, WorkflowInProgress
 
 from ._shared import Status, assert_record_equal, bump, dummy_wire_record, utcnow
 from .factory import RecordStoreFactory
@@ -78,6 +83,45 @@ async def _outbox(store: RecordStore, workflow_name: str = WF) -> list[tuple[str
         data = decode_outbox_data(row.data)
         out.append((data.run_id, data.type, data.headers.get("record_version", "")))
     return out
+
+
+def _entry(record: Record, *, obj: bytes | None = None, scrubbed: bool = False) -> HistoryEntry:
+    """The history entry that storing ``record`` appends (``obj``: its snapshot, if kept)."""
+    meta = record.meta
+    return HistoryEntry(
+        workflow_name=record.workflow_name,
+        foreign_id=record.foreign_id,
+        run_id=record.run_id,
+        version=meta.version,
+        status=record.status,
+        run_state=record.run_state,
+        reason="" if scrubbed else meta.run_state_reason,
+        actor=meta.actor,
+        at=record.updated_at,
+        error="" if scrubbed else meta.error,
+        trace_id=meta.trace_id,
+        object=obj,
+    )
+
+
+def _later(
+    record: Record,
+    seconds: float,
+    *,
+    run_state: RunState | None = None,
+    status: int | None = None,
+    **meta: str,
+) -> Record:
+    """The next version of ``record``, ``seconds`` later, with a new run state, status, meta."""
+    return attrs.evolve(
+        bump(record, run_state=run_state, status=status),
+        updated_at=record.updated_at + timedelta(seconds=seconds),
+        meta=attrs.evolve(record.meta, version=record.meta.version + 1, **meta),
+    )
+
+
+def _no_history() -> NoReturn:
+    pytest.skip("the store keeps no history (optional HistoryStore)")
 
 
 class RecordStoreContract(StatefulCases):
@@ -271,6 +315,9 @@ class RecordStoreContract(StatefulCases):
             status_description="Started",
             version=1,
             trace_origin="main.py:10\nworker.py:20",
+            actor="api",
+            error="ValueError: no",
+            trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
             traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             tracestate="vendor=opaque",
         )
@@ -279,7 +326,10 @@ class RecordStoreContract(StatefulCases):
         for updated in (
             record,
             attrs.evolve(
-                record, meta=Meta(run_state_reason="", status_description="Middle", version=2)
+                record,
+                meta=Meta(
+                    run_state_reason="", status_description="Middle", version=2, actor="step:1"
+                ),
             ),
         ):
             if updated is not record:
@@ -403,6 +453,22 @@ class RecordStoreContract(StatefulCases):
         assert_record_equal(await store.lookup(v1.run_id), v2)
         assert (await store.lookup(v1.run_id)).meta.version == 2
         assert len(await _outbox(store)) == 2, "a refused store wrote an outbox row"
+
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_foreign_id_rule(self, store: RecordStore) -> None:
+        """A new run whose foreign id breaks the core's rule is refused, and nothing written.
+
+        Every store keeps the same foreign ids (``luno_wf.check_foreign_id``): 1 to 255
+        characters, not only whitespace, no NUL.
+        """
+        for bad in ("", "   ", "x" * 256, "a\x00b"):
+            with pytest.raises(InvalidForeignID):
+                await store.store(attrs.evolve(dummy_wire_record(WF), foreign_id=bad))
+        assert len(await _outbox(store)) == 0, "a refused store wrote an outbox row"
+        longest = attrs.evolve(dummy_wire_record(WF), foreign_id="é" * 255)
+        await store.store(longest)
+        assert (await store.lookup(longest.run_id)).foreign_id == "é" * 255
 
     @pytest.mark.conformance_extension
     @pytest.mark.asyncio
@@ -557,6 +623,300 @@ class RecordStoreContract(StatefulCases):
         assert [r.id for r in encoded] == [row_id for row_id, _ in decoded]
         assert [decode_outbox_data(r.data) for r in encoded] == [d for _, d in decoded]
         assert len(await store.list_outbox_data(WF, 2)) == 2
+
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_dead_letters(self, store: RecordStore) -> None:
+        """``set_aside`` (optional) keeps dead letters: listed oldest first, deleted by id."""
+        if not isinstance(store, DeadLetterStore):
+            pytest.skip("the store keeps no dead letters (optional DeadLetterStore)")
+        now = utcnow()
+        letters = [
+            DeadLetter(
+                id=str(uuid.uuid4()),
+                workflow_name=name,
+                process_name="started-consumer-1-of-1",
+                topic=f"{name}-1",
+                event=Event(
+                    id=i,
+                    foreign_id=str(uuid.uuid4()),
+                    type=1,
+                    headers={"record_version": f"bad {i}"},
+                    created_at=now,
+                ),
+                reason=f"reason {i}",
+                at=now,
+            )
+            for i, name in enumerate((WF, WF, WF2))
+        ]
+        for letter in letters:
+            await store.set_aside(letter)
+        assert await store.list_dead_letters(WF) == letters[:2]
+        assert await store.list_dead_letters() == letters
+        assert await store.list_dead_letters(limit=1) == letters[:1]
+        await store.delete_dead_letter(letters[0].id)
+        await store.delete_dead_letter("no-such-letter")
+        assert await store.list_dead_letters(WF) == letters[1:2]
+
+    # -- history (optional HistoryStore) -----------------------------------------------
+
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_history_one_entry_per_write(self, store: RecordStore) -> None:
+        """Each write appends one entry, the record's fields as stored, oldest first."""
+        if not isinstance(store, HistoryStore):
+            _no_history()
+        v1 = dummy_wire_record(WF, meta=Meta(version=1, actor="api", trace_id="t-1"))
+        v2 = _later(v1, 1, run_state=RunState.RUNNING, status=Status.MIDDLE, actor="step:1")
+        v3 = _later(
+            v2,
+            2,
+            run_state=RunState.PAUSED,
+            actor="step:2",
+            run_state_reason="paused after 3 errors",
+            error="ValueError: bad input",
+            trace_id="t-3",
+        )
+        other = dummy_wire_record(WF2, meta=Meta(version=1, actor="api"))
+        await _seed(store, [v1, other, v2, v3])
+
+        assert await store.history(v1.run_id) == [_entry(v1), _entry(v2), _entry(v3)]
+        assert await store.history(other.run_id) == [_entry(other)]
+        with pytest.raises(RecordNotFound):
+            await store.history(str(uuid.uuid4()))
+
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_history_none_for_refused_writes(self, store: RecordStore) -> None:
+        """Stale writes, refused inserts and updates, and lost races leave no entry."""
+        if not isinstance(store, HistoryStore):
+            _no_history()
+        v1 = dummy_wire_record(WF)
+        v2 = _later(v1, 1, status=Status.MIDDLE)
+        await _seed(store, [v1, v2])
+        for stale in (_later(v1, 5, status=Status.END), v1, _later(_later(v2, 1), 1)):
+            with pytest.raises(StaleRecord):
+                await store.store(stale)
+        assert await store.history(v1.run_id) == [_entry(v1), _entry(v2)]
+
+        blocked = dummy_wire_record(WF)  # v1's run is unfinished
+        with pytest.raises(WorkflowInProgress):
+            await store.store(blocked)
+        with pytest.raises(RecordNotFound):
+            await store.history(blocked.run_id)
+        done = dummy_wire_record(WF, foreign_id="Andrew Wormald", run_state=RunState.COMPLETED)
+        await store.store(done)
+        with pytest.raises(WorkflowInProgress):
+            await store.store(_later(done, 1, run_state=RunState.RUNNING))
+        assert await store.history(done.run_id) == [_entry(done)]
+
+        rivals = [_later(v2, 1, status=s) for s in (1, 2, 3, 4, 5)]
+        results = await asyncio.gather(*(store.store(r) for r in rivals), return_exceptions=True)
+        [winner] = [r for r, res in zip(rivals, results, strict=True) if res is None]
+        assert await store.history(v1.run_id) == [_entry(v1), _entry(v2), _entry(winner)]
+
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_history_of_store_many(self, store: RecordStore) -> None:
+        """``store_many`` appends entries for exactly the records it applies, scrubbing too."""
+        if not isinstance(store, HistoryStore):
+            _no_history()
+        if not isinstance(store, BatchStore):
+            pytest.skip("the store has no store_many (optional BatchStore)")
+        a, b, c, held = _runs(WF, 4)
+        await _seed(store, [a, b, c, held])
+        a2 = _later(a, 1, run_state=RunState.RUNNING, actor="step:a")
+        stale_b = _later(_later(b, 1), 1)  # skips version 2
+        fresh = dummy_wire_record(WF, foreign_id="someone new")
+        blocked = dummy_wire_record(WF, foreign_id=held.foreign_id)
+        c2 = _later(c, 1, run_state=RunState.RUNNING, error="e")
+        unseen = bump(dummy_wire_record(WF, foreign_id="not stored before"))
+        outcomes = await store.store_many([a2, stale_b, fresh, blocked, c2, unseen])
+        assert [type(o) for o in outcomes] == [
+            type(None),
+            StaleRecord,
+            type(None),
+            WorkflowInProgress,
+            type(None),
+            type(None),
+        ]
+        assert await store.history(a.run_id) == [_entry(a), _entry(a2)]
+        assert await store.history(b.run_id) == [_entry(b)]
+        assert await store.history(fresh.run_id) == [_entry(fresh)]
+        with pytest.raises(RecordNotFound):
+            await store.history(blocked.run_id)
+        assert await store.history(c.run_id) == [_entry(c), _entry(c2)]
+        assert await store.history(unseen.run_id) == [_entry(unseen)]
+
+        # A batch of updates only, one of them a data deletion, with object snapshots on.
+        store.configure_history(WF, objects=True)
+        a3 = _later(a2, 1, run_state=RunState.PAUSED, run_state_reason="why", error="boom")
+        c3 = _later(c2, 1, run_state=RunState.DATA_DELETED)
+        assert await store.store_many([a3, c3]) == [None, None]
+        assert await store.history(a.run_id) == [_entry(a), _entry(a2), _entry(a3, obj=b"{}")]
+        assert await store.history(c.run_id) == [
+            _entry(c, scrubbed=True),
+            _entry(c2, scrubbed=True),
+            _entry(c3, scrubbed=True),
+        ]
+
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_history_oldest_first_by_version(self, store: RecordStore) -> None:
+        """Entries come by version, even when a later write has an earlier ``updated_at``."""
+        if not isinstance(store, HistoryStore):
+            _no_history()
+        first, second = _runs(WF, 2)
+        written = {first.run_id: [first], second.run_id: [second]}
+        await _seed(store, [first, second])
+        for i in range(6):
+            for versions in written.values():
+                # The clock steps back on every other write.
+                versions.append(_later(versions[-1], -3 if i % 2 else 1, actor=f"write {i}"))
+                await store.store(versions[-1])
+        for run_id, versions in written.items():
+            got = await store.history(run_id)
+            assert [e.version for e in got] == list(range(1, 8)), f"{run_id}: {got!r}"
+            assert got == [_entry(r) for r in versions]
+
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_history_scrubbed_on_data_deletion(self, store: RecordStore) -> None:
+        """Deleting a run's data empties every entry's object, reason and error, in one go."""
+        if not isinstance(store, HistoryStore):
+            _no_history()
+        store.configure_history(WF, objects=True)
+        v1 = attrs.evolve(dummy_wire_record(WF), object=b'{"email": "alice@example.com"}')
+        v2 = attrs.evolve(
+            _later(
+                v1,
+                1,
+                run_state=RunState.PAUSED,
+                run_state_reason="alice@example.com bounced",
+                error="SMTPError: alice@example.com",
+                actor="step:1",
+                trace_id="t-2",
+            ),
+            object=b'{"email": "alice@example.com", "tries": 3}',
+        )
+        v3 = _later(
+            v2, 1, run_state=RunState.REQUESTED_DATA_DELETED, run_state_reason="GDPR request"
+        )
+        neighbour = dummy_wire_record(WF, foreign_id="someone else")
+        await _seed(store, [v1, v2, v3, neighbour])
+        assert await store.history(v1.run_id) == [
+            _entry(v1, obj=v1.object),
+            _entry(v2, obj=v2.object),
+            _entry(v3, obj=v3.object),
+        ], "a requested deletion scrubs nothing yet"
+
+        v4 = attrs.evolve(
+            _later(v3, 1, run_state=RunState.DATA_DELETED, actor="delete"), object=b"{}"
+        )
+        await store.store(v4)
+        assert await store.history(v1.run_id) == [
+            _entry(v1, scrubbed=True),
+            _entry(v2, scrubbed=True),
+            _entry(v3, scrubbed=True),
+            _entry(v4, scrubbed=True),
+        ]
+        assert await store.history(neighbour.run_id) == [_entry(neighbour, obj=b"{}")]
+
+        # A refused deletion scrubs nothing.
+        other = attrs.evolve(dummy_wire_record(WF2), object=b'{"email": "bob@example.com"}')
+        store.configure_history(WF2, objects=True)
+        await store.store(other)
+        with pytest.raises(StaleRecord):
+            await store.store(_later(_later(other, 1), 1, run_state=RunState.DATA_DELETED))
+        assert await store.history(other.run_id) == [_entry(other, obj=other.object)]
+
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_prune_history_keeps_each_runs_newest(self, store: RecordStore) -> None:
+        """Pruning deletes entries older than the cutoff in batches, never a run's newest."""
+        if not isinstance(store, HistoryStore):
+            _no_history()
+        t0 = utcnow()
+        a = [dummy_wire_record(WF, created_at=t0)]
+        for _ in range(3):
+            a.append(_later(a[-1], 1, run_state=RunState.RUNNING))  # at t0 + 1, 2, 3 s
+        b = [dummy_wire_record(WF2, created_at=t0)]
+        b.append(_later(b[-1], 1, run_state=RunState.RUNNING))
+        lone = dummy_wire_record(WF, foreign_id="lone", created_at=t0 - timedelta(days=1))
+        await _seed(store, [*a, *b, lone])
+
+        assert await store.prune_history(t0 + timedelta(hours=1), workflow_name=WF2) == 1
+        assert await store.history(b[0].run_id) == [_entry(b[1])]
+        cutoff = t0 + timedelta(seconds=1.5)  # a's versions 1 and 2 are older
+        assert await store.prune_history(cutoff, batch_size=1) == 2
+        assert await store.history(a[0].run_id) == [_entry(a[2]), _entry(a[3])]
+        assert await store.prune_history(t0 + timedelta(hours=1), batch_size=2) == 1
+        assert await store.history(a[0].run_id) == [_entry(a[3])]
+        assert await store.history(lone.run_id) == [_entry(lone)], "a run's only entry stays"
+        assert await store.prune_history(t0 + timedelta(days=1)) == 0
+
+        with pytest.raises(ValueError, match="batch_size"):
+            await store.prune_history(t0, batch_size=0)
+        with pytest.raises(ValueError):
+            await store.prune_history(t0.replace(tzinfo=None))
+
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_prune_history_in_small_batches(self, store: RecordStore) -> None:
+        """Batches smaller than the work, over entries sharing one ``at``, miss nothing."""
+        if not isinstance(store, HistoryStore):
+            _no_history()
+        t0 = utcnow()
+        runs = _runs(WF, 5, created_at=t0)
+        latest = []
+        for run in runs:
+            versions = [run]
+            for _ in range(3):
+                versions.append(_later(versions[-1], 0))  # four entries, all at t0
+            await _seed(store, versions)
+            latest.append(versions[-1])
+        assert await store.prune_history(t0 + timedelta(seconds=1), batch_size=2) == 15
+        for run, newest in zip(runs, latest, strict=True):
+            assert await store.history(run.run_id) == [_entry(newest)]
+
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_history_can_be_turned_off(self, store: RecordStore) -> None:
+        """With history off for a workflow, its writes append nothing; others still do."""
+        if not isinstance(store, HistoryStore):
+            _no_history()
+        store.configure_history(WF, enabled=False)
+        v1 = dummy_wire_record(WF)
+        v2 = _later(v1, 1, run_state=RunState.RUNNING)
+        other = dummy_wire_record(WF2)
+        await _seed(store, [v1, v2, other])
+        v3, extra = _later(v2, 1), _later(other, 1)
+        if isinstance(store, BatchStore):
+            assert await store.store_many([v3, extra]) == [None, None]
+        else:
+            await _seed(store, [v3, extra])
+        assert await store.history(v1.run_id) == []
+        assert await store.history(other.run_id) == [_entry(other), _entry(extra)]
+
+        store.configure_history(WF)  # on again: later writes have entries
+        v4 = _later(v3, 1, run_state=RunState.COMPLETED)
+        await store.store(v4)
+        assert await store.history(v1.run_id) == [_entry(v4)]
+
+    @pytest.mark.conformance_extension
+    @pytest.mark.asyncio
+    async def test_history_object_snapshots(self, store: RecordStore) -> None:
+        """Objects are kept in entries only for workflows that turned snapshots on."""
+        if not isinstance(store, HistoryStore):
+            _no_history()
+        store.configure_history(WF2, objects=True)
+        plain = dummy_wire_record(WF)
+        snapped = [dummy_wire_record(WF2)]
+        for n in (1, 2):
+            snapped.append(attrs.evolve(_later(snapped[-1], 1), object=b'{"n": %d}' % n))
+        await _seed(store, [plain, *snapped])
+        assert await store.history(plain.run_id) == [_entry(plain, obj=None)]
+        assert await store.history(snapped[0].run_id) == [_entry(r, obj=r.object) for r in snapped]
 
     # -- Hypothesis state machine ------------------------------------------------------
 

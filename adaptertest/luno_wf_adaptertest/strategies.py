@@ -86,6 +86,9 @@ def metas(*, version: st.SearchStrategy[int] | None = None) -> st.SearchStrategy
         status_description=storable_text(),
         version=version if version is not None else st.integers(1, 2**31),
         trace_origin=storable_text(max_size=60),
+        actor=storable_text(),
+        error=storable_text(),
+        trace_id=storable_text(max_size=32),
         traceparent=storable_text(max_size=55),
         tracestate=storable_text(max_size=40),
     )

@@ -5,23 +5,43 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import NamedTuple
 
 from .._clock import Clock, SystemClock
+from .._deadletter import DeadLetter
 from .._event import OutboxEvent
 from .._filter import OrderType, RecordFilter, matches_filters
+from .._history import HistoryEntry
+from .._ids import check_foreign_id
 from .._outbox import OutboxData, encode_outbox_data, new_outbox_id, outbox_data
-from .._record import Record
+from .._record import Meta, Record
+from .._runstate import RunState
 from ..errors import RecordNotFound, StaleRecord, WorkflowInProgress
 
 __all__ = ["MemRecordStore"]
 
 
+class _Entry(NamedTuple):
+    """A history entry as kept: the written record's parts, built into a HistoryEntry on read."""
+
+    workflow_name: str
+    foreign_id: str
+    status: int
+    run_state: RunState
+    at: datetime
+    meta: Meta
+    object: bytes | None
+    scrubbed: bool  # reason and error read as empty
+
+
 class MemRecordStore:
-    """A :class:`~luno_wf.adapter.RecordStore` held in memory.
+    """A :class:`~luno_wf.adapter.RecordStore` held in memory, keeping runs' history.
 
     It keeps the contract of the durable stores: each :meth:`store` writes the record and
     its outbox row in one step (no ``await`` inside, so nothing interleaves), is a
     compare-and-set on ``meta.version``, and refuses a second unfinished run of a foreign id.
+    As a :class:`~luno_wf.adapter.HistoryStore` it appends a history entry in that same step
+    (history stays in memory until :meth:`prune_history` removes it).
     """
 
     def __init__(self, *, clock: Clock | None = None) -> None:
@@ -32,6 +52,9 @@ class MemRecordStore:
         self._unfinished: dict[tuple[str, str], str] = {}
         self._outbox: dict[str, dict[str, tuple[Record, datetime]]] = {}
         self._outbox_owner: dict[str, str] = {}
+        self._history: dict[str, builtins.list[_Entry]] = {}  # run id -> entries, by version
+        self._history_settings: dict[str, tuple[bool, bool]] = {}  # (enabled, objects)
+        self._dead_letters: dict[str, DeadLetter] = {}  # by id, in the order set aside
 
     async def store(self, record: Record) -> None:
         """Insert or compare-and-set update ``record`` and append its outbox row."""
@@ -41,29 +64,7 @@ class MemRecordStore:
         key = (record.workflow_name, record.foreign_id)
         existing = self._records.get(record.run_id)
         holder = self._unfinished.get(key)
-        if existing is None:
-            if holder is not None and not record.run_state.finished():
-                raise WorkflowInProgress(
-                    workflow_name=record.workflow_name,
-                    foreign_id=record.foreign_id,
-                    run_id=holder,
-                )
-        else:
-            if existing.meta.version != record.meta.version - 1:
-                raise StaleRecord(
-                    f"expected stored version {record.meta.version - 1}, "
-                    f"found {existing.meta.version}",
-                    workflow_name=record.workflow_name,
-                    foreign_id=record.foreign_id,
-                    run_id=record.run_id,
-                )
-            if holder not in (None, record.run_id) and not record.run_state.finished():
-                raise WorkflowInProgress(
-                    workflow_name=record.workflow_name,
-                    foreign_id=record.foreign_id,
-                    run_id=holder,
-                )
-
+        self._check(record, existing, holder)
         if existing is None:
             self._seq[record.run_id] = len(self._seq)
             newest = self._records.get(self._latest.get(key, ""))
@@ -81,6 +82,67 @@ class MemRecordStore:
         outbox_id = new_outbox_id()
         self._outbox.setdefault(record.workflow_name, {})[outbox_id] = (record, self._clock.now())
         self._outbox_owner[outbox_id] = record.workflow_name
+        self._append_history(record)
+
+    @staticmethod
+    def _check(record: Record, existing: Record | None, holder: str | None) -> None:
+        """Raise if ``record`` may not be written (the compare-and-set and one unfinished run)."""
+        if existing is None:
+            check_foreign_id(record.foreign_id)
+        elif existing.meta.version != record.meta.version - 1:
+            raise StaleRecord(
+                f"expected stored version {record.meta.version - 1}, found {existing.meta.version}",
+                workflow_name=record.workflow_name,
+                foreign_id=record.foreign_id,
+                run_id=record.run_id,
+            )
+        if holder not in (None, record.run_id) and not record.run_state.finished():
+            raise WorkflowInProgress(
+                workflow_name=record.workflow_name,
+                foreign_id=record.foreign_id,
+                run_id=holder,
+            )
+
+    def _append_history(self, record: Record) -> None:
+        enabled, objects = self._history_settings.get(record.workflow_name, _HISTORY_DEFAULT)
+        deleted = record.run_state == RunState.DATA_DELETED
+        entries = self._history.get(record.run_id)
+        if deleted and entries:
+            entries[:] = [e._replace(object=None, scrubbed=True) for e in entries]
+        if enabled:
+            entry = _Entry(
+                record.workflow_name,
+                record.foreign_id,
+                record.status,
+                record.run_state,
+                record.updated_at,
+                record.meta,
+                record.object if objects and not deleted else None,
+                deleted,
+            )
+            if entries is None:
+                self._history[record.run_id] = [entry]
+            else:
+                entries.append(entry)
+
+    async def set_aside(self, letter: DeadLetter) -> None:
+        """Keep a dead letter (see :class:`~luno_wf.adapter.DeadLetterStore`)."""
+        self._dead_letters[letter.id] = letter
+
+    async def list_dead_letters(
+        self, workflow_name: str | None = None, *, limit: int = 100
+    ) -> builtins.list[DeadLetter]:
+        """The dead letters (of one workflow, or all), oldest first."""
+        found = [
+            letter
+            for letter in self._dead_letters.values()
+            if workflow_name is None or letter.workflow_name == workflow_name
+        ]
+        return found[:limit]
+
+    async def delete_dead_letter(self, id: str) -> None:
+        """Forget a dead letter; an unknown id is not an error."""
+        self._dead_letters.pop(id, None)
 
     async def store_many(self, records: Sequence[Record]) -> builtins.list[Exception | None]:
         """Store each record as :meth:`store` would; ``None`` or the refusal for each."""
@@ -94,6 +156,66 @@ class MemRecordStore:
             else:
                 outcomes.append(None)
         return outcomes
+
+    def configure_history(
+        self, workflow_name: str, *, enabled: bool = True, objects: bool = False
+    ) -> None:
+        """Turn history, and object snapshots in it, on or off for the workflow's writes."""
+        self._history_settings[workflow_name] = (enabled, objects)
+
+    async def history(self, run_id: str) -> builtins.list[HistoryEntry]:
+        """The run's history entries, oldest first.
+
+        Raises:
+            RecordNotFound: No run has that id.
+
+        """
+        if run_id not in self._records:
+            raise RecordNotFound(run_id=run_id)
+        return [
+            HistoryEntry(
+                workflow_name=e.workflow_name,
+                foreign_id=e.foreign_id,
+                run_id=run_id,
+                version=e.meta.version,
+                status=e.status,
+                run_state=e.run_state,
+                reason="" if e.scrubbed else e.meta.run_state_reason,
+                actor=e.meta.actor,
+                at=e.at,
+                error="" if e.scrubbed else e.meta.error,
+                trace_id=e.meta.trace_id,
+                object=e.object,
+            )
+            for e in self._history.get(run_id, ())
+        ]
+
+    async def prune_history(
+        self, before: datetime, *, workflow_name: str | None = None, batch_size: int = 1000
+    ) -> int:
+        """Delete entries with ``at < before``, except each run's newest; how many went.
+
+        Raises:
+            ValueError: ``batch_size`` is below 1, or ``before`` is naive.
+
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if before.tzinfo is None or before.utcoffset() is None:
+            raise ValueError(f"before must be timezone-aware, got naive {before!r}")
+        deleted = 0
+        for entries in self._history.values():
+            newest = entries[-1]
+            kept = [
+                e
+                for e in entries
+                if e is newest
+                or e.at >= before
+                or (workflow_name is not None and e.workflow_name != workflow_name)
+            ]
+            deleted += len(entries) - len(kept)
+            entries[:] = kept
+        return deleted
 
     async def lookup(self, run_id: str) -> Record:
         """The record of ``run_id``."""
@@ -196,6 +318,9 @@ class MemRecordStore:
             owner = self._outbox_owner.pop(id, None)
             if owner is not None:
                 del self._outbox[owner][id]
+
+
+_HISTORY_DEFAULT = (True, False)  # history on, without object snapshots
 
 
 def _distinct(records: Sequence[Record]) -> None:

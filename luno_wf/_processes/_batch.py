@@ -17,10 +17,10 @@ __all__ = ["WriteBatch"]
 class WriteBatch:
     """The writes a step consumer has computed but not yet stored, and their events' acks.
 
-    Made per receiver session. Without a ``store`` (the store cannot write many records in
-    one call, or the session handles events concurrently or with a lag) :meth:`put` writes
-    through at once. With one, :meth:`put` queues and :meth:`flush` writes the queue with
-    ``store_many``.
+    Made per receiver session. With a ``store`` (one that writes many records in one call,
+    and a session handling one event at a time with no lag) :meth:`add` queues and
+    :meth:`flush` writes the queue with ``store_many``; without one, handlers
+    :meth:`write` each record at once.
 
     Invariant: a run has at most one pending write, and an event whose step produced a
     pending write is acked only after :meth:`flush` has stored it (or found it stale), so
@@ -35,16 +35,13 @@ class WriteBatch:
     ) -> None:
         self._engine = engine
         self._store = store
+        self.batching = store is not None
+        """Whether writes are collected (else each is written at once)."""
         self._process_name = process_name
         self._probe = engine.probe(process_name)
         # Pending writes by run id, in the order queued, with the state each run was in.
         self._pending: dict[str, tuple[Record, RunState]] = {}
         self._acks: list[Ack] = []
-
-    @property
-    def batching(self) -> bool:
-        """Whether writes are collected (else each is written at once)."""
-        return self._store is not None
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -53,18 +50,21 @@ class WriteBatch:
         """Whether ``run_id`` has a write waiting."""
         return run_id in self._pending
 
-    async def put(self, record: Record, previous: RunState) -> None:
-        """Write ``record`` (the run was in ``previous``), or queue it when batching.
+    def add(self, record: Record, previous: RunState) -> None:
+        """Queue ``record`` (the run was in ``previous``); only while :attr:`batching`.
 
-        The caller flushes first if the run has a write pending. A write found stale (the
-        run was written elsewhere meanwhile: a pause or cancel from the API, say) is
-        skipped: that other write's own event carries the run on.
+        The caller flushes first if the run has a write pending.
         """
-        if self._store is not None:
-            assert record.run_id not in self._pending, "flush before a second write of a run"
-            self._pending[record.run_id] = (record, previous)
-            self._engine.tracing.wrote(record)  # noted in the span that made it
-            return
+        assert record.run_id not in self._pending, "flush before a second write of a run"
+        # Stamped and noted now, in the span that made it (flushed after it ended).
+        self._pending[record.run_id] = (self._engine.tracing.writing(record), previous)
+
+    async def write(self, record: Record, previous: RunState) -> None:
+        """Write ``record`` at once (the run was in ``previous``).
+
+        A write found stale (the run was written elsewhere meanwhile: a pause or cancel
+        from the API, say) is skipped: that other write's own event carries the run on.
+        """
         try:
             await self._engine.write(record, previous)
         except StaleRecord:
@@ -73,6 +73,7 @@ class WriteBatch:
         self._engine.errors.clear(self._process_name, record.run_id)
 
     def _stale(self, record: Record) -> None:
+        self._engine.tracing.stale()
         self._engine.debug_log("skipping stale update", run_id=record.run_id)
         self._probe.skip(SkipReason.EVENT_RECORD_VERSION_LOWER)
 

@@ -11,6 +11,7 @@ from .._event import Event
 from .._options import ExponentialBackoff
 from ..adapter import EventReceiver
 from ._loop import Handler, Intake, Session, consume, receiver_body
+from ._poison import SetAside
 from ._process import LiveProcess, Progress
 
 __all__ = ["consumer_process", "handling", "intake_of"]
@@ -20,16 +21,19 @@ def intake_of(
     engine: Engine[Any, Any],
     process_name: str,
     *,
+    topic: str,
     lag: timedelta = timedelta(0),
     lag_alert: timedelta = timedelta(0),
     keep: Callable[[Any], bool] | None = None,
 ) -> Intake:
-    """The intake of a process of ``engine``."""
+    """The intake of a process of ``engine`` consuming ``topic``."""
     return Intake(
         process_name=process_name,
         clock=engine.clock,
         logger=engine.logger,
         probe=engine.probe(process_name),
+        activity=engine.states.activity(process_name),
+        set_aside=SetAside(engine, process_name, topic),
         lag=lag,
         lag_alert=lag_alert,
         keep=keep,

@@ -9,7 +9,7 @@ from .._event import Event, Header
 from .._metrics import SkipReason
 from .._record import Record
 from ..adapter import BatchLookup
-from ..errors import RecordNotFound, WorkflowError
+from ..errors import PoisonEvent, RecordNotFound, WorkflowError
 
 __all__ = ["EventLoader", "Prefetched", "StaleEvent"]
 
@@ -27,16 +27,17 @@ class Prefetched:
 
     def __init__(self, store: BatchLookup) -> None:
         self._store = store
-        self._records: dict[str, Record] = {}
+        self.records: dict[str, Record] = {}
+        """The current batch's records by run id; each is taken (popped) once."""
 
     async def fetch(self, run_ids: list[str]) -> None:
         """Read the records of ``run_ids``, replacing the previous batch's."""
-        self._records.clear()
-        self._records.update(await self._store.lookup_many(run_ids))
+        self.records.clear()
+        self.records.update(await self._store.lookup_many(run_ids))
 
-    def take(self, run_id: str) -> Record | None:
-        """The prefetched record of ``run_id``, once."""
-        return self._records.pop(run_id, None)
+
+AHEAD_LIMIT = 10
+"""Deliveries of an event whose version stays ahead of its record before it is set aside."""
 
 
 class EventLoader:
@@ -47,7 +48,11 @@ class EventLoader:
     gone, when a newer write has made the event stale or a duplicate, when the run is at
     another status, or when it is paused, cancelled or deleted; each skip is counted with
     luno's reason. It raises :class:`StaleEvent` when the record read is older than the
-    event (a lagging replica): the event is then retried after the back-off.
+    event (a lagging replica): the event is then retried after the back-off, and set aside
+    (:class:`~luno_wf.errors.PoisonEvent`) after ``AHEAD_LIMIT`` deliveries. An event
+    whose version header is not a number, or whose headers a streamer marked malformed,
+    raises :class:`~luno_wf.errors.PoisonEvent` at once; a record that cannot be read
+    raises :class:`~luno_wf.errors.CorruptRecord` (set aside too).
     """
 
     def __init__(
@@ -56,43 +61,76 @@ class EventLoader:
         status: int,
         process_name: str,
         prefetched: Prefetched | None = None,
+        ahead: dict[int, int] | None = None,
     ) -> None:
         self._engine = engine
         self._status = status
         self._probe = engine.probe(process_name)
-        self._prefetched = prefetched
+        self._prefetched = None if prefetched is None else prefetched.records
+        self._ahead: dict[int, int] = {} if ahead is None else ahead
 
-    async def lookup(self, event: Event) -> Record | None:
-        """The record of the event's run (prefetched if it was), None if there is none."""
-        if self._prefetched is not None:
-            record = self._prefetched.take(event.foreign_id)
-            if record is not None:
-                return record
+    def version(self, event: Event, record: Record) -> int:
+        """The record version the event announces; raises PoisonEvent if it cannot tell.
+
+        A legacy event without a version is taken at the record's version.
+        """
+        headers = event.headers
+        if Header.MALFORMED in headers:
+            raise PoisonEvent(
+                f"the event's headers are not a JSON object of strings: "
+                f"{headers[Header.MALFORMED][:200]}",
+                workflow_name=self._engine.name,
+                run_id=event.foreign_id,
+            )
+        raw = headers.get(Header.RECORD_VERSION)
+        if raw is None:
+            return record.meta.version
         try:
-            return await self._engine.store.lookup(event.foreign_id)
-        except RecordNotFound:
-            self._engine.debug_log("skipping event: record not found", run_id=event.foreign_id)
-            self._probe.skip(SkipReason.RECORD_NOT_FOUND)
-            return None
+            return int(raw)
+        except ValueError:
+            raise PoisonEvent(
+                f"the event's {Header.RECORD_VERSION} header is not a number: {raw[:50]!r}",
+                workflow_name=self._engine.name,
+                run_id=event.foreign_id,
+            ) from None
+
+    def ahead_of_record(self, event: Event, stored: int, announced: int) -> None:
+        """Raise StaleEvent (retried later), or PoisonEvent once retried too often."""
+        count = self._ahead.get(event.id, 0) + 1
+        self._ahead[event.id] = count
+        message = (
+            f"stale record lookup: record version {stored} is lower than event record "
+            f"version {announced}"
+        )
+        if count < AHEAD_LIMIT:
+            raise StaleEvent(message, workflow_name=self._engine.name, run_id=event.foreign_id)
+        del self._ahead[event.id]
+        raise PoisonEvent(
+            f"{message}, still after {count} deliveries",
+            workflow_name=self._engine.name,
+            run_id=event.foreign_id,
+        )
 
     async def load(self, event: Event) -> Record | None:
         """See the class docstring."""
-        record = await self.lookup(event)
+        prefetched = self._prefetched
+        record = None if prefetched is None else prefetched.pop(event.foreign_id, None)
         if record is None:
-            return None
-        raw_version = event.headers.get(Header.RECORD_VERSION)
-        # A legacy event without a version is taken at the record's version.
-        version = record.meta.version if raw_version is None else int(raw_version)
+            try:
+                record = await self._engine.store.lookup(event.foreign_id)
+            except RecordNotFound:
+                self._engine.debug_log("skipping event: record not found", run_id=event.foreign_id)
+                self._probe.skip(SkipReason.RECORD_NOT_FOUND)
+                return None
+        version = self.version(event, record)
         if record.meta.version > version:
             # Stale or duplicate: the newer write has its own event.
             self._probe.skip(SkipReason.EVENT_RECORD_VERSION_LOWER)
             return None
         if record.meta.version < version:
-            raise StaleEvent(
-                "stale record lookup: record version is lower than event record version",
-                workflow_name=self._engine.name,
-                run_id=record.run_id,
-            )
+            self.ahead_of_record(event, record.meta.version, version)
+        elif self._ahead:
+            self._ahead.pop(event.id, None)
         if record.status != self._status:
             self._probe.skip(SkipReason.RECORD_STATUS_NOT_IN_EXPECTED_STATE)
             return None

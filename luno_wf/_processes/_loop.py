@@ -26,10 +26,12 @@ from typing import Any, Protocol, TypeVar
 import attrs
 
 from .._clock import Clock
+from .._engine import Activity
 from .._event import Event
 from .._metrics import ProcessMetrics, SkipReason
 from ..adapter import Ack, BatchReceiver, EventReceiver
 from ._batch import WriteBatch
+from ._poison import POISON
 from ._process import Progress, ensure_not_cancelled
 
 __all__ = [
@@ -89,6 +91,10 @@ class Intake:
         lag: Handle an event only once it is this old.
         lag_alert: Warn about events handled later than this after publication.
         keep: Events it rejects are acked and counted as filtered out.
+        activity: The process's activity: the loop marks it waiting while it waits for an
+            event, and returns once it is draining.
+        set_aside: What to do with a poison event (a handler raised ``PoisonEvent`` or
+            ``CorruptRecord``): it is set aside, then acknowledged.
 
     """
 
@@ -96,25 +102,33 @@ class Intake:
     clock: Clock
     logger: logging.Logger
     probe: ProcessMetrics
+    activity: Activity
+    set_aside: Callable[[Any, Exception], Awaitable[None]]
     lag: timedelta = timedelta(0)
     lag_alert: timedelta = timedelta(0)
     keep: Callable[[Any], bool] | None = None
 
 
 async def receive(receiver: Receiver[E], dispatch: Dispatch[E], intake: Intake) -> None:
-    """Receive events forever, passing each one ``intake`` keeps to ``dispatch``."""
+    """Receive events until draining, passing each one ``intake`` keeps to ``dispatch``."""
     clock, lag, lag_alert, keep = intake.clock, intake.lag, intake.lag_alert, intake.keep
-    probe = intake.probe
+    probe, activity = intake.probe, intake.activity
+    # A Prefetching receiver marks the activity itself, around its one blocking call.
+    marks = not isinstance(receiver, Prefetching)
     # The lag alert compares each event with a threshold refreshed every few events rather
     # than reading the clock for each: an alert is at most that many events late.
     alert_before = clock.now() - lag_alert if lag_alert else None
     count = 0
     picked_up = probe.lag_recorder(clock, lag_alert)
-    while True:
+    while not activity.draining:
         ensure_not_cancelled()
+        if marks:
+            activity.waiting = True
         event, ack = await receiver.recv()
         if lag:
+            activity.waiting = True  # the event is not handled yet: stop need not wait
             await clock.sleep_until(event.created_at + lag)
+        activity.waiting = False
         picked_up(event.created_at)
         if alert_before is not None:
             count += 1
@@ -152,23 +166,26 @@ async def consume(
     """
     if concurrency > 1:
         async with asyncio.TaskGroup() as group:
-            pool = Concurrent(handler, concurrency, group, progress, intake.probe)
+            pool = Concurrent(handler, concurrency, group, progress, intake)
             await receive(receiver, pool.start, intake)
         return
     if batch is not None:
         await receive(receiver, batching(handler, batch, progress, intake), intake)
         return
-    await receive(receiver, one_at_a_time(handler, progress, intake.probe), intake)
+    await receive(receiver, one_at_a_time(handler, progress, intake), intake)
 
 
-def one_at_a_time(handler: Handler[E], progress: Progress, probe: ProcessMetrics) -> Dispatch[E]:
+def one_at_a_time(handler: Handler[E], progress: Progress, intake: Intake) -> Dispatch[E]:
     """Handle, ack, observe the handler's duration."""
-    observe = probe.observe
+    observe, set_aside = intake.probe.observe, intake.set_aside
     clock = time.perf_counter
 
     async def dispatch(event: E, ack: Ack) -> None:
         start = clock()
-        await handler(event)
+        try:
+            await handler(event)
+        except POISON as err:
+            await set_aside(event, err)
         took = clock() - start
         await ack()
         observe(took)
@@ -181,7 +198,7 @@ def batching(
     handler: Handler[E], batch: WriteBatch, progress: Progress, intake: Intake
 ) -> Dispatch[E]:
     """One event at a time, acking those whose writes wait in ``batch`` when it is flushed."""
-    observe = intake.probe.observe
+    observe, set_aside = intake.probe.observe, intake.set_aside
     clock = time.perf_counter
 
     async def dispatch(event: E, ack: Ack) -> None:
@@ -189,6 +206,8 @@ def batching(
         start = clock()
         try:
             await handler(event)
+        except POISON as err:
+            await set_aside(event, err)
         except BaseException:
             # The writes of the events before this one go through (and those events are
             # acked); this event is redelivered after the restart.
@@ -221,7 +240,9 @@ class Prefetching:
         prefetch: Prefetch | None,
         keep: Callable[[Event], bool] | None,
         writes: WriteBatch | None,
+        activity: Activity,
     ) -> None:
+        self._activity = activity
         self._receiver = receiver
         self._prefetch = prefetch
         self._keep = keep
@@ -233,7 +254,9 @@ class Prefetching:
         if not self._ready:
             if self._writes is not None:
                 await self._writes.flush()
+            self._activity.waiting = True
             batch = await self._receiver.recv_many(_BATCH)
+            self._activity.waiting = False
             if self._prefetch is not None:
                 keep = self._keep
                 # Only the events this consumer keeps (its shard's) need their records.
@@ -257,14 +280,15 @@ class Concurrent:
         limit: int,
         group: asyncio.TaskGroup,
         progress: Progress,
-        probe: ProcessMetrics,
+        intake: Intake,
     ) -> None:
+        self._set_aside = intake.set_aside
         self._handler = handler
         self._slots = asyncio.Semaphore(limit)
         self._runs: dict[str, asyncio.Event] = {}
         self._group = group
         self._progress = progress
-        self._observe = probe.observe
+        self._observe = intake.probe.observe
 
     async def start(self, event: Any, ack: Ack) -> None:
         """Start handling ``event`` once a slot is free."""
@@ -280,6 +304,8 @@ class Concurrent:
             start = time.perf_counter()
             try:
                 await self._handler(event)
+            except POISON as err:
+                await self._set_aside(event, err)
             finally:
                 del self._runs[run_id]
                 done.set()

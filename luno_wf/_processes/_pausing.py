@@ -81,6 +81,17 @@ class Failures:
         try:
             return self._engine.build_run(record)
         except DECODE_ERRORS as err:
-            if await self.pause_if_due(record, err, permanent=True):
-                return None
-            raise
+            await self.undecodable(record, err)
+            return None
+
+    async def undecodable(self, record: Record, error: Exception) -> None:
+        """Log an object that does not decode; pause its run, or raise ``error``."""
+        self._engine.logger.error(
+            "cannot decode the object of run %s [process=%s]: %s: %s",
+            record.run_id,
+            self.process_name,
+            type(error).__name__,
+            error,
+        )
+        if not await self.pause_if_due(record, error, permanent=True):
+            raise error

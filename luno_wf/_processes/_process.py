@@ -67,6 +67,7 @@ class LiveProcess:
         self._body = body
         self._backoff = backoff
         self._attempts = 0
+        self.activity = engine.states.activity(name)
 
     def _progress(self) -> None:
         self._attempts = 0
@@ -78,7 +79,7 @@ class LiveProcess:
         if self.counted:
             states.started()
         try:
-            while True:
+            while not self.activity.draining:
                 ensure_not_cancelled()
                 await self.turn()
         finally:
@@ -88,8 +89,11 @@ class LiveProcess:
         """Wait for the role and work under it until the body fails or the role is lost."""
         engine = self._engine
         engine.states.set(self.name, ProcessState.IDLE)
+        activity = self.activity
         try:
+            activity.waiting = True
             async with engine.scheduler.await_role(self.role):
+                activity.waiting = False
                 engine.states.set(self.name, ProcessState.RUNNING)
                 await self._body(self._progress)
         except RoleLost:
@@ -100,10 +104,7 @@ class LiveProcess:
             self._attempts += 1
             engine.probe(self.name).errors += 1
             engine.logger.error(
-                "run error [role=%s], [process=%s]: %s",
-                self.role,
-                self.name,
-                err,
-                exc_info=err if engine.debug else None,
+                "run error [role=%s], [process=%s]: %s", self.role, self.name, err, exc_info=err
             )
+            activity.waiting = True
             await asyncio.sleep(backoff_delay(self._backoff, self._attempts))

@@ -24,6 +24,7 @@ class Supervisor:
         self._engine = engine
         self._processes = processes
         self._task: asyncio.Task[None] | None = None
+        self._children: list[tuple[LiveProcess, asyncio.Task[None]]] = []
 
     def start(self) -> None:
         """Start every process (needs a running event loop)."""
@@ -34,7 +35,8 @@ class Supervisor:
     async def _run(self) -> None:
         async with asyncio.TaskGroup() as group:
             for process in self._processes:
-                group.create_task(process.run(), name=f"luno_wf:{self._engine.name}:{process.name}")
+                name = f"luno_wf:{self._engine.name}:{process.name}"
+                self._children.append((process, group.create_task(process.run(), name=name)))
 
     @property
     def task(self) -> asyncio.Task[None]:
@@ -64,11 +66,27 @@ class Supervisor:
                 await running
             self._engine.states.forget(process.name)
 
-    async def stop(self) -> None:
-        """Cancel every process and wait for them to exit; then all are SHUTDOWN."""
+    async def stop(self, timeout: float) -> None:
+        """Drain every process, then wait for them to exit; then all are SHUTDOWN.
+
+        Processes waiting (for a role, an event, a poll) are cancelled at once; busy ones
+        finish their unit of work (a step and its write, a batch and its flush), release
+        their role and return. What is still busy after ``timeout`` seconds is cancelled:
+        a write either happened whole or not at all, and an unfinished event is
+        redelivered to the next holder of its role.
+        """
         task = self._task
         if task is None:
             return
+        self._engine.states.drain()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout, 0.0)
+        # Swept repeatedly: a process that finishes its work after one sweep waits again.
+        while not task.done() and loop.time() < deadline:
+            for process, child in self._children:
+                if process.activity.waiting and not child.done():
+                    child.cancel()
+            await asyncio.wait({task}, timeout=min(_SWEEP, max(deadline - loop.time(), 0.0)))
         task.cancel()
         try:
             await task
@@ -77,3 +95,6 @@ class Supervisor:
             if current is not None and current.cancelling():
                 raise
         self._engine.states.shut_down()
+
+
+_SWEEP = 0.02

@@ -74,12 +74,16 @@ def next_record(
 
     Raises :class:`~luno_wf.errors.InvalidTransition` as :func:`next_status` does.
     """
-    status = next_status(engine, current, result, run)
-    if status < 0:
-        return None
+    definition = engine.definition
+    if isinstance(result, definition.status_type) and result in definition.allowed[current]:
+        status = int(result)  # the usual case, checked first
+    else:
+        status = next_status(engine, current, result, run)
+        if status < 0:
+            return None
     record = run.record
     meta = record.meta
-    finished = status != current and status in engine.definition.terminal
+    finished = status != current and status in definition.terminal
     # Built directly rather than with attrs.evolve: this is the hot path of every step.
     return Record(
         workflow_name=record.workflow_name,
@@ -92,7 +96,7 @@ def next_record(
         updated_at=engine.clock.now(),
         meta=Meta(
             run_state_reason=meta.run_state_reason,
-            status_description=engine.definition.names[status],
+            status_description=definition.names[status],
             version=meta.version + 1,
             trace_origin=meta.trace_origin,
             traceparent=meta.traceparent,

@@ -59,6 +59,7 @@ def processes(
         intake = intake_of(
             engine,
             role,
+            topic=spec.name,
             lag=opts.lag,
             lag_alert=opts.lag_alert,
             keep=connector_keeps(shard, total) if total > 1 else None,

@@ -32,7 +32,10 @@ def process(engine: Engine[Any, Any]) -> LiveProcess:
         topic=delete_topic(engine.name),
         polling=opts.polling_frequency,
         backoff=opts.err_backoff,
-        session=handling(DeleteHandler(engine), intake_of(engine, NAME, lag_alert=opts.lag_alert)),
+        session=handling(
+            DeleteHandler(engine),
+            intake_of(engine, NAME, topic=delete_topic(engine.name), lag_alert=opts.lag_alert),
+        ),
     )
 
 

@@ -40,7 +40,13 @@ def process(engine: Engine[Any, Any], run_state: RunState) -> LiveProcess:
     name = make_role(label, "run-state-change-hook-consumer")
     opts = engine.defaults
     handler = HookHandler(engine, run_state, engine.definition.hooks[run_state], name)
-    intake = intake_of(engine, name, lag_alert=opts.lag_alert, keep=keep_run_state(run_state))
+    intake = intake_of(
+        engine,
+        name,
+        topic=run_state_change_topic(engine.name),
+        lag_alert=opts.lag_alert,
+        keep=keep_run_state(run_state),
+    )
     return consumer_process(
         engine,
         name=name,

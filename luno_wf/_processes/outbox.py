@@ -59,8 +59,9 @@ class OutboxPublisher:
         """Publish until cancelled; the senders opened are closed on the way out."""
         wake = self._engine.outbox_wake
         picked_up = self._probe.lag_recorder(self._engine.clock, LAG_ALERT)
+        activity = self._engine.states.activity(NAME)
         try:
-            while True:
+            while not activity.draining:
                 ensure_not_cancelled()
                 wake.clear()
                 rows, oldest = await self.next_batch()
@@ -74,7 +75,9 @@ class OutboxPublisher:
                 if len(rows) < LOOKUP_LIMIT:
                     # A short batch emptied the outbox as of its listing; rows written since
                     # have set the wake-up, so this returns at once if there are any.
+                    activity.waiting = True
                     await wake.wait(POLLING.total_seconds())
+                    activity.waiting = False
         finally:
             senders, self._senders, self._batch_senders = self._senders, {}, {}
             for sender in senders.values():

@@ -112,11 +112,14 @@ class Schedule:
     async def run(self, progress: Progress) -> None:
         """Fire every tick until cancelled."""
         clock = self._engine.clock
+        activity = self._engine.states.activity(self.name)
         base = await self.last_tick() or clock.now()
-        while True:
+        while not activity.draining:
             ensure_not_cancelled()
             tick = self.next_tick(base, clock.now())
+            activity.waiting = True
             await clock.sleep_until(tick)
+            activity.waiting = False
             await self.fire(tick)
             base = tick
             progress()

@@ -12,7 +12,6 @@ from .._metrics import SkipReason
 from .._naming import make_role, topic
 from .._options import Resolved
 from .._record import Record
-from .._run import Run
 from .._tracing import Work
 from ..adapter import BatchLookup, BatchReceiver, BatchStore, EventReceiver
 from ..errors import InvalidTransition, WorkflowError
@@ -20,7 +19,7 @@ from ._batch import WriteBatch
 from ._consumer import consumer_process, intake_of
 from ._load import EventLoader, Prefetched
 from ._loop import Prefetching, Receiver, consume
-from ._pausing import Failures
+from ._pausing import DECODE_ERRORS, Failures
 from ._process import LiveProcess, Progress
 from ._update import next_record
 
@@ -64,13 +63,17 @@ class _StepConsumer:
         self.name = make_role(spec.from_status.name, "consumer", *of)
         self.role = make_role(engine.name, str(self.status), "consumer", *of)
         self.keep = shard_keeps(shard, total) if total > 1 else None
+        self.topic = topic(engine.name, self.status)
+        # Deliveries of events whose version stays ahead of their record, by event id; it
+        # outlives receiver sessions (each such delivery restarts the session).
+        self.ahead: dict[int, int] = {}
 
     def process(self) -> LiveProcess:
         return consumer_process(
             self.engine,
             name=self.name,
             role=self.role,
-            topic=topic(self.engine.name, self.status),
+            topic=self.topic,
             polling=self.opts.polling_frequency,
             backoff=self.opts.err_backoff,
             session=self.session,
@@ -93,16 +96,22 @@ class _StepConsumer:
         if isinstance(receiver, BatchReceiver) and (prefetched or writes.batching):
             fetch = None if prefetched is None else prefetched.fetch
             flushed = writes if writes.batching else None
-            source = Prefetching(receiver, fetch, self.keep, flushed)
+            activity = engine.states.activity(self.name)
+            source = Prefetching(receiver, fetch, self.keep, flushed, activity)
         handler = StepHandler(
             engine,
             self.spec,
-            EventLoader(engine, self.status, self.name, prefetched),
+            EventLoader(engine, self.status, self.name, prefetched, self.ahead),
             Failures(engine, self.name, opts.pause_after_err_count),
             writes,
         )
         intake = intake_of(
-            engine, self.name, lag=opts.lag, lag_alert=opts.lag_alert, keep=self.keep
+            engine,
+            self.name,
+            topic=self.topic,
+            lag=opts.lag,
+            lag_alert=opts.lag_alert,
+            keep=self.keep,
         )
         try:
             await consume(
@@ -113,6 +122,7 @@ class _StepConsumer:
                 concurrency=opts.concurrency,
                 batch=writes if writes.batching else None,
             )
+            await writes.flush()  # drained: the last results are written before the role goes
         finally:
             writes.discard()  # what a failed flush left: redelivered with the receiver's events
 
@@ -138,7 +148,7 @@ class StepHandler:
         writes: WriteBatch,
     ) -> None:
         self._engine = engine
-        self._spec = spec
+        self._fn = spec.fn
         self._status = int(spec.from_status)
         self._loader = loader
         self._failures = failures
@@ -147,43 +157,50 @@ class StepHandler:
         self._span = engine.tracing.span
 
     async def __call__(self, event: Event) -> None:
-        if self._writes.pending(event.foreign_id):
-            await self._writes.flush()  # the run's queued write first: this event may follow it
+        writes = self._writes
+        if writes.pending(event.foreign_id):
+            await writes.flush()  # the run's queued write first: this event may follow it
         record = await self._loader.load(event)
         if record is None:
             return
         with self._span(_STEP, record, headers=event.headers):
-            run = await self._failures.decode(record)
-            if run is None:
+            try:
+                run = self._engine.build_run(record)
+            except DECODE_ERRORS as err:
+                await self._failures.undecodable(record, err)
                 return
-            updated = await self.step(record, run)
+            try:
+                result = await self._fn(run)
+            except Exception as err:
+                await self.failed(record, err)
+                return
+            try:
+                updated = next_record(self._engine, self._status, result, run)
+            except InvalidTransition as err:
+                await self.invalid(record, err)
+                return
             if updated is None:
-                return
-            await self._writes.put(updated, run.record.run_state)
+                self._probe.skip(SkipReason.NEXT_VALUE_SPECIFIED_SKIP)
+                self._failures.clear(record.run_id)
+            elif writes.batching:
+                writes.add(updated, run.record.run_state)  # the batch clears errors once written
+            else:
+                await writes.write(updated, run.record.run_state)
 
-    async def step(self, record: Record, run: Run[Any, Any]) -> Record | None:
-        """Run the step function; the record to write, None if there is nothing to write."""
-        failures = self._failures
-        try:
-            result = await self._spec.fn(run)
-        except Exception as err:
-            if await failures.pause_if_due(record, err):
-                return None
-            raise WorkflowError(
-                f"consumer error: {type(err).__name__}: {err}",
-                workflow_name=self._engine.name,
-                foreign_id=record.foreign_id,
-                run_id=record.run_id,
-                status=self._status,
-            ) from err
-        try:
-            updated = next_record(self._engine, self._status, result, run)
-        except InvalidTransition as err:
-            self._engine.logger.error("%s", err)
-            if await failures.pause_if_due(record, err, permanent=True):
-                return None
-            raise
-        if updated is None:
-            self._probe.skip(SkipReason.NEXT_VALUE_SPECIFIED_SKIP)
-            failures.clear(record.run_id)
-        return updated
+    async def failed(self, record: Record, err: Exception) -> None:
+        """The step function raised: pause the run if due, else raise (the event retries)."""
+        if await self._failures.pause_if_due(record, err):
+            return
+        raise WorkflowError(
+            f"consumer error: {type(err).__name__}: {err}",
+            workflow_name=self._engine.name,
+            foreign_id=record.foreign_id,
+            run_id=record.run_id,
+            status=self._status,
+        ) from err
+
+    async def invalid(self, record: Record, err: InvalidTransition) -> None:
+        """The step returned a status the graph does not allow: log, pause or raise."""
+        self._engine.logger.error("%s", err)
+        if not await self._failures.pause_if_due(record, err, permanent=True):
+            raise err

@@ -17,7 +17,7 @@ from .._run import RUN_STATE_UPDATED, SKIP, Run
 from .._timeoutrecord import TimeoutRecord
 from .._tracing import Work
 from ..adapter import TimeoutStore
-from ..errors import InvalidTransition, RecordNotFound, StaleRecord
+from ..errors import CorruptRecord, InvalidTransition, RecordNotFound, StaleRecord
 from ._consumer import consumer_process, handling, intake_of
 from ._load import EventLoader
 from ._pausing import Failures
@@ -46,7 +46,10 @@ def processes(engine: Engine[Any, Any], status: int) -> list[LiveProcess]:
             topic=topic(engine.name, status),
             polling=opts.polling_frequency,
             backoff=opts.err_backoff,
-            session=handling(inserter, intake_of(engine, name, lag_alert=opts.lag_alert)),
+            session=handling(
+                inserter,
+                intake_of(engine, name, topic=topic(engine.name, status), lag_alert=opts.lag_alert),
+            ),
         ),
         LiveProcess(
             engine,
@@ -151,11 +154,14 @@ class TimeoutPoller:
     async def run(self, progress: Progress) -> None:
         """Poll until cancelled."""
         engine = self._engine
-        while True:
+        activity = engine.states.activity(self.name)
+        while not activity.draining:
             ensure_not_cancelled()
             await self.poll_once(engine.clock.now())
             progress()
+            activity.waiting = True
             await poll_wait(engine.clock, self._opts.polling_frequency)
+            activity.waiting = False
 
     async def poll_once(self, now: datetime) -> None:
         """Fire every timeout due at ``now`` that is not backed off."""
@@ -173,6 +179,10 @@ class TimeoutPoller:
             record = await self._engine.store.lookup(row.run_id)
         except RecordNotFound:
             await self._store.cancel(row.id)
+            return None
+        except CorruptRecord as err:
+            # Not this row's fault, and not for other rows to wait on: retried, backed off.
+            self._hold(row, err)
             return None
         if (
             record.workflow_name != self._engine.name
@@ -230,6 +240,10 @@ class TimeoutPoller:
         if await self._failures.pause_if_due(record, err):
             self._backoff.pop(row.id, None)
             return
+        self._hold(row, err)
+
+    def _hold(self, row: TimeoutRecord, err: Exception) -> None:
+        """Back ``row`` off after an error, and log it; other rows keep firing."""
         # Backed off here, per row, where a step's error restarts its process: counted as
         # that restart would be.
         self._probe.errors += 1
@@ -239,7 +253,8 @@ class TimeoutPoller:
         self._engine.logger.error(
             "timeout error [process=%s] run %s: %s: %s",
             self.name,
-            record.run_id,
+            row.run_id,
             type(err).__name__,
             err,
+            exc_info=err,
         )

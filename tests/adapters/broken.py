@@ -14,13 +14,14 @@ from luno_wf import (
     Event,
     EventReceiver,
     EventSender,
+    HistoryEntry,
     OrderType,
     OutboxEvent,
     Record,
     RecordFilter,
     TimeoutRecord,
 )
-from luno_wf.errors import RecordNotFound
+from luno_wf.errors import RecordNotFound, StaleRecord, WorkflowInProgress
 from luno_wf.memory import MemRecordStore, MemStreamer, MemTimeoutStore
 
 
@@ -105,6 +106,41 @@ class LatestByLastStored(_DelegatingStore):
         if run_id is None:
             raise RecordNotFound(workflow_name=workflow_name, foreign_id=foreign_id)
         return await self.inner.lookup(run_id)
+
+
+class HistoryOfRefusedWrites(MemRecordStore):
+    """Defect: a refused write (stale, or in progress) still appends a history entry.
+
+    As a store would that appends the entry in a transaction of its own.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused: dict[str, list[HistoryEntry]] = {}
+
+    def _store(self, record: Record) -> None:
+        try:
+            super()._store(record)
+        except (StaleRecord, WorkflowInProgress):
+            entry = HistoryEntry(
+                workflow_name=record.workflow_name,
+                foreign_id=record.foreign_id,
+                run_id=record.run_id,
+                version=record.meta.version,
+                status=record.status,
+                run_state=record.run_state,
+                reason=record.meta.run_state_reason,
+                actor=record.meta.actor,
+                at=record.updated_at,
+                error=record.meta.error,
+                trace_id=record.meta.trace_id,
+            )
+            self.refused.setdefault(record.run_id, []).append(entry)
+            raise
+
+    async def history(self, run_id: str) -> builtins.list[HistoryEntry]:
+        entries = [*await super().history(run_id), *self.refused.get(run_id, [])]
+        return sorted(entries, key=lambda e: e.version)
 
 
 class _AckingOnClose:

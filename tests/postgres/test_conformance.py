@@ -7,7 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import psycopg
 import pytest
@@ -18,6 +18,7 @@ from luno_wf_adaptertest import (
     RevokeRole,
     RoleSchedulerContract,
     RoleSchedulersFactory,
+    StallMember,
     StreamerFactory,
     TimeoutStoreContract,
     TimeoutStoreFactory,
@@ -52,8 +53,8 @@ def schema_factory(
     schema, which is much faster to get than a migration.
     """
     empty = sql.SQL(
-        "TRUNCATE {s}.records, {s}.outbox, {s}.timeouts, {s}.events, {s}.cursors, {s}.claims "
-        "RESTART IDENTITY"
+        "TRUNCATE {s}.records, {s}.outbox, {s}.history, {s}.timeouts, {s}.events, {s}.cursors, "
+        "{s}.claims RESTART IDENTITY"
     ).format(s=sql.Identifier(schema))
 
     @contextlib.asynccontextmanager
@@ -82,7 +83,12 @@ class TestPostgresRecordStore(RecordStoreContract):
     @pytest.fixture
     def make_store(self, postgres_dsn: str, pg_schema: str) -> RecordStoreFactory:
         return schema_factory(
-            postgres_dsn, pg_schema, lambda pool, s: PostgresRecordStore(pool, schema=s)
+            postgres_dsn,
+            pg_schema,
+            lambda pool, s: PostgresRecordStore(pool, schema=s),
+            # Give back the connections it keeps, before the pool closes: one checked out
+            # when the pool closes stays open until collected.
+            lambda store: store.close(),
         )
 
 
@@ -106,37 +112,64 @@ class TestPostgresStreamer(EventStreamerContract):
 
 
 class TestPostgresRoleScheduler(RoleSchedulerContract):
+    """Short heartbeats and leases, so that the handover cases run in a few seconds."""
+
+    settle_time: ClassVar[timedelta] = timedelta(milliseconds=600)
+    handover_timeout: ClassVar[timedelta] = timedelta(seconds=15)
+    lease_timeout: ClassVar[timedelta] = timedelta(seconds=20)
+
     @pytest.fixture
     def namespace(self) -> str:
         return f"c_{uuid.uuid4().hex[:16]}"
 
     @pytest.fixture
-    def make_schedulers(self, postgres_dsn: str, namespace: str) -> RoleSchedulersFactory:
+    def make_schedulers(
+        self, postgres_dsn: str, fleet_schema: str, namespace: str
+    ) -> RoleSchedulersFactory:
         @contextlib.asynccontextmanager
         async def factory(n: int) -> AsyncIterator[Sequence[PostgresRoleScheduler]]:
-            yield [
+            schedulers = [
                 PostgresRoleScheduler(
                     postgres_dsn,
                     namespace=namespace,
+                    schema=fleet_schema,
+                    heartbeat_interval=timedelta(milliseconds=100),
+                    lease_duration=timedelta(seconds=1),
                     poll_interval=timedelta(milliseconds=50),
-                    check_interval=timedelta(milliseconds=100),
                 )
                 for _ in range(n)
             ]
+            try:
+                yield schedulers
+            finally:
+                for scheduler in schedulers:
+                    await scheduler.close()
 
         return factory
 
     @pytest.fixture
-    def revoke_role(self, postgres_dsn: str, namespace: str) -> RevokeRole:
+    def revoke_role(self, postgres_dsn: str, fleet_schema: str, namespace: str) -> RevokeRole:
         async def revoke(schedulers: Sequence[RoleScheduler], role: str) -> None:
-            # Kill the holder's session, as a failed network or server would.
+            # Expire the holder's lease, as a lost heartbeat would.
             async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as conn:
                 await conn.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_locks "
-                    "WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid() "
-                    "AND objid = (hashtextextended(%s, 0) & x'ffffffff'::bigint)::oid "
-                    "AND classid = ((hashtextextended(%s, 0) >> 32) & x'ffffffff'::bigint)::oid",
-                    (f"{namespace}/{role}", f"{namespace}/{role}"),
+                    sql.SQL(
+                        "UPDATE {}.role_leases SET expires_at = now() - interval '1 second' "
+                        "WHERE namespace = %s AND role = %s"
+                    ).format(sql.Identifier(fleet_schema)),
+                    (namespace, role),
                 )
 
         return revoke
+
+    @pytest.fixture
+    def stall_member(self) -> StallMember:
+        return stall
+
+
+@contextlib.asynccontextmanager
+async def stall(scheduler: RoleScheduler) -> AsyncIterator[None]:
+    """The member's task stops beating (as a stopped process would) for the block."""
+    assert isinstance(scheduler, PostgresRoleScheduler)
+    with scheduler._frozen():
+        yield

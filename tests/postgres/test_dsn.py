@@ -169,8 +169,12 @@ async def test_a_receiver_closed_after_its_streamer_does_not_fail(
     assert "redelivered when their lease lapses" in caplog.text
 
 
-async def test_a_closed_role_scheduler_refuses_new_roles(postgres_dsn: str) -> None:
-    scheduler = PostgresRoleScheduler(postgres_dsn, namespace=f"n_{uuid.uuid4().hex[:8]}")
+async def test_a_closed_role_scheduler_refuses_new_roles(
+    postgres_dsn: str, fleet_schema: str
+) -> None:
+    scheduler = PostgresRoleScheduler(
+        postgres_dsn, namespace=f"n_{uuid.uuid4().hex[:8]}", schema=fleet_schema
+    )
     async with scheduler, scheduler.await_role("a"):
         pass
     with pytest.raises(RuntimeError, match=r"closed .*'b'"):

@@ -6,8 +6,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
+import psycopg
 import pytest
 from luno_wf_postgres import PostgresRecordStore
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from luno_wf import (
@@ -70,6 +72,9 @@ async def test_store_then_lookup_round_trips_every_field(store: PostgresRecordSt
             status_description="Started",
             version=1,
             trace_origin="a.py:1\nb.py:2",
+            actor="api",
+            error="ValueError: x",
+            trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
         ),
         updated_at=NOW + timedelta(microseconds=1),
     )
@@ -298,3 +303,104 @@ async def test_batch_deletes_ride_on_the_next_listing(
     monkeypatch.setattr(module, "_MAX_DEFERRED_DELETES", 1)
     await store.delete_outbox_events([rows[2].id, rows[3].id])
     assert await other.list_outbox_events("my_workflow", 10) == []
+
+
+async def test_a_write_and_its_history_entry_are_one_statement(
+    store: PostgresRecordStore,
+    pg_pool: AsyncConnectionPool[Any],
+    pg_schema: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Insert, update and a batched update: one statement each, record, outbox and history."""
+    await store.store(make_record(foreign_id="warm-up"))
+    executed: list[object] = []
+    execute = psycopg.AsyncCursor.execute
+
+    async def counting(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        executed.append(query)
+        return await execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.AsyncCursor, "execute", counting)
+    first = make_record()
+    second = make_record(foreign_id="another")
+    writes: list[list[Record]] = [
+        [first],
+        [bump(first, status=2)],
+        [bump(bump(first), status=3), bump(second)],
+    ]
+    await store.store(first)
+    assert len(executed) == 1, "an insert is one statement"
+    await store.store(writes[1][0])
+    assert len(executed) == 2, "an update is one statement"
+    await store.store(second)
+    assert await store.store_many(writes[2]) == [None, None]
+    assert len(executed) == 4, "a batch of updates is one statement"
+    monkeypatch.undo()
+
+    # Each write's rows were written by one transaction (the same xmin).
+    query = sql.SQL(
+        "SELECT r.xmin::text, h.xmin::text FROM {s}.records r "
+        "JOIN {s}.history h ON h.run_id = r.run_id AND h.version = r.version "
+        "WHERE r.run_id = %s"
+    ).format(s=sql.Identifier(pg_schema))
+    async with pg_pool.connection() as conn:
+        for run_id in (first.run_id, second.run_id):
+            [(record_xid, entry_xid)] = await (await conn.execute(query, (run_id,))).fetchall()
+            assert record_xid == entry_xid
+    assert [e.version for e in await store.history(first.run_id)] == [1, 2, 3]
+    assert [e.version for e in await store.history(second.run_id)] == [1, 2]
+
+
+async def test_history_reads_by_primary_key(
+    store: PostgresRecordStore, pg_pool: AsyncConnectionPool[Any], pg_schema: str
+) -> None:
+    """``history(run_id)`` reads the run's entries through ``history_pkey``, nothing else."""
+    s = sql.Identifier(pg_schema)
+    async with pg_pool.connection() as conn:
+        await conn.execute(
+            sql.SQL(
+                "INSERT INTO {s}.records (run_id, workflow_name, foreign_id, run_state, status, "
+                "object, created_at, updated_at, version, meta) "
+                "SELECT 'r' || g, 'w', 'f' || g, 5, 1, '', now(), now(), 10, '{{}}' "
+                "FROM generate_series(1, 2000) g"
+            ).format(s=s)
+        )
+        await conn.execute(
+            sql.SQL(
+                "INSERT INTO {s}.history (run_id, version, workflow_name, foreign_id, status, "
+                "run_state, reason, actor, at, error, trace_id) "
+                "SELECT 'r' || g, v, 'w', 'f' || g, 1, 2, '', '', now(), '', '' "
+                "FROM generate_series(1, 2000) g, generate_series(1, 10) v"
+            ).format(s=s)
+        )
+        await conn.execute(sql.SQL("ANALYZE {s}.records, {s}.history").format(s=s))
+        statement = store._sql.get("history", conn)
+        cur = await conn.execute(b"EXPLAIN " + statement, ("r123",))
+        plan = "\n".join(row[0] for row in await cur.fetchall())
+    assert "history_pkey" in plan, plan
+    assert "Seq Scan" not in plan, plan
+    assert [e.version for e in await store.history("r123")] == list(range(1, 11))
+
+
+async def test_prune_skips_entries_a_write_holds(
+    store: PostgresRecordStore, postgres_dsn: str, pg_schema: str
+) -> None:
+    """Pruning does not wait for an entry locked by a transaction: it leaves it for later."""
+    v1 = make_record()
+    v2 = bump(v1, status=2, updated_at=NOW + timedelta(seconds=1))
+    v3 = bump(v2, status=3, updated_at=NOW + timedelta(seconds=2))
+    for record in (v1, v2, v3):
+        await store.store(record)
+    later = NOW + timedelta(hours=1)
+    async with await psycopg.AsyncConnection.connect(postgres_dsn) as holder:
+        await holder.execute(
+            sql.SQL("SELECT 1 FROM {}.history WHERE run_id = %s AND version = 1 FOR UPDATE").format(
+                sql.Identifier(pg_schema)
+            ),
+            (v1.run_id,),
+        )
+        assert await asyncio.wait_for(store.prune_history(later), timeout=5) == 1
+        assert [e.version for e in await store.history(v1.run_id)] == [1, 3]
+        await holder.rollback()
+    assert await store.prune_history(later) == 1
+    assert [e.version for e in await store.history(v1.run_id)] == [3]

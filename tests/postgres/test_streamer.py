@@ -336,3 +336,36 @@ async def test_a_dead_processs_events_go_to_the_next_receiver_at_once(
         assert [e.id for e in taken] == [e.id for e in held]
         await second.close()
     await dying.close()
+
+
+async def test_retention_covers_topics_nobody_reads(
+    pg_pool: AsyncConnectionPool[Any], pg_schema: str
+) -> None:
+    async with PostgresStreamer(
+        pg_pool,
+        schema=pg_schema,
+        retention=timedelta(seconds=1),
+        cleanup_interval=timedelta(milliseconds=100),
+        poll_frequency=timedelta(milliseconds=50),
+        batch_size=10,
+    ) as streamer:
+        await send(streamer, "unread-1", *[f"u{i}" for i in range(20)])  # no receiver ever
+        await asyncio.sleep(1.2)
+        await send(streamer, "unread-1", "fresh")
+        receiver = await streamer.new_receiver(TOPIC, "reader")
+        try:
+            # An idle receiver (of another topic) looks for work every poll, and cleans up
+            # every cleanup_interval: its sweep also covers the unread topic.
+            waiting = asyncio.create_task(recv(receiver))
+            await asyncio.sleep(0.6)
+            await send(streamer, TOPIC, "a")
+            assert (await waiting).foreign_id == "a"
+        finally:
+            await receiver.close()
+        async with pg_pool.connection() as conn:
+            cur = await conn.execute(
+                f'SELECT foreign_id FROM "{pg_schema}".events WHERE topic = %s', ("unread-1",)
+            )
+            left = [row[0] for row in await cur.fetchall()]
+        assert await streamer.expire() == 0  # nothing left past retention
+    assert left == ["fresh"]  # the expired events of the unread topic are gone

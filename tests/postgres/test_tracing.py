@@ -1,9 +1,10 @@
 """A run is one trace across two OS processes: triggered in one, stepped in the other.
 
 Both processes are ``tests.worker`` with an SDK provider writing spans to a file. Worker A
-starts alone and takes every role; worker B triggers the runs. So every trigger span is
-made in B and every step span in A, which finds the trace context in the event headers
-(PostgreSQL events here, Kafka in ``tests/kafka/test_tracing.py``) and in the record.
+runs the workflow (the fleet's only member: every role); worker B only triggers the runs.
+So every trigger span is made in B and every step span in A, which finds the trace context
+in the event headers (PostgreSQL events here, Kafka in ``tests/kafka/test_tracing.py``)
+and in the record.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ async def run_two_workers(
     *options: str,
     workflow: str = "crash-test",
 ) -> None:
-    """Worker A (every role) steps the runs worker B triggers; both write their spans."""
+    """Worker A (every role) steps the runs worker B only triggers; both write their spans."""
     async with pg_pool.connection() as conn:
         await conn.execute(sql.SQL(EFFECTS).format(s=sql.Identifier(schema)))
     common = (dsn, schema, *options, "--workflow", workflow)
@@ -95,8 +96,9 @@ async def run_two_workers(
     b: Worker | None = None
     try:
         await a.line("ready", timeout=60)
-        await asyncio.sleep(1.0)  # alone, it takes every role
-        b = await start(*common, "--trigger", str(RUNS), "--spans", str(spans / "b.jsonl"))
+        b = await start(
+            *common, "--trigger-only", "--trigger", str(RUNS), "--spans", str(spans / "b.jsonl")
+        )
         await b.line("ready", timeout=60)
         await b.line("triggered", timeout=60)
         done = "SELECT count(*) FROM {s}.records WHERE status = 4"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
@@ -104,7 +105,7 @@ async def test_invalid_transition_is_never_stored_and_pauses_the_run() -> None:
     assert statuses == [Status.STARTED, Status.STARTED]
 
 
-async def test_undecodable_object_pauses_the_run() -> None:
+async def test_undecodable_object_pauses_the_run(caplog: pytest.LogCaptureFixture) -> None:
     async def step(r: Run[Obj, Status]) -> Status:
         return Status.END
 
@@ -142,6 +143,32 @@ async def test_undecodable_object_pauses_the_run() -> None:
     assert current.run_state == RunState.PAUSED
     assert "JSONDecodeError" in current.meta.run_state_reason
     assert current.status == Status.STARTED
+    logged = [r for r in caplog.records if "cannot decode the object of run" in r.getMessage()]
+    assert logged and all(r.levelno == logging.ERROR for r in logged)
+    assert bad in logged[0].getMessage()
+
+
+async def test_a_failing_step_is_logged_with_its_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    failed = asyncio.Event()
+
+    async def step(r: Run[Obj, Status]) -> Status:
+        if not failed.is_set():
+            failed.set()
+            raise RuntimeError("card declined")
+        return Status.END
+
+    b = Builder("logged", Obj, Status)
+    b.add_step(Status.STARTED, step, Status.END, err_backoff=FAST)
+    async with Stores().build(b) as wf:  # debug stays off
+        run_id = await wf.trigger("f")
+        await wf.await_status("f", run_id, Status.END)
+    errors = [r for r in caplog.records if "card declined" in r.getMessage()]
+    assert errors and errors[0].levelno == logging.ERROR
+    assert errors[0].exc_info is not None
+    assert "RuntimeError: card declined" in caplog.text
+    assert "Traceback" in caplog.text
 
 
 async def test_pause_and_cancel_from_a_step() -> None:

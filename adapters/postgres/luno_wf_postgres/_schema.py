@@ -84,6 +84,26 @@ _STATEMENTS: tuple[str, ...] = (
     created_at    timestamptz NOT NULL
 )""",
     "CREATE INDEX IF NOT EXISTS outbox_by_workflow ON {s}.outbox (workflow_name, seq)",
+    # One entry per write of a record, written by the same statement. `at` is the record's
+    # updated_at; `object` is NULL unless the workflow keeps object snapshots.
+    """CREATE TABLE IF NOT EXISTS {s}.history (
+    run_id        text        NOT NULL,
+    version       bigint      NOT NULL,
+    workflow_name text        NOT NULL,
+    foreign_id    text        NOT NULL,
+    status        bigint      NOT NULL,
+    run_state     integer     NOT NULL,
+    reason        text        NOT NULL,
+    actor         text        NOT NULL,
+    at            timestamptz NOT NULL,
+    error         text        NOT NULL,
+    trace_id      text        NOT NULL,
+    object        bytea,
+    PRIMARY KEY (run_id, version)
+)""",
+    # Pruning walks old entries in `at` order. Entries arrive in roughly increasing `at`,
+    # so inserts land on the index's rightmost page.
+    "CREATE INDEX IF NOT EXISTS history_by_at ON {s}.history (at)",
     # Cancelled rows are kept (flagged) so that a repeated create of the same
     # (run_id, status, timer, version) stays ignored, as the contract requires.
     """CREATE TABLE IF NOT EXISTS {s}.timeouts (
@@ -246,6 +266,57 @@ $fn$""",
 )
 
 
+# Events consumers set aside (luno_wf.DeadLetter), kept until replayed or deleted.
+_DEAD_LETTERS: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS {s}.dead_letters (
+    seq           bigint      GENERATED ALWAYS AS IDENTITY,
+    id            text        PRIMARY KEY,
+    workflow_name text        NOT NULL,
+    process_name  text        NOT NULL,
+    topic         text        NOT NULL,
+    event_id      bigint      NOT NULL,
+    foreign_id    text        NOT NULL,
+    type          bigint      NOT NULL,
+    headers       jsonb       NOT NULL,
+    published_at  timestamptz NOT NULL,
+    reason        text        NOT NULL,
+    at            timestamptz NOT NULL
+)""",
+    "CREATE INDEX IF NOT EXISTS dead_letters_by_workflow ON {s}.dead_letters (workflow_name, seq)",
+)
+
+
+# The fleet of PostgresRoleScheduler: its members and the leases of the roles they hold.
+# `namespace` keeps fleets apart within one schema. A member (one scheduler in one process)
+# beats every heartbeat interval, setting `expires_at` to the database's now() plus the
+# lease duration; a member whose `expires_at` has passed is not live. `roles` lists the
+# roles its callers ask for; the roles are spread over the live members that ask for them.
+# A lease is held by one member until `expires_at` (now() plus the lease duration at its
+# last renewal); a lapsed lease may be taken by the role's owner.
+_FLEET_STATEMENTS: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS {s}.members (
+    namespace     text        NOT NULL,
+    member_id     text        NOT NULL,
+    roles         text[]      NOT NULL DEFAULT '{{}}',
+    heartbeat_at  timestamptz NOT NULL DEFAULT now(),
+    expires_at    timestamptz NOT NULL,
+    joined_at     timestamptz NOT NULL DEFAULT now(),
+    host          text        NOT NULL DEFAULT '',
+    pid           integer     NOT NULL DEFAULT 0,
+    PRIMARY KEY (namespace, member_id)
+)""",
+    """CREATE TABLE IF NOT EXISTS {s}.role_leases (
+    namespace     text        NOT NULL,
+    role          text        NOT NULL,
+    member_id     text        NOT NULL,
+    expires_at    timestamptz NOT NULL,
+    acquired_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (namespace, role)
+)""",
+    "CREATE INDEX IF NOT EXISTS role_leases_by_member ON {s}.role_leases (namespace, member_id)",
+)
+
+
 def migration_statements(schema: str = DEFAULT_SCHEMA) -> list[sql.Composed]:
     """The statements :func:`migrate` runs, in order, for ``schema``."""
     params = {
@@ -253,7 +324,8 @@ def migration_statements(schema: str = DEFAULT_SCHEMA) -> list[sql.Composed]:
         "lock_prefix": sql.Literal(f"{schema}.events:"),
         "channel": sql.Literal(notify_channel(schema)),
     }
-    return [sql.SQL(statement).format(**params) for statement in _STATEMENTS]
+    statements = (*_STATEMENTS, *_DEAD_LETTERS, *_FLEET_STATEMENTS)
+    return [sql.SQL(statement).format(**params) for statement in statements]
 
 
 async def migrate(

@@ -13,6 +13,7 @@ from psycopg import errors, sql
 from luno_wf import (
     Clock,
     FilterKind,
+    HistoryEntry,
     Meta,
     OrderType,
     OutboxEvent,
@@ -20,11 +21,13 @@ from luno_wf import (
     RecordFilter,
     RunState,
     SystemClock,
+    check_foreign_id,
     make_outbox_event,
 )
 from luno_wf._filter import fold_filters
-from luno_wf.errors import RecordNotFound, StaleRecord, WorkflowInProgress
+from luno_wf.errors import CorruptRecord, RecordNotFound, StaleRecord, WorkflowInProgress
 
+from ._deadletters import DEAD_LETTER_TEMPLATES, DeadLetters
 from ._pool import AutocommitConnections, PoolAdapter, PoolOrDsn
 from ._schema import DEFAULT_SCHEMA, Statements
 
@@ -49,6 +52,13 @@ WITH ins AS (
 ), out AS (
     INSERT INTO {s}.outbox (id, workflow_name, data, created_at)
     SELECT %(outbox_id)s, %(workflow_name)s, %(data)s, %(outbox_created_at)s FROM ins
+), hist AS (
+    INSERT INTO {s}.history (run_id, version, workflow_name, foreign_id, status, run_state,
+                             reason, actor, at, error, trace_id, object)
+    SELECT %(run_id)s, %(version)s, %(workflow_name)s, %(foreign_id)s, %(status)s,
+           %(run_state)s, %(reason)s, %(actor)s, %(updated_at)s, %(error)s, %(trace_id)s,
+           CASE WHEN %(keep_object)s THEN %(object)s END
+    FROM ins WHERE %(history)s
 )
 SELECT count(*) FROM ins""",
     # An existing run: compare-and-set on the version, and the outbox row only if it won.
@@ -64,19 +74,35 @@ WITH upd AS (
 ), out AS (
     INSERT INTO {s}.outbox (id, workflow_name, data, created_at)
     SELECT %(outbox_id)s, %(workflow_name)s, %(data)s, %(outbox_created_at)s FROM upd
+), hist AS (
+    INSERT INTO {s}.history (run_id, version, workflow_name, foreign_id, status, run_state,
+                             reason, actor, at, error, trace_id, object)
+    SELECT %(run_id)s, %(version)s, %(workflow_name)s, %(foreign_id)s, %(status)s,
+           %(run_state)s, %(reason)s, %(actor)s, %(updated_at)s, %(error)s, %(trace_id)s,
+           CASE WHEN %(keep_object)s THEN %(object)s END
+    FROM upd WHERE %(history)s
+), scrub AS (
+    UPDATE {s}.history h SET object = NULL, reason = '', error = ''
+    FROM upd
+    WHERE %(scrub)s AND h.run_id = %(run_id)s
+      AND (h.object IS NOT NULL OR h.reason <> '' OR h.error <> '')
 )
 SELECT count(*) FROM upd""",
-    # Many existing runs: compare-and-set each, and the outbox rows of those that won, in
-    # the order given. Runs not updated (stale, or not stored yet) are returned by none.
+    # Many existing runs: compare-and-set each, and the outbox rows and history entries of
+    # those that won, the outbox rows in the order given. Runs not updated (stale, or not
+    # stored yet) are returned by none.
     "update_many": """
 WITH input AS (
     SELECT * FROM unnest(
-        %(run_id)s::text[], %(workflow_name)s::text[], %(foreign_id)s::text[],
-        %(run_state)s::integer[], %(status)s::bigint[], %(object)s::bytea[],
-        %(created_at)s::timestamptz[], %(updated_at)s::timestamptz[], %(version)s::bigint[],
-        %(meta)s::text[], %(outbox_id)s::text[], %(data)s::bytea[]
+        %(run_id)b::text[], %(workflow_name)b::text[], %(foreign_id)b::text[],
+        %(run_state)b::integer[], %(status)b::bigint[], %(object)b::bytea[],
+        %(created_at)b::timestamptz[], %(updated_at)b::timestamptz[], %(version)b::bigint[],
+        %(meta)b::text[], %(outbox_id)b::text[], %(data)b::bytea[],
+        %(history)b::boolean[], %(keep_object)b::boolean[], %(scrub)b::boolean[],
+        %(reason)b::text[], %(actor)b::text[], %(error)b::text[], %(trace_id)b::text[]
     ) WITH ORDINALITY AS i(run_id, workflow_name, foreign_id, run_state, status, object,
-                           created_at, updated_at, version, meta, outbox_id, data, ord)
+                           created_at, updated_at, version, meta, outbox_id, data,
+                           history, keep_object, scrub, reason, actor, error, trace_id, ord)
 ), upd AS (
     UPDATE {s}.records r SET
         workflow_name = i.workflow_name, foreign_id = i.foreign_id,
@@ -91,9 +117,57 @@ WITH input AS (
     SELECT i.outbox_id, i.workflow_name, i.data, %(outbox_created_at)s
     FROM input i JOIN upd USING (run_id)
     ORDER BY i.ord
+), hist AS (
+    INSERT INTO {s}.history (run_id, version, workflow_name, foreign_id, status, run_state,
+                             reason, actor, at, error, trace_id, object)
+    SELECT i.run_id, i.version, i.workflow_name, i.foreign_id, i.status, i.run_state,
+           i.reason, i.actor, i.updated_at, i.error, i.trace_id,
+           CASE WHEN i.keep_object THEN i.object END
+    FROM input i JOIN upd USING (run_id)
+    WHERE i.history
+), scrub AS (
+    UPDATE {s}.history h SET object = NULL, reason = '', error = ''
+    FROM input i JOIN upd USING (run_id)
+    WHERE i.scrub AND h.run_id = i.run_id
+      AND (h.object IS NOT NULL OR h.reason <> '' OR h.error <> '')
 )
 SELECT run_id FROM upd""",
     "version": "SELECT version FROM {s}.records WHERE run_id = %s",
+    # The run's entries by version; one row of NULLs if it has none, no row if no such run.
+    "history": """
+SELECT h.workflow_name, h.foreign_id, h.version, h.status, h.run_state, h.reason, h.actor,
+       h.at, h.error, h.trace_id, h.object
+FROM {s}.records r LEFT JOIN {s}.history h ON h.run_id = r.run_id
+WHERE r.run_id = %s
+ORDER BY h.version""",
+    # One batch of pruning: the next `limit` entries older than `before` in (at, run_id,
+    # version) order after the cursor, of which those that are not their run's newest are
+    # deleted. Returns how many were looked at and deleted, and the last one (the cursor).
+    # Only the entries to delete are locked, and those a write holds (a data deletion's
+    # scrub) are skipped, not waited for: pruning never waits on a write, so it can never
+    # deadlock with one.
+    "prune": """
+WITH batch AS (
+    SELECT h.run_id, h.version, h.at FROM {s}.history h
+    WHERE h.at < %(before)s AND h.at >= %(after_at)s
+      AND (h.at, h.run_id, h.version) > (%(after_at)s, %(after_run_id)s, %(after_version)s)
+      AND (%(workflow_name)s::text IS NULL OR h.workflow_name = %(workflow_name)s::text)
+    ORDER BY h.at, h.run_id, h.version
+    LIMIT %(limit)s
+), doomed AS (
+    SELECT d.run_id, d.version FROM {s}.history d JOIN batch b USING (run_id, version)
+    WHERE EXISTS (SELECT 1 FROM {s}.history n WHERE n.run_id = b.run_id AND n.version > b.version)
+    FOR UPDATE OF d SKIP LOCKED
+), gone AS (
+    DELETE FROM {s}.history d USING doomed
+    WHERE d.run_id = doomed.run_id AND d.version = doomed.version
+    RETURNING 1
+), last AS (
+    SELECT at, run_id, version FROM batch ORDER BY at DESC, run_id DESC, version DESC LIMIT 1
+)
+SELECT (SELECT count(*) FROM batch), (SELECT count(*) FROM gone), last.at, last.run_id,
+       last.version
+FROM (SELECT) AS one LEFT JOIN last ON true""",
     "holder": """
 SELECT run_id FROM {s}.records
 WHERE workflow_name = %s AND foreign_id = %s AND run_state NOT IN (4, 5, 6, 7)""",
@@ -126,6 +200,8 @@ DELETE FROM {s}.outbox WHERE id = ANY(%s) AND (SELECT setting FROM async) IS NOT
 }
 
 _UNFINISHED_INDEX = "records_one_unfinished"
+_HISTORY = (True, False)  # history on, without object snapshots, unless configured
+_BEFORE_ALL = datetime(1, 1, 1, tzinfo=UTC)  # the prune cursor's start
 _MAX_STORE_ATTEMPTS = 3  # insert and update can race with a concurrent insert once each
 _MAX_DEFERRED_DELETES = 10_000
 
@@ -144,6 +220,9 @@ def _meta_json(meta: Meta) -> str:
             "StatusDescription": meta.status_description,
             "Version": meta.version,
             "TraceOrigin": meta.trace_origin,
+            "Actor": meta.actor,
+            "Error": meta.error,
+            "TraceID": meta.trace_id,
             "TraceParent": meta.traceparent,
             "TraceState": meta.tracestate,
         }
@@ -151,20 +230,33 @@ def _meta_json(meta: Meta) -> str:
 
 
 def _meta_from(text: str | None, version: int) -> Meta:
+    # Rows written before a key existed lack it: its default.
     value: Mapping[str, Any] = (orjson.loads(text) if text else None) or {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"meta is not a JSON object but {type(value).__name__}")
     return Meta(
         run_state_reason=str(value.get("RunStateReason") or ""),
         status_description=str(value.get("StatusDescription") or ""),
         version=version,
         trace_origin=str(value.get("TraceOrigin") or ""),
+        actor=str(value.get("Actor") or ""),
+        error=str(value.get("Error") or ""),
+        trace_id=str(value.get("TraceID") or ""),
         traceparent=str(value.get("TraceParent") or ""),
         tracestate=str(value.get("TraceState") or ""),
     )
 
 
-def _write_params(record: Record) -> dict[str, object]:
-    """The columns of a record's row and of its outbox row, as statement parameters."""
+def _write_params(record: Record, history: tuple[bool, bool]) -> dict[str, object]:
+    """The columns of a record's row, its outbox row and its history entry, as parameters.
+
+    ``history`` is the workflow's ``(enabled, objects)`` setting. A data deletion writes
+    its entry scrubbed, and scrubs the run's earlier entries.
+    """
     outbox_id, data = make_outbox_event(record)
+    meta = record.meta
+    enabled, objects = history
+    scrub = record.run_state == RunState.DATA_DELETED
     return {
         "run_id": record.run_id,
         "workflow_name": record.workflow_name,
@@ -174,34 +266,65 @@ def _write_params(record: Record) -> dict[str, object]:
         "object": record.object,
         "created_at": _utc(record.created_at, "record.created_at"),
         "updated_at": _utc(record.updated_at, "record.updated_at"),
-        "version": record.meta.version,
-        "meta": _meta_json(record.meta),
+        "version": meta.version,
+        "meta": _meta_json(meta),
         "outbox_id": outbox_id,
         "data": data,
+        "history": enabled,
+        "keep_object": objects and not scrub,
+        "scrub": scrub,
+        "reason": "" if scrub else meta.run_state_reason,
+        "actor": meta.actor,
+        "error": "" if scrub else meta.error,
+        "trace_id": meta.trace_id,
     }
 
 
 def _record(row: Sequence[Any]) -> Record:
+    """The record of a row; :class:`CorruptRecord` naming the run if the row is not one."""
     run_id, workflow_name, foreign_id, run_state, status, obj, created, updated, version, meta = row
-    return Record(
-        workflow_name=workflow_name,
-        foreign_id=foreign_id,
-        run_id=run_id,
-        run_state=RunState(run_state),
-        status=int(status),
-        object=bytes(obj),
-        created_at=created.astimezone(UTC),
-        updated_at=updated.astimezone(UTC),
-        meta=_meta_from(meta, int(version)),
-    )
+    try:
+        return Record(
+            workflow_name=workflow_name,
+            foreign_id=foreign_id,
+            run_id=run_id,
+            run_state=RunState(run_state),
+            status=int(status),
+            object=bytes(obj),
+            created_at=created.astimezone(UTC),
+            updated_at=updated.astimezone(UTC),
+            meta=_meta_from(meta, int(version)),
+        )
+    except (ValueError, TypeError, AttributeError) as err:
+        # Rows luno_wf never writes (a manual fix, another service): say what is wrong.
+        raise CorruptRecord(
+            f"the stored row of run {run_id!r} cannot be read: {type(err).__name__}: {err} "
+            f"(run_state={run_state!r}, meta={str(meta)[:200]!r})",
+            workflow_name=workflow_name,
+            run_id=run_id,
+        ) from None
 
 
-class PostgresRecordStore(PoolAdapter):
+def _readable(rows: Sequence[Sequence[Any]]) -> dict[str, Record]:
+    """The records of ``rows`` by run id, leaving out rows that cannot be read."""
+    out: dict[str, Record] = {}
+    for row in rows:
+        try:
+            record = _record(row)
+        except CorruptRecord:
+            continue  # lookup() of that run raises, so its one event is set aside alone
+        out[record.run_id] = record
+    return out
+
+
+class PostgresRecordStore(DeadLetters, PoolAdapter):
     """A :class:`~luno_wf.adapter.RecordStore` on PostgreSQL, with a transactional outbox.
 
     Every :meth:`store` is one statement (one round trip): the record's insert or
-    versioned update and its outbox row, committed together. Timestamps are the record's
-    own (microsecond precision), never the database clock.
+    versioned update, its outbox row and its history entry, committed together.
+    Timestamps are the record's own (microsecond precision), never the database clock.
+    It is a :class:`~luno_wf.adapter.HistoryStore`: history is on for every workflow,
+    without object snapshots, unless :meth:`configure_history` says otherwise.
 
     Args:
         pool: An open :class:`psycopg_pool.AsyncConnectionPool` (yours: the store never
@@ -228,19 +351,32 @@ class PostgresRecordStore(PoolAdapter):
             pool, owner="PostgresRecordStore", pool_kwargs=pool_kwargs, schema=schema
         )
         self._clock = clock or SystemClock()
-        self._sql = Statements(schema, _TEMPLATES)
+        self._sql = Statements(schema, {**_TEMPLATES, **DEAD_LETTER_TEMPLATES})
         self._deferred: builtins.list[str] = []  # published rows not yet deleted
+        self._history_settings: dict[str, tuple[bool, bool]] = {}  # (enabled, objects)
+
+    def configure_history(
+        self, workflow_name: str, *, enabled: bool = True, objects: bool = False
+    ) -> None:
+        """Turn history, and object snapshots in it, on or off for the workflow's writes.
+
+        The settings are this store object's, passed with each write; nothing is stored.
+        """
+        self._history_settings[workflow_name] = (enabled, objects)
 
     async def store(self, record: Record) -> None:
-        """Insert or compare-and-set update ``record``, and write its outbox row, atomically.
+        """Insert or compare-and-set update ``record``, with its outbox row and history entry.
 
         Raises:
             StaleRecord: The run exists with a version other than ``meta.version - 1``.
             WorkflowInProgress: The write would leave two unfinished runs of the foreign id.
             ValueError: A timestamp of the record is naive.
+            InvalidForeignID: A new run's foreign id breaks the rule every store keeps.
 
         """
-        params = _write_params(record)
+        if record.meta.version <= 1:
+            check_foreign_id(record.foreign_id)  # the same rule as every store's
+        params = _write_params(record, self._history_settings.get(record.workflow_name, _HISTORY))
         params["prev_version"] = record.meta.version - 1
         params["outbox_created_at"] = self._clock.now()
         # The engine inserts runs at version 1 and updates them above it: try that first.
@@ -332,7 +468,11 @@ class PostgresRecordStore(PoolAdapter):
 
     async def _update_many(self, records: builtins.list[Record]) -> set[str]:
         """The run ids of ``records`` updated (with their outbox rows) in one statement."""
-        each = [_write_params(record) for record in records]
+        settings = self._history_settings
+        each = [
+            _write_params(record, settings.get(record.workflow_name, _HISTORY))
+            for record in records
+        ]
         # One array per column, for the statement's unnest.
         params: dict[str, object] = {name: [row[name] for row in each] for name in each[0]}
         params["outbox_created_at"] = self._clock.now()
@@ -345,6 +485,91 @@ class PostgresRecordStore(PoolAdapter):
                 return set()  # one of them conflicts: store() finds which, one by one
             updated = await cur.fetchall()
         return {row[0] for row in updated}
+
+    async def history(self, run_id: str) -> builtins.list[HistoryEntry]:
+        """The run's history entries, oldest first, in one query (on the primary key).
+
+        Raises:
+            RecordNotFound: No run has that id.
+
+        """
+        async with self._conns.connection() as conn:
+            cur = await self._conns.execute(conn, self._sql.get("history", conn), (run_id,))
+            rows = await cur.fetchall()
+        if not rows:
+            raise RecordNotFound(run_id=run_id)
+        return [
+            HistoryEntry(
+                workflow_name=workflow_name,
+                foreign_id=foreign_id,
+                run_id=run_id,
+                version=int(version),
+                status=int(status),
+                run_state=RunState(run_state),
+                reason=reason,
+                actor=actor,
+                at=at.astimezone(UTC),
+                error=error,
+                trace_id=trace_id,
+                object=None if obj is None else bytes(obj),
+            )
+            for (
+                workflow_name,
+                foreign_id,
+                version,
+                status,
+                run_state,
+                reason,
+                actor,
+                at,
+                error,
+                trace_id,
+                obj,
+            ) in rows
+            if version is not None
+        ]
+
+    async def prune_history(
+        self, before: datetime, *, workflow_name: str | None = None, batch_size: int = 1000
+    ) -> int:
+        """Delete entries with ``at < before``, but never a run's newest entry.
+
+        Each batch is one statement of its own (a short transaction): it takes the next
+        ``batch_size`` entries older than ``before`` in ``at`` order after where the last
+        batch stopped, and deletes those that are not their run's newest. So every batch
+        reads only its own entries, however many kept newest entries are older. Entries
+        a concurrent write holds locked are skipped (a later prune takes them).
+
+        Returns:
+            How many entries were deleted.
+
+        Raises:
+            ValueError: ``batch_size`` is below 1, or ``before`` is naive.
+
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        params: dict[str, object] = {
+            "before": _utc(before, "before"),
+            "workflow_name": workflow_name,
+            "limit": batch_size,
+            "after_at": _BEFORE_ALL,
+            "after_run_id": "",
+            "after_version": -1,
+        }
+        deleted = 0
+        while True:
+            async with self._conns.connection() as conn:
+                cur = await self._conns.execute(conn, self._sql.get("prune", conn), params)
+                row = await cur.fetchone()
+            assert row is not None
+            looked, gone, last_at, last_run_id, last_version = row
+            deleted += int(gone)
+            if looked < batch_size:
+                return deleted
+            params["after_at"] = last_at
+            params["after_run_id"] = last_run_id
+            params["after_version"] = last_version
 
     async def lookup(self, run_id: str) -> Record:
         """The record of ``run_id``.
@@ -369,7 +594,7 @@ class PostgresRecordStore(PoolAdapter):
                 conn, self._sql.get("lookup_many", conn), (list(dict.fromkeys(run_ids)),)
             )
             rows = await cur.fetchall()
-        return {record.run_id: record for record in map(_record, rows)}
+        return _readable(rows)
 
     async def latest(self, workflow_name: str, foreign_id: str) -> Record:
         """The most recently created run of the foreign id (ties: the last inserted).

@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from luno_wf import Ack, Clock, Event, SystemClock
+from luno_wf import Ack, Clock, Event, Header, SystemClock
 
 from ._pool import AutocommitConnections, Closing, PoolOrDsn, raise_if_cancelling, stop_task
 from ._schema import DEFAULT_SCHEMA, Statements, notify_channel, schema_identifier
@@ -67,8 +67,24 @@ WITH bound AS (
     DELETE FROM {s}.claims c USING gone WHERE c.topic = %(topic)s AND c.event_id = gone.id
 )
 SELECT count(*) FROM gone""",
-    "topics": "SELECT DISTINCT topic FROM {s}.cursors",
+    "topics": "SELECT DISTINCT topic FROM {s}.cursors",  # topics with receivers
+    # Retention over every topic, also those no receiver reads (a status reached only by a
+    # callback, say): the oldest events by id, a bounded batch per sweep (an index walk).
+    "expire": """
+WITH oldest AS (
+    SELECT id FROM {s}.events ORDER BY id LIMIT %(limit)s
+), gone AS (
+    DELETE FROM {s}.events e USING oldest o
+    WHERE e.id = o.id AND e.stored_at < now() - %(retention)s::interval
+    RETURNING e.id, e.topic
+), orphans AS (
+    DELETE FROM {s}.claims c USING gone g WHERE c.topic = g.topic AND c.event_id = g.id
+)
+SELECT count(*) FROM gone""",
 }
+
+
+_EXPIRE_BATCH = 10_000
 
 
 def _json(headers: Mapping[str, str]) -> str:
@@ -79,6 +95,21 @@ def _positive(value: timedelta, name: str) -> timedelta:
     if not isinstance(value, timedelta) or value <= timedelta(0):
         raise ValueError(f"{name} must be a positive timedelta, got {value!r}")
     return value
+
+
+def _headers(value: Any) -> dict[str, str]:
+    """An event's stored headers as strings; a malformed value is marked, not raised.
+
+    Headers that are not a JSON object of strings (a row written by hand or by another
+    service) would fail every claim of the batch they are in: instead the event carries
+    :attr:`~luno_wf.Header.MALFORMED` with the stored text, and consumers set it aside.
+    """
+    if isinstance(value, dict):
+        if all(type(v) is str for v in value.values()):
+            return value
+        if all(isinstance(v, str | int | float) for v in value.values()):
+            return {k: str(v) for k, v in value.items()}  # numbers written by hand
+    return {Header.MALFORMED: orjson.dumps(value).decode()}
 
 
 class _Listener:
@@ -197,7 +228,8 @@ class PostgresStreamer(Closing):
     may be delivered again, but an event never acked is never lost.
 
     Events every receiver name of a topic has acked are deleted from time to time
-    (``cleanup_interval``), and so is any event older than ``retention``.
+    (``cleanup_interval``), and so is any event older than ``retention``, of every topic
+    (also those no receiver reads).
 
     Args:
         pool: An open :class:`psycopg_pool.AsyncConnectionPool` (yours: the streamer never
@@ -286,12 +318,35 @@ class PostgresStreamer(Closing):
         """Delete events every receiver name has acked (and any past ``retention``) now.
 
         Args:
-            topic: One topic, or every topic that has receivers.
+            topic: One topic, or every topic that has receivers (and then also the events
+                past ``retention`` of topics nobody reads).
 
         Returns:
             How many events were deleted.
 
         """
+        deleted = await self._purge_topics(topic)
+        if topic is None:
+            deleted += await self.expire()
+        return deleted
+
+    async def expire(self) -> int:
+        """Delete events past ``retention`` of every topic, read or not; how many went.
+
+        Receivers call it every ``cleanup_interval``; each call looks at the oldest
+        ``_EXPIRE_BATCH`` events, so it stays cheap however large the table is.
+        """
+        if self._retention is None:
+            return 0
+        async with self._conns.connection() as conn:
+            cur = await conn.execute(
+                self._sql.get("expire", conn),
+                {"retention": self._retention, "limit": _EXPIRE_BATCH},
+            )
+            row = await cur.fetchone()
+        return row[0] if row else 0
+
+    async def _purge_topics(self, topic: str | None) -> int:
         async with self._conns.connection() as conn:
             if topic is None:
                 cur = await conn.execute(self._sql.get("topics", conn))
@@ -328,6 +383,10 @@ class PostgresStreamer(Closing):
         if now - last >= self._cleanup_every:
             self._last_cleanup[topic] = now
             await self.purge(topic)
+        last = self._last_cleanup.setdefault("", now)  # "" never names a topic
+        if now - last >= self._cleanup_every:
+            self._last_cleanup[""] = now
+            await self.expire()
 
 
 class PostgresSender:
@@ -484,7 +543,7 @@ class PostgresReceiver:
                     id=int(id),
                     foreign_id=foreign_id,
                     type=int(type_),
-                    headers=dict(headers),
+                    headers=_headers(headers),
                     created_at=created_at.astimezone(UTC),
                 )
             )

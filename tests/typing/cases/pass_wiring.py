@@ -1,9 +1,14 @@
 from datetime import datetime, timedelta
+from typing import Generic, TypeVar
 
+import attrs
 from common import Task, TaskStatus
 
 from luno_wf import API, Builder, ConnectorEvent, Run, TypedRecord, Workflow, duration_timer
 from luno_wf.memory import MemConnector, MemRecordStore, MemRoleScheduler, MemStreamer, MemTimeoutStore
+from luno_wf.testing import await_timeout_insert, require, trigger_callback_on
+
+P = TypeVar("P")
 
 
 async def process(r: Run[Task, TaskStatus]) -> TaskStatus:
@@ -32,22 +37,49 @@ async def on_event(api: API[Task, TaskStatus], event: ConnectorEvent) -> None:
     await api.trigger(event.foreign_id, initial_value=Task(id=event.id))
 
 
+async def erase(obj: Task) -> Task:
+    return Task(id=obj.id)
+
+
 b = Builder("typed", Task, TaskStatus)
-b.add_step(TaskStatus.CREATED, process, TaskStatus.PROCESSED, parallel_count=2)
+b.add_step(TaskStatus.CREATED, process, TaskStatus.PROCESSED, TaskStatus.COMPLETED, parallel_count=2)
 b.add_callback(TaskStatus.PROCESSED, confirm, TaskStatus.COMPLETED)
 b.add_timeout(TaskStatus.PROCESSED, timer, expire, TaskStatus.COMPLETED)
 b.add_timeout(TaskStatus.PROCESSED, duration_timer(timedelta(hours=1)), expire, TaskStatus.COMPLETED)
+b.add_timeout(TaskStatus.CREATED, timer, expire, TaskStatus.COMPLETED, lag_alert=timedelta(1))
 b.add_connector("source", MemConnector(), on_event)
 b.on_complete(on_done)
 wf: Workflow[Task, TaskStatus] = b.build(
-    MemStreamer(), MemRecordStore(), MemRoleScheduler(), timeout_store=MemTimeoutStore()
+    MemStreamer(),
+    MemRecordStore(),
+    MemRoleScheduler(),
+    timeout_store=MemTimeoutStore(),
+    custom_delete=erase,
 )
+
+
+@attrs.define
+class Envelope(Generic[P]):
+    payload: P
+
+
+async def open_envelope(r: Run[Envelope[Task], TaskStatus]) -> TaskStatus:
+    return TaskStatus.PROCESSED
+
+
+generic = Builder("generic", Envelope[Task], TaskStatus)
+generic.add_step(TaskStatus.CREATED, open_envelope, TaskStatus.PROCESSED)
 
 
 async def use() -> None:
     async with wf:
         run_id = await wf.trigger("t", initial_value=Task(id="t"))
-        run = await wf.await_status("t", run_id, TaskStatus.COMPLETED)
+        await await_timeout_insert(wf, "t", run_id, TaskStatus.PROCESSED)
+        await trigger_callback_on(wf, "t", run_id, TaskStatus.PROCESSED, {"paid": True})
+        await trigger_callback_on(wf, "t", run_id, TaskStatus.PROCESSED, b"raw")
+        run = await wf.await_status("t", run_id, TaskStatus.COMPLETED, timeout=timedelta(seconds=5))
         status: TaskStatus = run.status
         task: Task = run.object
         print(status, task)
+        same: Run[Task, TaskStatus] = await require(wf, "t", TaskStatus.COMPLETED, Task(id="t"))
+        print(same.status.name)

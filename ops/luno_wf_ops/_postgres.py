@@ -1,0 +1,183 @@
+"""Runs, counts and the outbox read straight from the PostgreSQL adapter's tables.
+
+Listing pages by keyset on the records' insertion sequence (``seq``, unique and indexed),
+newest first: ``WHERE ... AND seq < $cursor ORDER BY seq DESC LIMIT n``, so a page costs
+the same however deep it is and stays stable while runs are added and move. The
+statements borrow the record store's own connections (its pool, in autocommit mode).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from luno_wf_postgres import PostgresRecordStore
+from luno_wf_postgres._pool import AutocommitConnections
+from luno_wf_postgres._schema import Statements
+from psycopg import sql
+
+from luno_wf import Record, RunState, decode_outbox_data
+
+from ._criteria import Criteria
+from ._model import OutboxStat
+from ._sources import Listed, TallyKey
+
+__all__ = ["PostgresSource"]
+
+_LISTED = (
+    "seq, workflow_name, foreign_id, run_id, status, "
+    "coalesce(meta->>'StatusDescription', ''), run_state, version, created_at, updated_at, "
+    "coalesce(meta->>'RunStateReason', '')"
+)
+_OUTBOX_SCAN = 10_000
+
+
+def _where(criteria: Criteria, before: int | None = None) -> tuple[sql.Composable, list[Any]]:
+    """The WHERE clause of ``criteria`` (empty if none) and its parameters."""
+    parts: list[sql.Composable] = []
+    params: list[Any] = []
+
+    def add(text: str, *values: Any) -> None:
+        parts.append(sql.SQL(text))
+        params.extend(values)
+
+    if criteria.workflow is not None:
+        add("workflow_name = %s", criteria.workflow)
+    if criteria.foreign_id is not None:
+        add("foreign_id = %s", criteria.foreign_id)
+    if criteria.run_states:
+        add("run_state = ANY(%s::integer[])", sorted(criteria.run_states))
+    if criteria.has_status:
+        pairs = sorted(criteria.status_pairs)
+        add(
+            "(status = ANY(%s::bigint[]) OR upper(meta->>'StatusDescription') = ANY(%s::text[])"
+            " OR (workflow_name, status) IN"
+            " (SELECT w, v FROM unnest(%s::text[], %s::bigint[]) AS p(w, v)))",
+            sorted(criteria.status_values),
+            sorted(criteria.status_names),
+            [w for w, _ in pairs],
+            [v for _, v in pairs],
+        )
+    for column, op, moment in (
+        ("created_at", ">", criteria.created_after),
+        ("created_at", "<", criteria.created_before),
+        ("updated_at", ">", criteria.updated_after),
+        ("updated_at", "<", criteria.updated_before),
+    ):
+        if moment is not None:
+            add(f"{column} {op} %s", moment)
+    if before is not None:
+        add("seq < %s", before)
+    if not parts:
+        return sql.SQL(""), params
+    return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(parts), params
+
+
+def _listed(row: tuple[Any, ...]) -> Listed:
+    seq, workflow, foreign_id, run_id, status, description, state, version, created, updated = row[
+        :10
+    ]
+    return Listed(
+        position=int(seq),
+        workflow_name=workflow,
+        foreign_id=foreign_id,
+        run_id=run_id,
+        status=int(status),
+        description=description,
+        run_state=RunState(state),
+        version=int(version),
+        created_at=created.astimezone(UTC),
+        updated_at=updated.astimezone(UTC),
+        reason=row[10],
+    )
+
+
+class PostgresSource:
+    """A :class:`~luno_wf_ops._sources.RunSource` on a :class:`PostgresRecordStore`'s tables."""
+
+    def __init__(self, store: PostgresRecordStore) -> None:
+        # The store's connections and its schema's statements: the same pool, the same
+        # schema, the same "run migrate()" message when the tables are missing.
+        self._conns: AutocommitConnections = store._conns
+        self._sql: Statements = store._sql
+
+    async def _fetch(
+        self, template: str, params: list[Any], **parts: sql.Composable
+    ) -> list[tuple[Any, ...]]:
+        query = self._sql.compose(template, **parts)
+        async with self._conns.connection() as conn:
+            cur = await conn.execute(query, params)
+            return await cur.fetchall()
+
+    async def page(
+        self, criteria: Criteria, before: int | None, limit: int
+    ) -> tuple[list[Listed], bool]:
+        """See :meth:`RunSource.page`: one keyset query on ``seq``."""
+        where, params = _where(criteria, before)
+        rows = await self._fetch(
+            f"SELECT {_LISTED} FROM {{s}}.records{{where}} ORDER BY seq DESC LIMIT %s",
+            [*params, limit + 1],
+            where=where,
+        )
+        listed = [_listed(row) for row in rows]
+        return listed[:limit], len(listed) > limit
+
+    async def count(self, criteria: Criteria) -> int:
+        """See :meth:`RunSource.count`."""
+        where, params = _where(criteria)
+        rows = await self._fetch("SELECT count(*) FROM {s}.records{where}", params, where=where)
+        return int(rows[0][0])
+
+    async def tally(self, criteria: Criteria) -> dict[TallyKey, int]:
+        """See :meth:`RunSource.tally`: one GROUP BY."""
+        where, params = _where(criteria)
+        rows = await self._fetch(
+            "SELECT workflow_name, status, max(coalesce(meta->>'StatusDescription', '')),"
+            " run_state, count(*) FROM {s}.records{where}"
+            " GROUP BY workflow_name, status, run_state",
+            params,
+            where=where,
+        )
+        return {(w, int(s), d, RunState(r)): int(n) for w, s, d, r, n in rows}
+
+    async def workflow_runs(self) -> dict[str, int]:
+        """See :meth:`RunSource.workflow_runs`."""
+        rows = await self._fetch(
+            "SELECT workflow_name, count(*) FROM {s}.records GROUP BY workflow_name", []
+        )
+        return {name: int(n) for name, n in rows}
+
+    async def outbox(self, workflow_names: list[str]) -> list[OutboxStat]:
+        """See :meth:`RunSource.outbox`: every workflow with rows (names are not needed)."""
+        rows = await self._fetch(
+            "SELECT workflow_name, count(*), min(created_at) FROM {s}.outbox"
+            " GROUP BY workflow_name ORDER BY workflow_name",
+            [],
+        )
+        return [
+            OutboxStat(workflow_name=name, pending=int(n), oldest=oldest.astimezone(UTC))
+            for name, n, oldest in rows
+        ]
+
+    async def outbox_pending(self, record: Record) -> bool | None:
+        """See :meth:`RunSource.outbox_pending` (looks at the oldest 10,000 rows)."""
+        rows = await self._fetch(
+            "SELECT data FROM {s}.outbox WHERE workflow_name = %s ORDER BY seq LIMIT %s",
+            [record.workflow_name, _OUTBOX_SCAN],
+        )
+        for (data,) in rows:
+            try:
+                if decode_outbox_data(bytes(data)).run_id == record.run_id:
+                    return True
+            except ValueError:
+                continue
+        return False
+
+    async def timeouts(self, record: Record) -> list[tuple[int, datetime]] | None:
+        """See :meth:`RunSource.timeouts`: the run's rows of the timeouts table."""
+        rows = await self._fetch(
+            "SELECT status, expire_at FROM {s}.timeouts"
+            " WHERE run_id = %s AND NOT completed AND NOT cancelled ORDER BY expire_at",
+            [record.run_id],
+        )
+        return [(int(status), expire.astimezone(UTC)) for status, expire in rows]

@@ -1,0 +1,113 @@
+"""The web UI: :func:`create_app` returns a Starlette app to mount at any prefix."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from luno_wf import RecordStore, Workflow
+
+from ..service import OpsService
+from ._security import SecurityHeaders
+from ._views import Authorize, Identity, Settings, Views, default_identity
+
+__all__ = ["Authorize", "Identity", "create_app"]
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("luno_wf_ops", "templates"),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["when"] = _when
+    return env
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return PlainTextResponse(f"{exc.status_code}: {exc.detail}", status_code=exc.status_code)
+
+
+def _routes(views: Views) -> list[BaseRoute]:
+    return [
+        Route("/", views.overview, name="overview"),
+        Route("/runs", views.runs, name="runs"),
+        Route("/runs/bulk/{verb}", views.bulk_confirm, methods=["GET"], name="bulk"),
+        Route("/runs/bulk/{verb}", views.bulk_apply, methods=["POST"]),
+        Route("/runs/{run_id}", views.run, name="run"),
+        Route("/runs/{run_id}/history", views.history, name="history"),
+        Route("/runs/{run_id}/{verb}", views.act, methods=["POST"], name="act"),
+        Route("/workflows", views.workflows, name="workflows"),
+        Route("/workflows/{name}", views.workflow, name="workflow"),
+        Mount("/static", StaticFiles(packages=[("luno_wf_ops", "static")]), name="static"),
+    ]
+
+
+def create_app(
+    store: RecordStore | OpsService,
+    *,
+    workflows: Iterable[Workflow[Any, Any]] = (),
+    read_only: bool = True,
+    authorize: Authorize | None = None,
+    identity: Identity | None = None,
+    stuck_after: timedelta = timedelta(hours=1),
+    title: str = "luno_wf",
+) -> Starlette:
+    """The operator web UI over ``store``, as a Starlette (ASGI) app.
+
+    Mount it at any prefix (``Mount("/ops", app=create_app(store))``) or serve it alone
+    (``luno-wf ui``). Every response carries a strict Content-Security-Policy (no inline
+    script or style); forms are protected against CSRF by a token in a cookie and a form
+    field, and a foreign ``Origin`` is refused.
+
+    Args:
+        store: The record store the workflows write to (or a ready :class:`OpsService`).
+        workflows: The built workflows: objects are decoded, status graphs drawn.
+        read_only: Show runs but take no action (the default).
+        authorize: ``authorize(request, action) -> bool`` (or async): whether the request
+            may pause, resume, cancel or delete data; ``None`` lets every request act
+            once ``read_only`` is off.
+        identity: ``identity(request) -> str`` (or async): the operator named by each
+            action; by default the authenticated user's display name, else
+            ``"anonymous"``.
+        stuck_after: A run initiated or running without a write for this long shows as
+            stuck on the overview.
+        title: Shown in the page header.
+
+    """
+    service = store if isinstance(store, OpsService) else OpsService(store, workflows=workflows)
+    views = Views(
+        service,
+        _environment(),
+        Settings(
+            read_only=read_only,
+            authorize=authorize,
+            identity=identity or default_identity,
+            stuck_after=stuck_after,
+            title=title,
+        ),
+    )
+    routes = _routes(views)
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(SecurityHeaders)],
+        exception_handlers={HTTPException: _http_error},
+    )
+    app.state.service = service
+    return app
