@@ -2,10 +2,11 @@
 
 Usage: ``python -m tests.worker DSN SCHEMA [--kafka SERVERS] [--workflow NAME]
 [--trigger N] [--rate R] [--prefix P] [--work-ms MS] [--parallel N] [--heartbeat-ms MS]
-[--lease-ms MS] [--spans FILE] [--trigger-only]``. Records and roles are on PostgreSQL; events too, unless
-``--kafka`` names a broker. Prints ``ready`` once its workflow runs and ``triggered`` after
-triggering N runs (foreign ids ``P-0`` ... ``P-(N-1)``; ``--rate`` per second, or all at
-once). Every step records its side effect (run id, status, the version it read, this pid) in
+[--lease-ms MS] [--spans FILE] [--trigger-only]``. Records and roles are on PostgreSQL;
+events too, unless ``--kafka`` names a broker. Prints ``ready`` once its workflow runs and
+``triggered`` after triggering N runs (foreign ids ``P-0`` ... ``P-(N-1)``; ``--rate`` per
+second, or all at once). Every step records its side effect (run id, status, the version it
+read, this pid) in
 ``SCHEMA.effects`` before returning, then works for ``--work-ms`` (so that a kill lands
 mid-way). Each step has ``--parallel`` shards (roles); the role scheduler's heartbeat and
 lease are its defaults unless given. With ``--spans`` an OpenTelemetry SDK provider is set
