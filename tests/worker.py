@@ -7,10 +7,11 @@ events too, unless ``--kafka`` names a broker. Prints ``ready`` once its workflo
 ``triggered`` after triggering N runs (foreign ids ``P-0`` ... ``P-(N-1)``; ``--rate`` per
 second, or all at once). Every step records its side effect (run id, status, the version it
 read, this pid) in ``SCHEMA.effects`` before returning, then works for ``--work-ms`` (so
-that a kill lands mid-way). Each step has ``--parallel`` shards (roles); the role scheduler's heartbeat and
-lease are its defaults unless given. With ``--spans`` an OpenTelemetry SDK provider is set
-globally and every span is appended to FILE as a JSON line. With ``--trigger-only`` the
-workflow is not run here (no roles, no steps): the process only triggers.
+that a kill lands mid-way). Each step has ``--parallel`` shards (roles); the role
+scheduler's heartbeat and lease are its defaults unless given. With ``--spans`` an
+OpenTelemetry SDK provider is set globally and every span is appended to FILE as a JSON
+line. With ``--trigger-only`` the workflow is not run here (no roles, no steps): the
+process only triggers.
 """
 
 from __future__ import annotations
