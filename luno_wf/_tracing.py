@@ -68,8 +68,8 @@ class Tracing:
             global provider (``opentelemetry.trace.set_tracer_provider``); until the
             application sets one no span is started, and it is looked up again at most
             once a second (set it before running workflows).
-        trace_per_step: Make each step, timeout, hook and deletion the root of its own
-            trace, linked to the run's trigger span, instead of a child of it (callbacks
+        trace_per_step: Make each step, timer, timeout, hook, deletion and pause retry the
+            root of its own trace, linked to the run's trigger span, instead of a child of it (callbacks
             and API actions become children of their caller, linked to the run). For runs
             that last days, whose single trace would be unwieldy.
 
@@ -141,22 +141,22 @@ _CURRENT: ContextVar[_LiveScope | None] = ContextVar("luno_wf_span", default=Non
 class _LiveScope(SpanScope):
     """A started span: current (for OpenTelemetry and for luno_wf) inside the block."""
 
-    __slots__ = ("_failed", "_span", "_token", "_tokens")
+    __slots__ = ("_context_token", "_failed", "_scope_token", "_span")
 
     def __init__(self, span: Span) -> None:
         self._span = span
         self._failed = False
 
     def __enter__(self) -> SpanScope:
-        self._token = otel_context.attach(otel_trace.set_span_in_context(self._span))
-        self._tokens = _CURRENT.set(self)
+        self._context_token = otel_context.attach(otel_trace.set_span_in_context(self._span))
+        self._scope_token = _CURRENT.set(self)
         return self
 
     def __exit__(self, kind: object, error: BaseException | None, tb: object) -> None:
         if isinstance(error, Exception):
             self.fail(error)
-        _CURRENT.reset(self._tokens)
-        otel_context.detach(self._token)
+        _CURRENT.reset(self._scope_token)
+        otel_context.detach(self._context_token)
         self._span.end()
 
     def moved(self, record: Record) -> None:
