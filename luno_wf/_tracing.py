@@ -69,9 +69,9 @@ class Tracing:
             application sets one no span is started, and it is looked up again at most
             once a second (set it before running workflows).
         trace_per_step: Make each step, timer, timeout, hook, deletion and pause retry the
-            root of its own trace, linked to the run's trigger span, instead of a child of it (callbacks
-            and API actions become children of their caller, linked to the run). For runs
-            that last days, whose single trace would be unwieldy.
+            root of its own trace, linked to the run's trigger span, instead of a child of
+            it (callbacks and API actions become children of their caller, linked to the
+            run). For runs that last days, whose single trace would be unwieldy.
 
     """
 
