@@ -30,6 +30,7 @@ from ._filter import matches_filters as matches_filters
 from ._history import HistoryEntry as HistoryEntry
 from ._ids import MAX_FOREIGN_ID_LENGTH as MAX_FOREIGN_ID_LENGTH
 from ._ids import check_foreign_id as check_foreign_id
+from ._inspect import Inspection as Inspection
 from ._naming import delete_topic as delete_topic
 from ._naming import make_role as make_role
 from ._naming import run_state_change_topic as run_state_change_topic
@@ -43,6 +44,7 @@ from ._outbox import make_outbox_event as make_outbox_event
 from ._processstate import ProcessState as ProcessState
 from ._record import Meta as Meta
 from ._record import Record as Record
+from ._retention import prune_history_periodically as prune_history_periodically
 from ._run import Run as Run
 from ._run import TypedRecord as TypedRecord
 from ._runstate import RunState as RunState
@@ -50,6 +52,7 @@ from ._timeoutrecord import TimeoutRecord as TimeoutRecord
 from ._timers import duration_timer as duration_timer
 from ._timers import time_timer as time_timer
 from ._tracing import Tracing as Tracing
+from ._transition import Transition as Transition
 from ._workflow import Workflow as Workflow
 from .adapter import Ack as Ack
 from .adapter import BatchLookup as BatchLookup
@@ -104,6 +107,7 @@ __all__ = [
     "Header",
     "HistoryEntry",
     "HistoryStore",
+    "Inspection",
     "make_outbox_event",
     "make_role",
     "matches_filters",
@@ -115,6 +119,7 @@ __all__ = [
     "OutboxDataLister",
     "OutboxEvent",
     "ProcessState",
+    "prune_history_periodically",
     "Record",
     "RecordFilter",
     "RecordStore",
@@ -129,6 +134,7 @@ __all__ = [
     "TimeoutStore",
     "topic",
     "Tracing",
+    "Transition",
     "TypedRecord",
     "Workflow",
 ]

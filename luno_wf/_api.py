@@ -20,15 +20,30 @@ class API(Protocol[T, S]):
         ...
 
     async def trigger(
-        self, foreign_id: str, *, initial_value: T | None = None, start_at: S | None = None
+        self,
+        foreign_id: str,
+        *,
+        initial_value: T | None = None,
+        start_at: S | None = None,
+        actor: str | None = None,
     ) -> str:
-        """Start a run; see :meth:`Workflow.trigger`."""
+        """Start a run; see :meth:`Workflow.trigger`.
+
+        Its write names ``actor`` in the run's history; by default, inside a connector
+        function, ``"connector:<name>"``.
+        """
         ...
 
     async def callback(
-        self, foreign_id: str, status: S, payload: bytes, *, run_id: str | None = None
+        self,
+        foreign_id: str,
+        status: S,
+        payload: bytes,
+        *,
+        run_id: str | None = None,
+        actor: str | None = None,
     ) -> None:
-        """Deliver a callback; see :meth:`Workflow.callback`."""
+        """Deliver a callback; see :meth:`Workflow.callback` (``actor`` as for trigger)."""
         ...
 
     async def await_status(

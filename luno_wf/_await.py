@@ -7,6 +7,7 @@ from collections.abc import Awaitable
 from datetime import timedelta
 from typing import TypeVar
 
+from ._actor import api_actor
 from ._engine import Engine
 from ._lookup import lookup_run
 from ._processes._process import ensure_not_cancelled
@@ -91,7 +92,7 @@ def _reached(engine: Engine[T, S], record: Record, foreign_id: str, status: S) -
             record,
             engine.status_of(record),
             engine.codec.decode(record.object),
-            engine.controller(record),
+            engine.controller(record, api_actor(None)),
         )
     if record.run_state.finished():
         raise RunFinished(

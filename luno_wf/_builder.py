@@ -34,6 +34,7 @@ from .adapter import ConnectorConstructor, EventStreamer, RecordStore, RoleSched
 if TYPE_CHECKING:
     from ._types import (
         CallbackFunc,
+        CompensateFunc,
         ConnectorFunc,
         HookFunc,
         StepFunc,
@@ -102,6 +103,7 @@ class Builder(Generic[T, S]):
         self.timeout_options: dict[int, Options] = {}
         self.connectors: dict[str, ConnectorSpec] = {}
         self.hooks: dict[RunState, AnyFunc] = {}
+        self.compensations: dict[int, AnyFunc] = {}
 
     def _check_status(self, status: object, role: str) -> enum.IntEnum:
         if not isinstance(status, self.status_type):
@@ -239,6 +241,21 @@ class Builder(Generic[T, S]):
         _require_async(fn, "on_cancel hook")
         self.hooks[RunState.CANCELLED] = fn
 
+    def add_compensation(self, status: S, fn: CompensateFunc[T, S]) -> None:
+        """Undo what entering ``status`` did, when :meth:`Workflow.compensate` is called.
+
+        ``fn`` is called with the run (its ``status`` is ``status``) for each time the run
+        entered ``status``, newest first; see :meth:`Workflow.compensate`. One compensation
+        per status; the status must be a status of the graph (checked in :meth:`build`).
+        """
+        self._check_status(status, "compensation")
+        if int(status) in self.compensations:
+            raise ValueError(
+                f"add_compensation({status!r}, ...) already exists: one compensation per status"
+            )
+        _require_async(fn, f"compensation function for {status!r}")
+        self.compensations[int(status)] = fn
+
     def build(
         self,
         streamer: EventStreamer,
@@ -255,6 +272,8 @@ class Builder(Generic[T, S]):
         logger: logging.Logger | None = None,
         debug: bool = False,
         metrics: Metrics | bool = True,
+        history: bool = True,
+        history_objects: bool = False,
         tracing: Tracing | bool = True,
     ) -> Workflow[T, S]:
         """Validate the graph and make the :class:`~luno_wf.Workflow`.
@@ -266,29 +285,47 @@ class Builder(Generic[T, S]):
             timeout_store: Required when timeouts were added.
             clock: The engine's clock (a :class:`luno_wf.testing.FakeClock` in tests).
             converter: A cattrs converter for the run objects (default: JSON preset).
-            default_options: Defaults for every process, merged over luno's defaults
-                (unset fields keep theirs).
+            default_options: Defaults for every process, merged over luno's defaults.
             pause_retry: Resume paused runs after this long; None disables.
             custom_delete: ``async (T) -> T`` giving the object kept after data deletion.
             outbox: Run the outbox publisher here (False: something else publishes).
             logger: Where to log (default: the ``luno_wf`` logger).
             debug: Log debug lines too.
-            metrics: True (the default) reports to ``prometheus_client``'s default registry,
-                a :class:`luno_wf.metrics.Metrics` to its registry, False nowhere.
-            tracing: OpenTelemetry spans (needs ``luno-wf[otel]``): True (the default) to
-                the global tracer provider, a :class:`luno_wf.Tracing` to choose the
-                provider or a trace per step, False none (see docs/tracing.md).
+            metrics: True: prometheus' default registry; a ``Metrics``: its registry; False: none.
+            history: Keep every run's history (on a ``HistoryStore``); compensation needs it.
+            history_objects: Keep each write's encoded object in its history entry.
+            tracing: OpenTelemetry: True, the global tracer provider; a ``Tracing``; False, none.
 
         Raises:
-            ValueError: The graph has no starting point, or timeouts lack a timeout store.
-            TypeError: ``metrics`` is neither a bool nor a ``Metrics``, or ``tracing``
-                neither a bool nor a ``Tracing``.
+            ValueError: No starting point, timeouts with no timeout_store, a compensation off-graph.
+            TypeError: ``metrics`` or ``tracing`` is neither a bool nor of its options class.
 
         """
-        self._check_build(timeout_store, pause_retry, custom_delete, default_options)
-        engine = Engine(
+        options = self._check_build(timeout_store, pause_retry, custom_delete, default_options)
+        tracer = _tracing_options(tracing)
+        settings = Settings(
+            options, pause_retry, custom_delete, outbox, debug, history, history_objects, tracer
+        )
+        engine = self._engine(
+            settings, streamer, store, scheduler, timeout_store, clock, converter, logger, metrics
+        )
+        return Workflow(engine)
+
+    def _engine(
+        self,
+        settings: Settings[T],
+        streamer: EventStreamer,
+        store: RecordStore,
+        scheduler: RoleScheduler,
+        timeout_store: TimeoutStore | None,
+        clock: Clock | None,
+        converter: cattrs.Converter | None,
+        logger: logging.Logger | None,
+        metrics: Metrics | bool,
+    ) -> Engine[T, S]:
+        return Engine(
             self._definition(),
-            _settings(default_options, pause_retry, custom_delete, outbox, debug, tracing),
+            settings,
             streamer=streamer,
             store=store,
             scheduler=scheduler,
@@ -298,7 +335,6 @@ class Builder(Generic[T, S]):
             logger=logger or logging.getLogger("luno_wf"),
             metrics=_metrics_sink(metrics),
         )
-        return Workflow(engine)
 
     def _definition(self) -> Definition[T, S]:
         return Definition.of(
@@ -312,6 +348,7 @@ class Builder(Generic[T, S]):
             timeout_options=self.timeout_options,
             connectors=self.connectors,
             hooks=self.hooks,
+            compensations=self.compensations,
         )
 
     def _check_build(
@@ -320,7 +357,8 @@ class Builder(Generic[T, S]):
         pause_retry: timedelta | None,
         custom_delete: object,
         default_options: object,
-    ) -> None:
+    ) -> Options:
+        """Check the build's arguments; returns the default options."""
         if self.timeouts and timeout_store is None:
             raise ValueError(
                 "Cannot configure timeouts without providing TimeoutStore for workflow "
@@ -335,26 +373,18 @@ class Builder(Generic[T, S]):
             raise ValueError(f"pause_retry must be positive or None, got {pause_retry}")
         if custom_delete is not None:
             _require_async(custom_delete, "custom_delete")
-        if default_options is not None and not isinstance(default_options, Options):
+        for status in self.compensations:
+            if not self.graph.is_valid(status):
+                raise ValueError(
+                    f"add_compensation({self.status_type(status)!r}, ...): the status is not "
+                    f"a status of workflow {self.name!r} (no step, callback or timeout "
+                    "leads to or from it)"
+                )
+        if default_options is None:
+            return Options()
+        if not isinstance(default_options, Options):
             raise TypeError(f"default_options must be luno_wf.Options, got {default_options!r}")
-
-
-def _settings(
-    default_options: Options | None,
-    pause_retry: timedelta | None,
-    custom_delete: Callable[[T], Awaitable[T]] | None,
-    outbox: bool,
-    debug: bool,
-    tracing: object,
-) -> Settings[T]:
-    return Settings(
-        default_options or Options(),
-        pause_retry,
-        custom_delete,
-        outbox,
-        debug,
-        _tracing_options(tracing),
-    )
+        return default_options
 
 
 def _tracing_options(tracing: object) -> Tracing | None:

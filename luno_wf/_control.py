@@ -6,11 +6,11 @@ from typing import Any
 
 import attrs
 
+from ._actor import api_actor
 from ._engine import Engine
-from ._lookup import lookup_run
+from ._lookup import lookup_own_run
 from ._runstate import RunState
 from ._tracing import Work
-from .errors import RecordNotFound
 
 __all__ = ["control"]
 
@@ -22,8 +22,16 @@ _WORK = {
 }
 
 
-async def control(engine: Engine[Any, Any], run_id: str, target: RunState, reason: str) -> None:
+async def control(
+    engine: Engine[Any, Any],
+    run_id: str,
+    target: RunState,
+    reason: str,
+    actor: str | None = None,
+) -> None:
     """Move run ``run_id`` to ``target`` with ``reason``: one compare-and-set write.
+
+    The write names ``actor``, else the calling connector, else ``"api"``.
 
     Raises:
         RecordNotFound: No such run in this workflow.
@@ -32,16 +40,11 @@ async def control(engine: Engine[Any, Any], run_id: str, target: RunState, reaso
         StaleRecord: The run was written between the lookup and the write.
 
     """
-    record = await lookup_run(engine.store, engine.name, run_id)
-    if record.workflow_name != engine.name:
-        raise RecordNotFound(
-            f"run belongs to workflow {record.workflow_name!r}",
-            workflow_name=engine.name,
-            run_id=run_id,
-        )
+    writer = api_actor(actor)
+    record = await lookup_own_run(engine.store, engine.name, run_id)
     if record.run_state == RunState.INITIATED:
         # As when a step processes it, a run not yet picked up counts as running: so a
         # just-triggered run can be cancelled too.
         record = attrs.evolve(record, run_state=RunState.RUNNING)
     with engine.tracing.span(_WORK[target], record, caller=True):
-        await engine.controller(record).transition(target, reason)
+        await engine.controller(record, writer).transition(target, reason)

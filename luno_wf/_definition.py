@@ -76,6 +76,8 @@ class Settings(Generic[T]):
     custom_delete: Callable[[T], Awaitable[T]] | None = None
     outbox: bool = True
     debug: bool = False
+    history: bool = True
+    history_objects: bool = False
     tracing: Tracing | None = attrs.field(factory=Tracing)
 
 
@@ -107,6 +109,7 @@ class Definition(Generic[T, S]):
     timeout_options: Mapping[int, Options]
     connectors: Mapping[str, ConnectorSpec]
     hooks: Mapping[RunState, AnyFunc]
+    compensations: Mapping[int, AnyFunc]
     members: Mapping[int, S]
     names: Mapping[int, str]
     allowed: Mapping[int, frozenset[int]]
@@ -127,6 +130,7 @@ class Definition(Generic[T, S]):
         timeout_options: Mapping[int, Options],
         connectors: Mapping[str, ConnectorSpec],
         hooks: Mapping[RunState, AnyFunc],
+        compensations: Mapping[int, AnyFunc] | None = None,
     ) -> Definition[T, S]:
         """A definition holding copies of the builder's parts."""
         frozen = _frozen_graph(graph)
@@ -141,6 +145,7 @@ class Definition(Generic[T, S]):
             timeout_options=MappingProxyType(dict(timeout_options)),
             connectors=MappingProxyType(dict(connectors)),
             hooks=MappingProxyType(dict(hooks)),
+            compensations=MappingProxyType(dict(compensations or {})),
             # Plain dicts (read on every step; a mapping proxy costs a lookup more), never
             # mutated after this.
             members={int(m): m for m in status_type},

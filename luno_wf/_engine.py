@@ -23,9 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Generic
 
+from ._actor import API
 from ._clock import Clock
 from ._converter import Codec
 from ._definition import Definition, Settings
@@ -38,7 +39,7 @@ from ._run import Run, RunStateController, TypedRecord
 from ._runstate import RunState
 from ._tracing import RunTracer
 from ._types import S, T
-from .adapter import EventStreamer, RecordStore, RoleScheduler, TimeoutStore
+from .adapter import EventStreamer, HistoryStore, RecordStore, RoleScheduler, TimeoutStore
 from .errors import UnknownStatus
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "ErrorCounter",
     "OutboxWake",
     "ProcessStates",
+    "RunLocks",
     "RunWatches",
     "Watch",
 ]
@@ -138,6 +140,40 @@ class RunWatches:
             for watch in watches:
                 watch.records.append(record)
                 watch.changed.set()
+
+
+class RunLocks:
+    """Locks on runs within this process, one per run while in use.
+
+    Compensation holds a run's lock, so two ``compensate`` calls of one run in this process
+    run one after the other (across processes the compare-and-set refuses the loser).
+    """
+
+    __slots__ = ("_locks",)
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # run id -> (lock, users)
+
+    def __len__(self) -> int:
+        """How many runs have a lock in use."""
+        return len(self._locks)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, run_id: str) -> AsyncIterator[None]:
+        """Hold the lock of ``run_id`` for the duration of the block."""
+        lock, users = self._locks.get(run_id, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[run_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[run_id]
+            if users == 1:
+                del self._locks[run_id]
+            else:
+                self._locks[run_id] = (lock, users - 1)
 
 
 class OutboxWake:
@@ -290,6 +326,13 @@ class Engine(Generic[T, S]):
         self.errors = ErrorCounter()
         self.watches = RunWatches()
         self.outbox_wake = OutboxWake()
+        self.run_locks = RunLocks()
+        self.history_store = store if isinstance(store, HistoryStore) else None
+        """The store, if it keeps history (whatever ``build(history=...)`` said)."""
+        if self.history_store is not None:
+            self.history_store.configure_history(
+                definition.name, enabled=settings.history, objects=settings.history_objects
+            )
         self._members = definition.members
         self._wake = self.outbox_wake.event
         self._watched = self.watches.watched
@@ -335,9 +378,9 @@ class Engine(Generic[T, S]):
         if record.run_id in self._watched:
             self.watches.notify(record)
 
-    def controller(self, record: Record) -> RunStateController:
-        """A run-state controller writing through this engine."""
-        return RunStateController(record, self.write, self.clock.now)
+    def controller(self, record: Record, actor: str) -> RunStateController:
+        """A run-state controller writing through this engine as ``actor``."""
+        return RunStateController(record, self.write, self.clock.now, actor)
 
     # -- typed views ----------------------------------------------------------------------
 
@@ -354,8 +397,11 @@ class Engine(Generic[T, S]):
                 status=record.status,
             ) from None
 
-    def build_run(self, record: Record) -> Run[T, S]:
-        """Decode a record into a Run; INITIATED is treated as RUNNING."""
+    def build_run(self, record: Record, actor: str = API) -> Run[T, S]:
+        """Decode a record into a Run; INITIATED is treated as RUNNING.
+
+        The run's pause and cancel are written as ``actor``.
+        """
         if record.run_state == RunState.INITIATED:
             record = Record(
                 workflow_name=record.workflow_name,
@@ -369,7 +415,7 @@ class Engine(Generic[T, S]):
                 meta=record.meta,
             )
         obj = self.codec.decode(record.object)
-        return Run(record, self.status_of(record), obj, self.controller(record))
+        return Run(record, self.status_of(record), obj, self.controller(record, actor))
 
     def typed(self, record: Record) -> TypedRecord[T, S]:
         """Decode a record into a TypedRecord."""

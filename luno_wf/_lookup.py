@@ -6,7 +6,7 @@ from ._record import Record
 from .adapter import RecordStore
 from .errors import RecordNotFound
 
-__all__ = ["lookup_run"]
+__all__ = ["lookup_own_run", "lookup_run"]
 
 
 async def lookup_run(store: RecordStore, workflow_name: str, run_id: str) -> Record:
@@ -35,3 +35,20 @@ async def lookup_run(store: RecordStore, workflow_name: str, run_id: str) -> Rec
         workflow_name=workflow_name,
         run_id=run_id,
     )
+
+
+async def lookup_own_run(store: RecordStore, workflow_name: str, run_id: str) -> Record:
+    """As :func:`lookup_run`, for a run of workflow ``workflow_name`` only.
+
+    Raises:
+        RecordNotFound: No run has that id, or it is a run of another workflow.
+
+    """
+    record = await lookup_run(store, workflow_name, run_id)
+    if record.workflow_name != workflow_name:
+        raise RecordNotFound(
+            f"run belongs to workflow {record.workflow_name!r}",
+            workflow_name=workflow_name,
+            run_id=run_id,
+        )
+    return record

@@ -56,19 +56,33 @@ _UNABLE: dict[RunState, type[InvalidRunStateTransition]] = {
 
 
 class RunStateController:
-    """Moves a run between run states (pause, resume, cancel, delete), one write each."""
+    """Moves a run between run states (pause, resume, cancel, delete), one write each.
 
-    def __init__(self, record: Record, store: StoreFunc, now: Callable[[], datetime]) -> None:
+    Each write names ``actor`` in ``meta.actor`` (``None`` keeps the record's) and clears
+    ``meta.error`` unless :meth:`transition` is given one.
+    """
+
+    def __init__(
+        self,
+        record: Record,
+        store: StoreFunc,
+        now: Callable[[], datetime],
+        actor: str | None = None,
+    ) -> None:
         self.record = record
         self._store = store
         self._now = now
+        self.actor = actor
 
-    async def transition(self, target: RunState, reason: str) -> Record:
-        """Store the run in ``target`` with ``reason``; raises if the move is not allowed."""
+    async def transition(self, target: RunState, reason: str, *, error: str = "") -> Record:
+        """Store the run in ``target`` with ``reason``; raises if the move is not allowed.
+
+        ``error`` is the error text an automatic pause keeps in ``meta.error``.
+        """
         current = self.record.run_state
         if not current.can_transition_to(target):
-            error = _UNABLE.get(target, InvalidRunStateTransition)
-            raise error(
+            unable = _UNABLE.get(target, InvalidRunStateTransition)
+            raise unable(
                 f"invalid RunState: from {current} | to {target}",
                 workflow_name=self.record.workflow_name,
                 foreign_id=self.record.foreign_id,
@@ -82,6 +96,8 @@ class RunStateController:
                 self.record.meta,
                 run_state_reason=reason,
                 version=self.record.meta.version + 1,
+                actor=self.record.meta.actor if self.actor is None else self.actor,
+                error=error,
             ),
         )
         await self._store(updated, current)

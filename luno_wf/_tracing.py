@@ -95,6 +95,7 @@ class Work(enum.StrEnum):
     DELETE_DATA = "delete_data"
     DELETE = "delete"
     PAUSE_RETRY = "pause_retry"
+    COMPENSATE = "compensate"
 
 
 # Work started by an event is a CONSUMER span; a trigger sends the run's first event.

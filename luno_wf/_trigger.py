@@ -7,6 +7,7 @@ import os
 import sys
 from typing import Any
 
+from ._actor import API, api_actor
 from ._engine import Engine
 from ._outbox import new_uuid4
 from ._record import Meta, Record
@@ -18,10 +19,15 @@ __all__ = ["start_run", "trace_origin", "trigger"]
 
 
 async def trigger(
-    engine: Engine[T, S], foreign_id: str, initial_value: T | None, start_at: S | None
+    engine: Engine[T, S],
+    foreign_id: str,
+    initial_value: T | None,
+    start_at: S | None,
+    actor: str | None = None,
 ) -> str:
     """Check the arguments of :meth:`Workflow.trigger`, then start the run."""
     engine.check_foreign_id(foreign_id)
+    writer = api_actor(actor)
     definition = engine.definition
     start = definition.default_start if start_at is None else engine.check_status(start_at)
     if definition.graph.is_terminal(int(start)):
@@ -32,7 +38,7 @@ async def trigger(
             status=int(start),
         )
     value = _initial_value(definition.object_type, initial_value)
-    return await start_run(engine, foreign_id, start, value, trace_origin())
+    return await start_run(engine, foreign_id, start, value, trace_origin(), writer)
 
 
 def _initial_value(object_type: type[Any], initial_value: object) -> Any:
@@ -51,9 +57,14 @@ def _initial_value(object_type: type[Any], initial_value: object) -> Any:
 
 
 async def start_run(
-    engine: Engine[T, S], foreign_id: str, start: S, initial_value: T, origin: str
+    engine: Engine[T, S],
+    foreign_id: str,
+    start: S,
+    initial_value: T,
+    origin: str,
+    actor: str = API,
 ) -> str:
-    """Write a new run of ``foreign_id`` at ``start`` (one write); returns its run id.
+    """Write a new run of ``foreign_id`` at ``start`` (one write, by ``actor``); its run id.
 
     The write is made in the trigger's span, whose trace context the run then carries.
     """
@@ -77,6 +88,7 @@ async def start_run(
                 status_description=start.name,
                 version=1,
                 trace_origin=origin,
+                actor=actor,
                 traceparent=traceparent,
                 tracestate=tracestate,
             ),

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CallbackFunc",
+    "CompensateFunc",
     "ConnectorFunc",
     "HookFunc",
     "NoInfer",
@@ -54,6 +55,8 @@ TimeoutFunc: TypeAlias = "Callable[[Run[T, S], datetime], Awaitable[S]]"
 """A timeout: runs when the timer's moment has passed, returns the next status."""
 ConnectorFunc: TypeAlias = "Callable[[API[T, S], ConnectorEvent], Awaitable[None]]"
 """A connector function: turns an external event into workflow calls."""
+CompensateFunc: TypeAlias = "Callable[[Run[T, S]], Awaitable[None]]"
+"""A compensation: undoes what entering the run's status did (see ``Workflow.compensate``)."""
 HookFunc: TypeAlias = "Callable[[TypedRecord[T, S]], Awaitable[None]]"
 """A run-state-change hook: called with the run after it was paused, cancelled or completed."""
 

@@ -10,8 +10,10 @@ from typing import Generic
 from croniter import croniter
 
 from ._await import await_status
+from ._compensate import compensate
 from ._control import control
 from ._engine import Engine
+from ._inspect import Inspection, inspect_run
 from ._lookup import lookup_run
 from ._processes import Supervisor, all_processes
 from ._processes.callback import deliver_callback
@@ -19,6 +21,7 @@ from ._processes.schedule import Schedule
 from ._processstate import ProcessState
 from ._run import Run, TypedRecord
 from ._runstate import RunState
+from ._transition import Transition, run_history
 from ._trigger import trigger
 from ._types import S, T
 from .errors import WorkflowError, WorkflowNotRunning
@@ -124,7 +127,12 @@ class Workflow(Generic[T, S]):
     # -- API ----------------------------------------------------------------------------
 
     async def trigger(
-        self, foreign_id: str, *, initial_value: T | None = None, start_at: S | None = None
+        self,
+        foreign_id: str,
+        *,
+        initial_value: T | None = None,
+        start_at: S | None = None,
+        actor: str | None = None,
     ) -> str:
         """Start a run of ``foreign_id`` and return its run id.
 
@@ -132,6 +140,8 @@ class Workflow(Generic[T, S]):
             foreign_id: The caller's business key; one unfinished run per foreign id.
             initial_value: The object the run starts with (default: ``object_type()``).
             start_at: The status to start in (default: the first starting point).
+            actor: Who starts it, kept in the run's history (default ``"api"``, or
+                ``"connector:<name>"`` inside a connector function).
 
         It needs no :meth:`run`: a process that only starts runs (a web handler, a script)
         writes them, and the workers of the fleet move them.
@@ -141,7 +151,7 @@ class Workflow(Generic[T, S]):
             UnknownStatus: ``start_at`` is not a status of this workflow, or is terminal.
 
         """
-        return await trigger(self._engine, foreign_id, initial_value, start_at)
+        return await trigger(self._engine, foreign_id, initial_value, start_at, actor)
 
     async def schedule(
         self,
@@ -194,28 +204,98 @@ class Workflow(Generic[T, S]):
         self._engine.check_foreign_id(foreign_id)
         return self._engine.typed(await self._engine.store.latest(self.name, foreign_id))
 
-    async def pause(self, run_id: str, reason: str) -> None:
-        """Pause a run; its steps stop until :meth:`resume` (or the paused-run retry)."""
-        await control(self._engine, run_id, RunState.PAUSED, reason)
+    async def pause(self, run_id: str, reason: str, *, actor: str | None = None) -> None:
+        """Pause a run; its steps stop until :meth:`resume` (or the paused-run retry).
 
-    async def resume(self, run_id: str) -> None:
+        ``actor`` (here and in the other run-state verbs) names who asks, e.g.
+        ``"operator:alice"``, in the run's history; default ``"api"`` (or
+        ``"connector:<name>"`` inside a connector function).
+        """
+        await control(self._engine, run_id, RunState.PAUSED, reason, actor)
+
+    async def resume(self, run_id: str, *, actor: str | None = None) -> None:
         """Resume a paused run; its current status is processed again."""
-        await control(self._engine, run_id, RunState.RUNNING, "")
+        await control(self._engine, run_id, RunState.RUNNING, "", actor)
 
-    async def cancel(self, run_id: str, reason: str) -> None:
+    async def cancel(self, run_id: str, reason: str, *, actor: str | None = None) -> None:
         """Cancel a run for good."""
-        await control(self._engine, run_id, RunState.CANCELLED, reason)
+        await control(self._engine, run_id, RunState.CANCELLED, reason, actor)
 
-    async def delete_data(self, run_id: str, reason: str) -> None:
+    async def delete_data(self, run_id: str, reason: str, *, actor: str | None = None) -> None:
         """Request deletion of a finished run's data; the record stays, its object is replaced."""
-        await control(self._engine, run_id, RunState.REQUESTED_DATA_DELETED, reason)
+        await control(self._engine, run_id, RunState.REQUESTED_DATA_DELETED, reason, actor)
+
+    async def history(self, run_id: str) -> list[Transition[S]]:
+        """The run's history: one :class:`~luno_wf.Transition` per write, oldest first.
+
+        Empty for writes made while history was off (``build(history=False)``), or pruned.
+
+        Raises:
+            HistoryNotKept: The record store keeps no history (not a ``HistoryStore``).
+            RecordNotFound: No run of this workflow has that id (the message says when it is
+                a foreign id).
+
+        """
+        return await run_history(self._engine, run_id)
+
+    async def compensate(
+        self, run_id: str, reason: str, *, to: S | None = None, actor: str | None = None
+    ) -> None:
+        """Undo what the run did, newest first, then cancel it with ``reason``.
+
+        The run is paused first (reason ``compensating: <reason>``). Then, for each status it
+        entered, newest first, down to (excluding) the latest time it entered ``to`` (all of
+        them, the start status included, if ``to`` is None), the compensation function of
+        that status (:meth:`Builder.add_compensation`) is called with the run: its
+        ``status`` is the status being undone, its object the run's current object (changes
+        are stored). Each call is recorded in the history, so after a crash or a failing
+        compensation function, calling ``compensate`` again carries on where it stopped.
+        Calls for one run in one process take turns; a second process compensating the run
+        at the same time gets ``StaleRecord``.
+
+        Args:
+            run_id: The run.
+            reason: Why; the run is cancelled with it.
+            to: Stop before this status (it and what came before it stay done).
+            actor: Who asks (default ``"compensate"``); names the pause and the cancel.
+
+        Raises:
+            UnableToCompensate: The run is not running or paused (finished, cancelled, ...).
+            HistoryNotKept: The store keeps no history, or the workflow turned it off.
+            ValueError: The run never entered ``to``.
+            RecordNotFound: No run of this workflow has that id.
+            StaleRecord: The run was written meanwhile (another process compensating it).
+
+        A compensation function's error propagates unchanged; the run stays paused.
+        """
+        await compensate(self._engine, run_id, reason, to, actor)
+
+    async def inspect(self, run_id: str) -> Inspection[T, S]:
+        """A debug report of the run: record, history, timeouts, outbox, errors, role.
+
+        ``print(await wf.inspect(run_id))`` shows it as text; see
+        :class:`~luno_wf.Inspection` for what each part says and how far it looks.
+
+        Raises:
+            RecordNotFound: No run of this workflow has that id.
+
+        """
+        return await inspect_run(self._engine, run_id)
 
     async def callback(
-        self, foreign_id: str, status: S, payload: bytes, *, run_id: str | None = None
+        self,
+        foreign_id: str,
+        status: S,
+        payload: bytes,
+        *,
+        run_id: str | None = None,
+        actor: str | None = None,
     ) -> None:
         """Deliver ``payload`` to the callbacks of ``status`` for a run of ``foreign_id``.
 
-        The run is ``run_id`` if given, else the foreign id's latest run.
+        The run is ``run_id`` if given, else the foreign id's latest run. The write names
+        ``actor`` in the run's history (default ``"callback:<STATUS>"``, or
+        ``"connector:<name>"`` inside a connector function).
 
         Raises:
             CallbackNotAccepted: No callback on that status, or the run is not waiting in
@@ -224,7 +304,7 @@ class Workflow(Generic[T, S]):
 
         """
         foreign_id = self._engine.check_foreign_id(foreign_id)
-        await deliver_callback(self._engine, foreign_id, status, payload, run_id)
+        await deliver_callback(self._engine, foreign_id, status, payload, run_id, actor)
 
     async def await_status(
         self,

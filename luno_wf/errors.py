@@ -14,7 +14,8 @@ so ``except LookupError`` still catches a missing record::
     │   ├── UnableToPause
     │   ├── UnableToResume
     │   ├── UnableToCancel
-    │   └── UnableToDeleteData
+    │   ├── UnableToDeleteData
+    │   └── UnableToCompensate
     ├── UnknownStatus(ValueError)
     ├── InvalidForeignID(ValueError)
     ├── CallbackNotAccepted
@@ -22,6 +23,7 @@ so ``except LookupError`` still catches a missing record::
     ├── PoisonEvent(ValueError)
     ├── RunFinished
     ├── WorkflowNotRunning(RuntimeError)
+    ├── HistoryNotKept
     └── RoleLost
 """
 
@@ -30,6 +32,7 @@ from __future__ import annotations
 __all__ = [
     "CallbackNotAccepted",
     "CorruptRecord",
+    "HistoryNotKept",
     "InvalidForeignID",
     "InvalidRunStateTransition",
     "InvalidTransition",
@@ -41,6 +44,7 @@ __all__ = [
     "StaleRecord",
     "TimeoutNotFound",
     "UnableToCancel",
+    "UnableToCompensate",
     "UnableToDeleteData",
     "UnableToPause",
     "UnableToResume",
@@ -142,6 +146,10 @@ class UnableToDeleteData(InvalidRunStateTransition):
     """Unable to delete the run's data in its current run state."""
 
 
+class UnableToCompensate(InvalidRunStateTransition):
+    """Unable to compensate the run in its current run state (only running or paused runs)."""
+
+
 class UnknownStatus(WorkflowError, ValueError):
     """Status provided is not configured for workflow."""
 
@@ -176,6 +184,15 @@ class RunFinished(WorkflowError):
 
 class WorkflowNotRunning(WorkflowError, RuntimeError):
     """Workflow is not running: call run() or enter ``async with wf`` first."""
+
+
+class HistoryNotKept(WorkflowError):
+    """The run's history is not kept: the store has no history, or the workflow turned it off.
+
+    Raised by ``Workflow.history`` with a store that is not a
+    :class:`~luno_wf.adapter.HistoryStore`, and by ``Workflow.compensate`` unless the
+    workflow keeps history (``build(history=True)``, the default, on such a store).
+    """
 
 
 class RoleLost(WorkflowError):

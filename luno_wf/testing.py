@@ -282,7 +282,7 @@ class _TestingController(RunStateController):
         self._on_pause = on_pause
         self._on_cancel = on_cancel
 
-    async def transition(self, target: RunState, reason: str) -> Record:
+    async def transition(self, target: RunState, reason: str, *, error: str = "") -> Record:
         hook = {RunState.PAUSED: self._on_pause, RunState.CANCELLED: self._on_cancel}.get(target)
         if hook is not None:
             await hook(reason)

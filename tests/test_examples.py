@@ -44,3 +44,31 @@ async def test_order_processing_ships_paid_orders_and_cancels_unpaid_ones(
         "order-2: cancelled (payment not received within 30 minutes)",
     ]
     assert "payment PAY-42 confirmed" in capsys.readouterr().out
+
+
+async def test_order_saga_refunds_and_releases_when_shipping_fails(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    example = load("order_saga")
+    final, ledger, actors = await example.main()
+    assert final == RunState.CANCELLED
+    assert ledger == [
+        "reserved kettle, mug as RES-order-7",
+        "charged 45 EUR as PAY-order-7",
+        "refunded PAY-order-7 as REF-PAY-order-7",  # compensations run newest first
+        "released RES-order-7",
+    ]
+    assert actors == [
+        "api",
+        "step:CREATED",
+        "step:STOCK_RESERVED",
+        "step:CHARGED",
+        "operator:alice",
+        "compensated:3",
+        "compensated:2",
+        "operator:alice",
+    ]
+    out = capsys.readouterr().out
+    assert "paused at CHARGED: CourierUnavailable: no courier will take order-7 today" in out
+    assert "cancelled: could not ship; refund REF-PAY-order-7" in out
+    assert "History (oldest first):" in out

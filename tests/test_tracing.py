@@ -468,3 +468,38 @@ async def test_without_tracing_writes_carry_no_trace_id() -> None:
         run_id = await wf.trigger("o-1", initial_value=Obj(id="o-1"))
         await wf.await_status("o-1", run_id, Status.OTHER)
     assert {entry.trace_id for entry in await stores.store.history(run_id)} == {""}
+
+
+async def test_compensation_is_a_span_of_the_run_linked_to_its_caller(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    undone: list[str] = []
+
+    async def undo(r: Run[Obj, Status]) -> None:
+        undone.append(r.status.name)
+
+    async def step(r: Run[Obj, Status]) -> Status:
+        return Status.MIDDLE if r.status == Status.STARTED else Status.END
+
+    async def confirmed(r: Run[Obj, Status], payload: bytes) -> Status:
+        return Status.OTHER
+
+    b = Builder("traced", Obj, Status)
+    b.add_step(Status.STARTED, step, Status.MIDDLE, polling_frequency=FAST)
+    b.add_step(Status.MIDDLE, step, Status.END, polling_frequency=FAST)
+    b.add_callback(Status.END, confirmed, Status.OTHER)  # END waits
+    b.add_compensation(Status.MIDDLE, undo)
+    wf = Stores().build(b, tracing=Tracing(provider=provider))
+    async with wf:
+        run_id = await wf.trigger("o-1", initial_value=Obj(id="o-1"))
+        await wf.await_status("o-1", run_id, Status.END)
+        with provider.get_tracer("app").start_as_current_span("refund") as refund:
+            await wf.compensate(run_id, "refunded")
+    spans = by_name(exporter.get_finished_spans())
+    span = spans["compensate traced END"]
+    assert undone == ["MIDDLE"]
+    assert span.parent is not None
+    assert span.parent.span_id == span_id(spans["trigger traced STARTED"])
+    [link] = span.links
+    assert link.context.span_id == refund.get_span_context().span_id
+    assert attributes(span)["luno_wf.next_run_state"] == "CANCELLED"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import NamedTuple
 
 from .._clock import Clock, SystemClock
 from .._deadletter import DeadLetter
@@ -14,24 +13,17 @@ from .._filter import OrderType, RecordFilter, matches_filters
 from .._history import HistoryEntry
 from .._ids import check_foreign_id
 from .._outbox import OutboxData, encode_outbox_data, new_outbox_id, outbox_data
-from .._record import Meta, Record
+from .._record import Record
 from .._runstate import RunState
 from ..errors import RecordNotFound, StaleRecord, WorkflowInProgress
 
 __all__ = ["MemRecordStore"]
 
 
-class _Entry(NamedTuple):
-    """A history entry as kept: the written record's parts, built into a HistoryEntry on read."""
-
-    workflow_name: str
-    foreign_id: str
-    status: int
-    run_state: RunState
-    at: datetime
-    meta: Meta
-    object: bytes | None
-    scrubbed: bool  # reason and error read as empty
+_Entry = tuple[Record, bool, bool]
+"""A history entry as kept: (the record written, whether its object is kept, whether it is
+scrubbed: reason and error read as empty). A plain tuple, cheap on every write; built into
+a HistoryEntry on read."""
 
 
 class MemRecordStore:
@@ -64,7 +56,12 @@ class MemRecordStore:
         key = (record.workflow_name, record.foreign_id)
         existing = self._records.get(record.run_id)
         holder = self._unfinished.get(key)
-        self._check(record, existing, holder)
+        if (
+            existing is None
+            or existing.meta.version != record.meta.version - 1
+            or holder not in (None, record.run_id)
+        ):
+            self._check(record, existing, holder)  # the usual update passes without a call
         if existing is None:
             self._seq[record.run_id] = len(self._seq)
             newest = self._records.get(self._latest.get(key, ""))
@@ -108,18 +105,9 @@ class MemRecordStore:
         deleted = record.run_state == RunState.DATA_DELETED
         entries = self._history.get(record.run_id)
         if deleted and entries:
-            entries[:] = [e._replace(object=None, scrubbed=True) for e in entries]
+            entries[:] = [(r, False, True) for r, _, _ in entries]
         if enabled:
-            entry = _Entry(
-                record.workflow_name,
-                record.foreign_id,
-                record.status,
-                record.run_state,
-                record.updated_at,
-                record.meta,
-                record.object if objects and not deleted else None,
-                deleted,
-            )
+            entry = (record, objects and not deleted, deleted)
             if entries is None:
                 self._history[record.run_id] = [entry]
             else:
@@ -174,20 +162,20 @@ class MemRecordStore:
             raise RecordNotFound(run_id=run_id)
         return [
             HistoryEntry(
-                workflow_name=e.workflow_name,
-                foreign_id=e.foreign_id,
+                workflow_name=r.workflow_name,
+                foreign_id=r.foreign_id,
                 run_id=run_id,
-                version=e.meta.version,
-                status=e.status,
-                run_state=e.run_state,
-                reason="" if e.scrubbed else e.meta.run_state_reason,
-                actor=e.meta.actor,
-                at=e.at,
-                error="" if e.scrubbed else e.meta.error,
-                trace_id=e.meta.trace_id,
-                object=e.object,
+                version=r.meta.version,
+                status=r.status,
+                run_state=r.run_state,
+                reason="" if scrubbed else r.meta.run_state_reason,
+                actor=r.meta.actor,
+                at=r.updated_at,
+                error="" if scrubbed else r.meta.error,
+                trace_id=r.meta.trace_id,
+                object=r.object if kept else None,
             )
-            for e in self._history.get(run_id, ())
+            for r, kept, scrubbed in self._history.get(run_id, ())
         ]
 
     async def prune_history(
@@ -210,8 +198,8 @@ class MemRecordStore:
                 e
                 for e in entries
                 if e is newest
-                or e.at >= before
-                or (workflow_name is not None and e.workflow_name != workflow_name)
+                or e[0].updated_at >= before
+                or (workflow_name is not None and e[0].workflow_name != workflow_name)
             ]
             deleted += len(entries) - len(kept)
             entries[:] = kept

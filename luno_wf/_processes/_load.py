@@ -122,7 +122,9 @@ class EventLoader:
                 self._engine.debug_log("skipping event: record not found", run_id=event.foreign_id)
                 self._probe.skip(SkipReason.RECORD_NOT_FOUND)
                 return None
-        version = self.version(event, record)
+        raw = event.headers.get(Header.RECORD_VERSION)
+        # The usual case without a call: a version header of decimal digits.
+        version = int(raw) if raw is not None and raw.isdecimal() else self.version(event, record)
         if record.meta.version > version:
             # Stale or duplicate: the newer write has its own event.
             self._probe.skip(SkipReason.EVENT_RECORD_VERSION_LOWER)

@@ -7,6 +7,7 @@ from typing import Any
 
 import cattrs
 
+from .._actor import error_text
 from .._engine import Engine
 from .._record import Record
 from .._run import Run
@@ -24,6 +25,9 @@ DECODE_ERRORS = (ValueError, TypeError, KeyError, cattrs.BaseValidationError, js
 class Failures:
     """How one process counts a run's errors and pauses it after too many.
 
+    The pause names the process's ``actor`` and keeps the error's type and message in
+    ``meta.error``.
+
     Errors are counted per (process, run) and cleared by a success there. With
     ``threshold`` (``pause_after_err_count``) set, the run is paused when its count reaches
     it; *permanent* errors (an invalid transition, an undecodable object) cannot succeed on
@@ -31,10 +35,14 @@ class Failures:
     forever.
     """
 
-    def __init__(self, engine: Engine[Any, Any], process_name: str, threshold: int) -> None:
+    def __init__(
+        self, engine: Engine[Any, Any], process_name: str, threshold: int, actor: str
+    ) -> None:
         self._engine = engine
         self.process_name = process_name
         self.threshold = threshold
+        self.actor = actor
+        """What the process's writes name as their actor (``"step:CREATED"``)."""
 
     def clear(self, run_id: str) -> None:
         """Forget the run's errors here after a success."""
@@ -57,7 +65,9 @@ class Failures:
             return False
         reason = f"{AUTO_PAUSE_REASON}: {type(error).__name__}: {error}"
         try:
-            await engine.controller(record).transition(RunState.PAUSED, reason)
+            await engine.controller(record, self.actor).transition(
+                RunState.PAUSED, reason, error=error_text(error)
+            )
         except (StaleRecord, InvalidRunStateTransition):
             # Another writer moved the run meanwhile; its newer event carries on.
             self.clear(record.run_id)
@@ -79,7 +89,7 @@ class Failures:
         it (a threshold not yet reached), the decoding error is raised.
         """
         try:
-            return self._engine.build_run(record)
+            return self._engine.build_run(record, self.actor)
         except DECODE_ERRORS as err:
             await self.undecodable(record, err)
             return None

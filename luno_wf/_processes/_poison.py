@@ -36,9 +36,10 @@ class SetAside:
     It logs the event at ERROR with every field and the reason, counts it (skip reason
     ``event set aside``), keeps it as a :class:`~luno_wf.DeadLetter` if the record store is
     a :class:`~luno_wf.adapter.DeadLetterStore`, and pauses the event's run with the reason
-    where there is a running run to pause. The caller then acknowledges the event. If the
-    dead letter cannot be stored, the error propagates and the event is redelivered: it
-    is never dropped unrecorded.
+    where there is a running run to pause (actor ``set-aside:<process name>``, the error in
+    ``meta.error``). The caller then acknowledges the event. If the dead letter cannot be
+    stored, the error propagates and the event is redelivered: it is never dropped
+    unrecorded.
     """
 
     def __init__(self, engine: Engine[Any, Any], process_name: str, topic: str) -> None:
@@ -90,8 +91,8 @@ class SetAside:
         if record.run_state == RunState.INITIATED:
             record = attrs.evolve(record, run_state=RunState.RUNNING)
         try:
-            await engine.controller(record).transition(
-                RunState.PAUSED, f"{SET_ASIDE_REASON}: {reason}"
+            await engine.controller(record, f"set-aside:{self._process_name}").transition(
+                RunState.PAUSED, f"{SET_ASIDE_REASON}: {reason}", error=reason
             )
         except (StaleRecord, InvalidRunStateTransition):
             return  # moved meanwhile: its newer event carries on

@@ -14,16 +14,16 @@ __all__ = ["apply_result", "next_record"]
 
 
 async def apply_result(
-    engine: Engine[Any, Any], current: int, result: object, run: Run[Any, Any]
+    engine: Engine[Any, Any], current: int, result: object, run: Run[Any, Any], actor: str
 ) -> bool:
-    """Store what a user function returned for ``run`` (at status ``current``).
+    """Store what a user function returned for ``run`` (at status ``current``), as ``actor``.
 
     Returns whether a record was written by this call. Raises
     :class:`~luno_wf.errors.InvalidTransition` for a status the graph does not allow from
     ``current`` (nothing is stored) and :class:`~luno_wf.errors.StaleRecord` if the run was
     written elsewhere since it was loaded.
     """
-    updated = next_record(engine, current, result, run)
+    updated = next_record(engine, current, result, run, actor)
     if updated is None:
         return False
     await engine.write(updated, run.record.run_state)
@@ -68,9 +68,11 @@ def next_status(engine: Engine[Any, Any], current: int, result: object, run: Run
 
 
 def next_record(
-    engine: Engine[Any, Any], current: int, result: object, run: Run[Any, Any]
+    engine: Engine[Any, Any], current: int, result: object, run: Run[Any, Any], actor: str
 ) -> Record | None:
     """The record to write for what a user function returned, or None if nothing is.
+
+    The write names ``actor`` and clears ``meta.error``.
 
     Raises :class:`~luno_wf.errors.InvalidTransition` as :func:`next_status` does.
     """
@@ -99,6 +101,7 @@ def next_record(
             status_description=definition.names[status],
             version=meta.version + 1,
             trace_origin=meta.trace_origin,
+            actor=actor,
             traceparent=meta.traceparent,
             tracestate=meta.tracestate,
         ),

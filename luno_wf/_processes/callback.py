@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._actor import api_actor, process_actor
 from .._definition import CallbackSpec
 from .._engine import Engine
 from .._record import Record
@@ -21,10 +22,12 @@ async def deliver_callback(
     status: Any,
     payload: bytes,
     run_id: str | None = None,
+    actor: str | None = None,
 ) -> None:
     """Hand ``payload`` to the callbacks of ``status`` for a run of ``foreign_id``.
 
-    The run is ``run_id`` if given, else the foreign id's latest run.
+    The run is ``run_id`` if given, else the foreign id's latest run. The write names
+    ``actor``, else the calling connector, else ``"callback:<STATUS>"``.
 
     Callbacks are tried in the order added; the first that moves the run (or saves it) ends
     the delivery. Errors of the callback function propagate to the caller unchanged.
@@ -56,8 +59,9 @@ async def deliver_callback(
             run_id=record.run_id,
             status=int(status),
         )
+    writer = api_actor(actor, process_actor("callback", status.name))
     with engine.tracing.span(Work.CALLBACK, record, caller=True):
-        await _run_callbacks(engine, specs, record, int(status), bytes(payload))
+        await _run_callbacks(engine, specs, record, int(status), bytes(payload), writer)
 
 
 async def _target(engine: Engine[Any, Any], foreign_id: str, run_id: str | None) -> Record:
@@ -80,9 +84,10 @@ async def _run_callbacks(
     record: Record,
     status: int,
     data: bytes,
+    actor: str,
 ) -> None:
     for spec in specs:
-        run = engine.build_run(record)
+        run = engine.build_run(record, actor)
         result = await spec.fn(run, data)
-        if result is RUN_STATE_UPDATED or await apply_result(engine, status, result, run):
+        if result is RUN_STATE_UPDATED or await apply_result(engine, status, result, run, actor):
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .._actor import CONNECTOR
 from .._api import API
 from .._definition import ConnectorSpec
 from .._engine import Engine
@@ -47,10 +48,12 @@ def processes(
     Shards split events by the unsigned FNV-1 hash of the connector event id, so every event
     lands in exactly one shard (luno's signed hash drops about a quarter of them). They run
     the shared consume loop, so metrics are luno's: lag and lag alert per event, filtered
-    events, and the duration of each connector function call that succeeded.
+    events, and the duration of each connector function call that succeeded. The API calls
+    the function makes name ``"connector:<name>"`` as their actor unless they pass one.
     """
     opts = engine.resolve(spec.options)
     total = max(opts.parallel_count, 1)
+    actor = f"connector:{spec.name}"
     out = []
     for shard in range(1, total + 1):
         role = make_role(
@@ -69,8 +72,12 @@ def processes(
             consumer = await spec.constructor.make(role)
 
             async def handle(event: ConnectorEvent) -> None:
-                with engine.tracing.connector(spec.name, event):
-                    await spec.fn(api, event)
+                token = CONNECTOR.set(actor)  # API calls of the function name the connector
+                try:
+                    with engine.tracing.connector(spec.name, event):
+                        await spec.fn(api, event)
+                finally:
+                    CONNECTOR.reset(token)
 
             try:
                 await consume(consumer, handle, intake, progress)

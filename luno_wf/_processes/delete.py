@@ -6,6 +6,7 @@ from typing import Any
 
 import attrs
 
+from .._actor import DELETE
 from .._engine import Engine
 from .._event import Event
 from .._metrics import SkipReason
@@ -77,7 +78,9 @@ class DeleteHandler:
                 run_state=RunState.DATA_DELETED,
                 object=await self.replacement(record.object),
                 updated_at=engine.clock.now(),
-                meta=attrs.evolve(record.meta, version=record.meta.version + 1),
+                meta=attrs.evolve(
+                    record.meta, version=record.meta.version + 1, actor=DELETE, error=""
+                ),
             )
             try:
                 await engine.write(updated, record.run_state)

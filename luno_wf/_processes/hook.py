@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .._actor import compensating
 from .._engine import Engine
 from .._event import Event, Header
 from .._metrics import SkipReason
@@ -59,7 +60,11 @@ def process(engine: Engine[Any, Any], run_state: RunState) -> LiveProcess:
 
 
 class HookHandler:
-    """Calls a hook with the run a run-state-change event announces, if it still applies."""
+    """Calls a hook with the run a run-state-change event announces, if it still applies.
+
+    A run paused for compensation (``Workflow.compensate``) is not reported to ``on_pause``:
+    neither its pause nor the writes that record compensation progress.
+    """
 
     def __init__(
         self, engine: Engine[Any, Any], run_state: RunState, hook: AnyFunc, name: str
@@ -83,6 +88,8 @@ class HookHandler:
             self._run_state == RunState.COMPLETED and record.run_state.finished()
         ):
             return
+        if self._run_state == RunState.PAUSED and compensating(record):
+            return  # paused for compensation: not a pause to report (on_cancel ends it)
         try:
             typed = engine.typed(record)
         except DECODE_ERRORS as err:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from .._actor import PAUSE_RETRY, compensating
 from .._engine import Engine
 from .._event import Event
 from .._metrics import SkipReason
@@ -48,8 +49,11 @@ def process(engine: Engine[Any, Any], resume_after: timedelta) -> LiveProcess:
 
 
 def paused_after_errors(record: Record) -> bool:
-    """Whether the engine paused the run after errors (not a pause someone asked for)."""
-    return record.meta.run_state_reason.startswith(AUTO_PAUSE_REASON)
+    """Whether the engine paused the run after errors (not a pause someone asked for).
+
+    A run being compensated is never resumed, whatever its reason says.
+    """
+    return record.meta.run_state_reason.startswith(AUTO_PAUSE_REASON) and not compensating(record)
 
 
 class PauseRetry:
@@ -89,6 +93,6 @@ class PauseRetry:
             return  # resumed, cancelled or paused again since; a new pause has its own event
         with engine.tracing.span(Work.PAUSE_RETRY, current, headers=event.headers):
             try:
-                await engine.controller(current).transition(RunState.RUNNING, "")
+                await engine.controller(current, PAUSE_RETRY).transition(RunState.RUNNING, "")
             except (StaleRecord, InvalidRunStateTransition):
                 return

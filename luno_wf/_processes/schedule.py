@@ -65,6 +65,7 @@ class Schedule:
         self._initial_value = initial_value
         self._filter = filter
         self._timezone = timezone
+        self._actor = f"schedule:{spec}"
 
     def process(self) -> LiveProcess:
         """The schedule as a live process (not part of ``run()``'s readiness)."""
@@ -105,7 +106,9 @@ class Schedule:
         value = definition.object_type() if self._initial_value is None else self._initial_value
         origin = f"{MARK}{self._spec} tick={tick.isoformat()}"
         try:
-            await start_run(engine, self._foreign_id, definition.default_start, value, origin)
+            await start_run(
+                engine, self._foreign_id, definition.default_start, value, origin, self._actor
+            )
         except WorkflowInProgress:
             engine.debug_log("schedule: run still in progress, tick skipped", tick=tick)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .._actor import process_actor
 from .._definition import StepSpec
 from .._engine import Engine
 from .._event import Event
@@ -23,7 +24,7 @@ from ._pausing import DECODE_ERRORS, Failures
 from ._process import LiveProcess, Progress
 from ._update import next_record
 
-__all__ = ["StepHandler", "processes", "shard_keeps"]
+__all__ = ["StepHandler", "processes", "shard_keeps", "shard_names"]
 
 _STEP = Work.STEP  # read once: an enum member lookup costs a fair part of the no-op span
 
@@ -38,6 +39,13 @@ def shard_keeps(shard: int, total: int) -> Callable[[Event], bool]:
         return event.id % total == shard - 1
 
     return keep
+
+
+def shard_names(workflow_name: str, spec: StepSpec, shard: int, total: int) -> tuple[str, str]:
+    """The process name and the role of shard ``shard`` (1-based) of ``total`` of a step."""
+    of = (str(shard), "of", str(total))
+    name = make_role(spec.from_status.name, "consumer", *of)
+    return name, make_role(workflow_name, str(int(spec.from_status)), "consumer", *of)
 
 
 def processes(engine: Engine[Any, Any], spec: StepSpec) -> list[LiveProcess]:
@@ -55,14 +63,13 @@ class _StepConsumer:
     def __init__(
         self, engine: Engine[Any, Any], spec: StepSpec, opts: Resolved, shard: int, total: int
     ) -> None:
-        of = (str(shard), "of", str(total))
         self.engine = engine
         self.spec = spec
         self.opts = opts
         self.status = int(spec.from_status)
-        self.name = make_role(spec.from_status.name, "consumer", *of)
-        self.role = make_role(engine.name, str(self.status), "consumer", *of)
+        self.name, self.role = shard_names(engine.name, spec, shard, total)
         self.keep = shard_keeps(shard, total) if total > 1 else None
+        self.actor = process_actor("step", spec.from_status.name)
         self.topic = topic(engine.name, self.status)
         # Deliveries of events whose version stays ahead of their record, by event id; it
         # outlives receiver sessions (each such delivery restarts the session).
@@ -102,7 +109,7 @@ class _StepConsumer:
             engine,
             self.spec,
             EventLoader(engine, self.status, self.name, prefetched, self.ahead),
-            Failures(engine, self.name, opts.pause_after_err_count),
+            Failures(engine, self.name, opts.pause_after_err_count, self.actor),
             writes,
         )
         intake = intake_of(
@@ -154,6 +161,7 @@ class StepHandler:
         self._failures = failures
         self._writes = writes
         self._probe = engine.probe(failures.process_name)
+        self._actor = failures.actor
         self._span = engine.tracing.span
 
     async def __call__(self, event: Event) -> None:
@@ -165,7 +173,7 @@ class StepHandler:
             return
         with self._span(_STEP, record, headers=event.headers):
             try:
-                run = self._engine.build_run(record)
+                run = self._engine.build_run(record, self._actor)
             except DECODE_ERRORS as err:
                 await self._failures.undecodable(record, err)
                 return
@@ -175,7 +183,7 @@ class StepHandler:
                 await self.failed(record, err)
                 return
             try:
-                updated = next_record(self._engine, self._status, result, run)
+                updated = next_record(self._engine, self._status, result, run, self._actor)
             except InvalidTransition as err:
                 await self.invalid(record, err)
                 return

@@ -6,6 +6,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+from .._actor import process_actor
 from .._definition import TimeoutSpec
 from .._engine import Engine
 from .._event import Event
@@ -25,7 +26,13 @@ from ._process import LiveProcess, Progress, ensure_not_cancelled
 from ._update import apply_result
 from ._wait import poll_wait
 
-__all__ = ["TimeoutInserter", "TimeoutPoller", "processes"]
+__all__ = ["TimeoutInserter", "TimeoutPoller", "poller_names", "processes"]
+
+
+def poller_names(engine: Engine[Any, Any], status: int) -> tuple[str, str]:
+    """The process name and the role of the poller firing the timeouts of ``status``."""
+    name = make_role(engine.definition.status_name(status), "timeout-consumer")
+    return name, make_role(engine.name, str(status), "timeout-consumer")
 
 
 def processes(engine: Engine[Any, Any], status: int) -> list[LiveProcess]:
@@ -54,7 +61,7 @@ def processes(engine: Engine[Any, Any], status: int) -> list[LiveProcess]:
         LiveProcess(
             engine,
             poller.name,
-            make_role(engine.name, str(status), "timeout-consumer"),
+            poller_names(engine, status)[1],
             poller.run,
             opts.err_backoff,
         ),
@@ -87,7 +94,9 @@ class TimeoutInserter:
         self._specs = specs
         self._label = engine.definition.status_name(status)
         self._loader = EventLoader(engine, status, name)
-        self._failures = Failures(engine, name, opts.pause_after_err_count)
+        self._failures = Failures(
+            engine, name, opts.pause_after_err_count, process_actor("timeout", self._label)
+        )
 
     async def __call__(self, event: Event) -> None:
         record = await self._loader.load(event)
@@ -139,13 +148,18 @@ class TimeoutPoller:
         specs: tuple[TimeoutSpec, ...],
         opts: Resolved,
     ) -> None:
-        self.name = make_role(engine.definition.status_name(status), "timeout-consumer")
+        self.name = poller_names(engine, status)[0]
         self._engine = engine
         self._store = store
         self._status = status
         self._specs = specs
         self._opts = opts
-        self._failures = Failures(engine, self.name, opts.pause_after_err_count)
+        self._failures = Failures(
+            engine,
+            self.name,
+            opts.pause_after_err_count,
+            process_actor("timeout", engine.definition.status_name(status)),
+        )
         self._probe = engine.probe(self.name)
         # Per-row back-off after a timeout-function error: (consecutive errors, monotonic
         # time before which the row is not retried).
@@ -225,7 +239,7 @@ class TimeoutPoller:
             self._probe.skip(SkipReason.NEXT_VALUE_SPECIFIED_SKIP)
             return
         try:
-            await apply_result(self._engine, self._status, result, run)
+            await apply_result(self._engine, self._status, result, run, self._failures.actor)
         except StaleRecord:
             return  # written meanwhile; the next poll re-checks this row
         except InvalidTransition as err:

@@ -108,10 +108,17 @@ def observed_item(record: Record, catalog: Catalog) -> HistoryItem:
 
 
 async def inspection_report(loaded: LoadedWorkflow | None, run_id: str) -> str:
-    """The workflow's own inspection report of the run, when it offers ``inspect()``."""
+    """The workflow's own inspection report of the run, when it offers ``inspect()``.
+
+    Empty when the workflow does not know the run: it may be built on another store (an
+    application module loaded only to decode objects).
+    """
     if loaded is None:
         return ""
     inspect = getattr(loaded.workflow, "inspect", None)
     if inspect is None or not callable(inspect):
         return ""
-    return str(await inspect(run_id))
+    try:
+        return str(await inspect(run_id))
+    except LookupError:
+        return ""

@@ -259,7 +259,9 @@ async def test_inspection(service: OpsService) -> None:
     assert inspection.verbs == [Verb.PAUSE, Verb.CANCEL]
     assert inspection.next_statuses == ["PAID"]
     assert inspection.outbox_pending is True  # the store wrote its event, unpublished
-    assert inspection.report == ""
+    # The workflow's own report (Workflow.inspect), its workflow being built on this store.
+    assert inspection.report.startswith(f"Run {run.run_id} of workflow 'orders'")
+    assert "AWAITING_PAYMENT" in inspection.report
 
 
 async def test_stuck_runs_outbox_and_workflows(service: OpsService) -> None:

@@ -106,7 +106,7 @@ async def test_roles_spread_move_on_death_and_stall_and_nothing_is_applied_twice
 
         await poll_until(every_role_known, 30, 0.1)
         roles = await all_roles(pg_pool, pg_schema)
-        await settle(pg_pool, pg_schema, roles, pids, 30)
+        await settle(pg_pool, pg_schema, roles, pids, 60)  # generous: three workers start at once
         counts = spread(await held(pg_pool, pg_schema), roles, pids)
         assert counts is not None and sorted(counts) == [4, 4, 4], counts
 

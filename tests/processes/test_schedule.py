@@ -135,3 +135,6 @@ async def test_filter_skips_ticks() -> None:
     ticks = await scheduled_ticks(s)
     assert ticks == [START + timedelta(hours=6)]
     assert asked == [START + timedelta(hours=h) for h in (3, 6, 9)]
+    (run,) = await s.store.list("reports")
+    first = (await s.store.history(run.run_id))[0]
+    assert first.actor == f"schedule:{SPEC}"  # the trigger's write names the schedule

@@ -4,7 +4,17 @@ from typing import Generic, TypeVar
 import attrs
 from common import Task, TaskStatus
 
-from luno_wf import API, Builder, ConnectorEvent, Run, TypedRecord, Workflow, duration_timer
+from luno_wf import (
+    API,
+    Builder,
+    ConnectorEvent,
+    Inspection,
+    Run,
+    Transition,
+    TypedRecord,
+    Workflow,
+    duration_timer,
+)
 from luno_wf.memory import MemConnector, MemRecordStore, MemRoleScheduler, MemStreamer, MemTimeoutStore
 from luno_wf.testing import await_timeout_insert, require, trigger_callback_on
 
@@ -34,7 +44,11 @@ async def on_done(r: TypedRecord[Task, TaskStatus]) -> None:
 
 
 async def on_event(api: API[Task, TaskStatus], event: ConnectorEvent) -> None:
-    await api.trigger(event.foreign_id, initial_value=Task(id=event.id))
+    await api.trigger(event.foreign_id, initial_value=Task(id=event.id), actor="partner:acme")
+
+
+async def undo(r: Run[Task, TaskStatus]) -> None:
+    print("undo", r.status.name, r.object.id)
 
 
 async def erase(obj: Task) -> Task:
@@ -49,6 +63,8 @@ b.add_timeout(TaskStatus.PROCESSED, duration_timer(timedelta(hours=1)), expire, 
 b.add_timeout(TaskStatus.CREATED, timer, expire, TaskStatus.COMPLETED, lag_alert=timedelta(1))
 b.add_connector("source", MemConnector(), on_event)
 b.on_complete(on_done)
+b.add_compensation(TaskStatus.CREATED, undo)
+b.add_compensation(TaskStatus.PROCESSED, undo)
 wf: Workflow[Task, TaskStatus] = b.build(
     MemStreamer(),
     MemRecordStore(),
@@ -83,3 +99,18 @@ async def use() -> None:
         print(status, task)
         same: Run[Task, TaskStatus] = await require(wf, "t", TaskStatus.COMPLETED, Task(id="t"))
         print(same.status.name)
+
+
+async def operate(run_id: str) -> None:
+    await wf.pause(run_id, "fraud check", actor="operator:alice")
+    await wf.resume(run_id, actor="operator:alice")
+    history: list[Transition[TaskStatus]] = await wf.history(run_id)
+    first: TaskStatus = history[0].status
+    snapshot: Task | None = history[0].object_as(Task)
+    print(first.name, snapshot, history[0].actor, history[0].at.isoformat())
+    report: Inspection[Task, TaskStatus] = await wf.inspect(run_id)
+    if report.record is not None:
+        task: Task = report.record.object
+        print(task.id, report.record.status.name)
+    print(str(report), report.outbox_pending, report.timeouts, report.role)
+    await wf.compensate(run_id, "customer cancelled", to=TaskStatus.CREATED, actor="operator:bob")
