@@ -4,7 +4,12 @@ Prints steps/s and runs/s with N runs in flight, trigger-to-complete p50/p99 of 
 and beside them the rate of a bare loop doing the same serialise/deserialise work with no
 engine, so the engine's own overhead shows as a ratio.
 
-    python bench/memory.py [--runs 10000] [--latency-runs 500]
+    python bench/memory.py [--runs 10000] [--latency-runs 500] [--tracing off|api|sdk]
+
+``--tracing``: ``off`` builds with ``tracing=False``; ``api`` (the default) is what a user
+with opentelemetry-api installed but no tracer provider set gets; ``sdk`` sets an SDK
+provider whose simple (synchronous) processor hands every span to an exporter that drops
+it: the figure is the cost of making and ending the spans, not of sending them.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import enum
 import os
 import statistics
 import time
+from collections.abc import Sequence
 
 import attrs
 
@@ -31,6 +37,24 @@ from luno_wf import (
 from luno_wf._converter import Codec
 from luno_wf.memory import MemRecordStore, MemRoleScheduler, MemStreamer
 
+try:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        SimpleSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+except ImportError:  # --tracing sdk needs opentelemetry-sdk
+    trace = None  # type: ignore[assignment]
+else:
+
+    class DropExporter(SpanExporter):
+        """Takes every span and sends it nowhere."""
+
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
 
 class Status(enum.IntEnum):
     UNKNOWN = 0
@@ -45,6 +69,9 @@ class Order:
     id: str
     amount: int = 0
     steps: int = 0
+
+
+TRACING = {"tracing": True}  # build(tracing=...): False with --tracing off
 
 
 def build(done: asyncio.Event | None, total: int) -> tuple[Workflow[Order, Status], MemRecordStore]:
@@ -71,7 +98,10 @@ def build(done: asyncio.Event | None, total: int) -> tuple[Workflow[Order, Statu
     b.add_step(Status.CHARGED, ship, Status.SHIPPED)
     b.add_step(Status.SHIPPED, finish, Status.DONE)
     store = MemRecordStore()
-    return b.build(MemStreamer(), store, MemRoleScheduler(), pause_retry=None), store
+    wf = b.build(
+        MemStreamer(), store, MemRoleScheduler(), pause_retry=None, tracing=TRACING["tracing"]
+    )
+    return wf, store
 
 
 async def throughput(runs: int) -> tuple[float, float]:
@@ -140,16 +170,43 @@ def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
+TRACING_LABELS = {
+    "off": "off (build(tracing=False))",
+    "api": "opentelemetry-api, no provider set",
+    "sdk": "SDK provider, simple processor, dropping exporter",
+}
+
+
+def set_up_tracing(mode: str) -> TracerProvider | None:
+    """Set the global tracer provider for ``sdk``; turn tracing off for ``off``."""
+    if mode == "off":
+        TRACING["tracing"] = False
+        return None
+    if mode == "api":
+        return None
+    if trace is None:
+        raise SystemExit("--tracing sdk needs opentelemetry-sdk installed")
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(DropExporter()))
+    trace.set_tracer_provider(provider)
+    return provider
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--latency-runs", type=int, default=500)
+    parser.add_argument("--tracing", choices=("off", "api", "sdk"), default="api")
     args = parser.parse_args()
+    provider = set_up_tracing(args.tracing)
 
     elapsed, steps_per_s = asyncio.run(throughput(args.runs))
     lat = asyncio.run(latency(args.latency_runs))
     bare = bare_loop(args.runs * 3)
+    if provider is not None:
+        provider.shutdown()
     print(f"luno_wf memory benchmark ({os.cpu_count()} cores)")
+    print(f"  tracing                  {TRACING_LABELS[args.tracing]}")
     print(f"  runs in flight           {args.runs}")
     print(f"  elapsed                  {elapsed:.2f} s")
     print(f"  steps/s                  {steps_per_s:,.0f}")

@@ -52,7 +52,9 @@ CREATE TABLE IF NOT EXISTS runs (
     trace_origin       TEXT NOT NULL,
     actor              TEXT NOT NULL,
     error              TEXT NOT NULL,
-    trace_id           TEXT NOT NULL
+    trace_id           TEXT NOT NULL,
+    traceparent        TEXT NOT NULL,
+    tracestate         TEXT NOT NULL
 );
 -- One unfinished (initiated, running, paused) run per foreign id, enforced by the database.
 CREATE UNIQUE INDEX IF NOT EXISTS runs_one_unfinished
@@ -68,7 +70,8 @@ CREATE TABLE IF NOT EXISTS outbox (
 
 COLUMNS = (
     "run_id, workflow_name, foreign_id, run_state, status, object, created_at, updated_at, "
-    "run_state_reason, status_description, version, trace_origin, actor, error, trace_id"
+    "run_state_reason, status_description, version, trace_origin, actor, error, trace_id, "
+    "traceparent, tracestate"
 )
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -100,6 +103,8 @@ def to_row(record: Record) -> tuple[object, ...]:
         meta.actor,
         meta.error,
         meta.trace_id,
+        meta.traceparent,
+        meta.tracestate,
     )
 
 
@@ -121,6 +126,8 @@ def from_row(row: sqlite3.Row) -> Record:
             actor=row["actor"],
             error=row["error"],
             trace_id=row["trace_id"],
+            traceparent=row["traceparent"],
+            tracestate=row["tracestate"],
         ),
     )
 
@@ -195,7 +202,7 @@ class SqliteRecordStore:
         try:
             if found is None:
                 db.execute(
-                    f"INSERT INTO runs ({COLUMNS}) VALUES ({', '.join('?' * 15)})", to_row(record)
+                    f"INSERT INTO runs ({COLUMNS}) VALUES ({', '.join('?' * 17)})", to_row(record)
                 )
             elif found["version"] != record.meta.version - 1:
                 raise StaleRecord(

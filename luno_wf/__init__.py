@@ -51,6 +51,7 @@ from ._runstate import RunState as RunState
 from ._timeoutrecord import TimeoutRecord as TimeoutRecord
 from ._timers import duration_timer as duration_timer
 from ._timers import time_timer as time_timer
+from ._tracing import Tracing as Tracing
 from ._transition import Transition as Transition
 from ._workflow import Workflow as Workflow
 from .adapter import Ack as Ack
@@ -132,6 +133,7 @@ __all__ = [
     "TimeoutRecord",
     "TimeoutStore",
     "topic",
+    "Tracing",
     "Transition",
     "TypedRecord",
     "Workflow",

@@ -26,6 +26,7 @@ from ._graph import Graph
 from ._metrics import NO_METRICS, Metrics, MetricsSink, default_metrics
 from ._options import ExponentialBackoff, Options
 from ._runstate import RunState
+from ._tracing import Tracing
 from ._types import AnyFunc, OneOrMore, S, T
 from ._workflow import Workflow
 from .adapter import ConnectorConstructor, EventStreamer, RecordStore, RoleScheduler, TimeoutStore
@@ -273,6 +274,7 @@ class Builder(Generic[T, S]):
         metrics: Metrics | bool = True,
         history: bool = True,
         history_objects: bool = False,
+        tracing: Tracing | bool = True,
     ) -> Workflow[T, S]:
         """Validate the graph and make the :class:`~luno_wf.Workflow`.
 
@@ -292,17 +294,36 @@ class Builder(Generic[T, S]):
             metrics: True: prometheus' default registry; a ``Metrics``: its registry; False: none.
             history: Keep every run's history (on a ``HistoryStore``); compensation needs it.
             history_objects: Keep each write's encoded object in its history entry.
+            tracing: OpenTelemetry: True, the global tracer provider; a ``Tracing``; False, none.
 
         Raises:
             ValueError: No starting point, timeouts with no timeout_store, a compensation off-graph.
-            TypeError: ``metrics`` is neither a bool nor a ``Metrics``.
+            TypeError: ``metrics`` or ``tracing`` is neither a bool nor of its options class.
 
         """
         options = self._check_build(timeout_store, pause_retry, custom_delete, default_options)
+        tracer = _tracing_options(tracing)
         settings = Settings(
-            options, pause_retry, custom_delete, outbox, debug, history, history_objects
+            options, pause_retry, custom_delete, outbox, debug, history, history_objects, tracer
         )
-        engine = Engine(
+        engine = self._engine(
+            settings, streamer, store, scheduler, timeout_store, clock, converter, logger, metrics
+        )
+        return Workflow(engine)
+
+    def _engine(
+        self,
+        settings: Settings[T],
+        streamer: EventStreamer,
+        store: RecordStore,
+        scheduler: RoleScheduler,
+        timeout_store: TimeoutStore | None,
+        clock: Clock | None,
+        converter: cattrs.Converter | None,
+        logger: logging.Logger | None,
+        metrics: Metrics | bool,
+    ) -> Engine[T, S]:
+        return Engine(
             self._definition(),
             settings,
             streamer=streamer,
@@ -314,7 +335,6 @@ class Builder(Generic[T, S]):
             logger=logger or logging.getLogger("luno_wf"),
             metrics=_metrics_sink(metrics),
         )
-        return Workflow(engine)
 
     def _definition(self) -> Definition[T, S]:
         return Definition.of(
@@ -365,6 +385,17 @@ class Builder(Generic[T, S]):
         if not isinstance(default_options, Options):
             raise TypeError(f"default_options must be luno_wf.Options, got {default_options!r}")
         return default_options
+
+
+def _tracing_options(tracing: object) -> Tracing | None:
+    if isinstance(tracing, bool):
+        return Tracing() if tracing else None
+    if isinstance(tracing, Tracing):
+        return tracing
+    raise TypeError(
+        f"tracing must be True (the global tracer provider), a luno_wf.Tracing or False "
+        f"(no tracing), got {tracing!r}"
+    )
 
 
 def _metrics_sink(metrics: object) -> MetricsSink:

@@ -31,6 +31,7 @@ from ._lookup import lookup_own_run
 from ._record import Record
 from ._run import Run, RunStateController
 from ._runstate import RunState
+from ._tracing import Work
 from ._transition import history_store
 from .errors import HistoryNotKept, StaleRecord, UnableToCompensate, WorkflowError
 
@@ -58,9 +59,10 @@ async def compensate(
     writer = api_actor(actor, COMPENSATE)
     async with engine.run_locks.hold(run_id):
         record, todo = await _claim(engine, run_id, reason, target, writer)
-        for version, status in todo:
-            record = await _undo(engine, record, version, status)
-        await engine.controller(record, writer).transition(RunState.CANCELLED, reason)
+        with engine.tracing.span(Work.COMPENSATE, record, caller=True):
+            for version, status in todo:
+                record = await _undo(engine, record, version, status)
+            await engine.controller(record, writer).transition(RunState.CANCELLED, reason)
 
 
 async def _claim(

@@ -10,8 +10,16 @@ from ._actor import api_actor
 from ._engine import Engine
 from ._lookup import lookup_own_run
 from ._runstate import RunState
+from ._tracing import Work
 
 __all__ = ["control"]
+
+_WORK = {
+    RunState.PAUSED: Work.PAUSE,
+    RunState.RUNNING: Work.RESUME,
+    RunState.CANCELLED: Work.CANCEL,
+    RunState.REQUESTED_DATA_DELETED: Work.DELETE_DATA,
+}
 
 
 async def control(
@@ -38,4 +46,5 @@ async def control(
         # As when a step processes it, a run not yet picked up counts as running: so a
         # just-triggered run can be cancelled too.
         record = attrs.evolve(record, run_state=RunState.RUNNING)
-    await engine.controller(record, writer).transition(target, reason)
+    with engine.tracing.span(_WORK[target], record, caller=True):
+        await engine.controller(record, writer).transition(target, reason)

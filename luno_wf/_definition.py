@@ -13,6 +13,7 @@ import attrs
 from ._graph import Graph
 from ._options import Options
 from ._runstate import RunState
+from ._tracing import Tracing
 from ._types import AnyFunc, S, T
 from .adapter import ConnectorConstructor
 
@@ -77,6 +78,7 @@ class Settings(Generic[T]):
     debug: bool = False
     history: bool = True
     history_objects: bool = False
+    tracing: Tracing | None = attrs.field(factory=Tracing)
 
 
 def _frozen_graph(graph: Graph) -> Graph:

@@ -6,7 +6,8 @@ through the narrower values it hands out. The engine owns:
 
 - the frozen :class:`~luno_wf._definition.Definition` and the build-time
   :class:`~luno_wf._definition.Settings`;
-- the adapters, the clock, the codec and the logger;
+- the adapters, the clock, the codec, the logger and the tracer (:class:`RunTracer`,
+  which starts the OpenTelemetry span of each unit of work);
 - the write path (:meth:`Engine.write`): one compare-and-set write of a record and its
   outbox row, then the in-process consequences of it (error counts dropped for a run that
   stopped, the run-state metric, the outbox publisher woken, ``await_status`` waiters fed);
@@ -36,6 +37,7 @@ from ._processstate import ProcessState
 from ._record import Record
 from ._run import Run, RunStateController, TypedRecord
 from ._runstate import RunState
+from ._tracing import RunTracer
 from ._types import S, T
 from .adapter import EventStreamer, HistoryStore, RecordStore, RoleScheduler, TimeoutStore
 from .errors import UnknownStatus
@@ -336,6 +338,7 @@ class Engine(Generic[T, S]):
         self._watched = self.watches.watched
         self.metrics = metrics
         self.states = ProcessStates(definition.name, metrics)
+        self.tracing = RunTracer(definition.name, settings.tracing)
         # workflow_run_state_changes, [previous][current], bumped by written().
         self._run_state_changes = metrics.run_state_changes(definition.name)
 
@@ -357,8 +360,11 @@ class Engine(Generic[T, S]):
     async def write(self, record: Record, previous: RunState) -> None:
         """Store a record with its outbox row (one compare-and-set), then :meth:`written`.
 
-        ``previous`` is the run state the run was in (UNKNOWN for a new run).
+        ``previous`` is the run state the run was in (UNKNOWN for a new run). The record
+        carries the trace id of the span it is written in, which notes it
+        (:meth:`RunTracer.writing`).
         """
+        record = self.tracing.writing(record)
         await self.store.store(record)
         self.written(record, previous)
 

@@ -11,7 +11,11 @@ __all__ = ["ConnectorEvent", "Event", "Header", "OutboxEvent"]
 
 
 class Header(enum.StrEnum):
-    """Event header names, identical to luno/workflow's so Go and Python services interoperate."""
+    """Event header names, luno/workflow's so Go and Python services interoperate.
+
+    ``traceparent`` and ``tracestate`` (W3C trace context) are added to events of runs
+    triggered in a trace; luno's readers ignore them.
+    """
 
     WORKFLOW_NAME = "workflow_name"
     FOREIGN_ID = "foreign_id"
@@ -23,6 +27,9 @@ class Header(enum.StrEnum):
     MALFORMED = "luno_wf_malformed_headers"
     """Set by a streamer on an event whose stored headers are not a JSON object of strings
     (the original text is its value); consumers set such an event aside."""
+    # W3C trace context (not luno's): the trace the run was triggered in, on every event.
+    TRACEPARENT = "traceparent"
+    TRACESTATE = "tracestate"
 
 
 @attrs.frozen(kw_only=True)

@@ -82,7 +82,10 @@ _TOPICS: dict[tuple[str, int, int], str] = {}
 
 
 def outbox_data(record: Record, created_at: datetime | None = None) -> OutboxData:
-    """What the outbox row of a record as it is being stored announces (not encoded)."""
+    """What the outbox row of a record as it is being stored announces (not encoded).
+
+    The headers are luno's, plus the run's W3C trace context when it has one.
+    """
     headers = {
         "foreign_id": record.foreign_id,
         "workflow_name": record.workflow_name,
@@ -91,6 +94,11 @@ def outbox_data(record: Record, created_at: datetime | None = None) -> OutboxDat
         "run_state": _RUN_STATE_TEXT[record.run_state],
         "record_version": str(record.meta.version),
     }
+    meta = record.meta
+    if meta.traceparent:
+        headers["traceparent"] = meta.traceparent
+        if meta.tracestate:
+            headers["tracestate"] = meta.tracestate
     return OutboxData(
         run_id=record.run_id, type=record.status, headers=headers, created_at=created_at
     )

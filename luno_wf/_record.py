@@ -29,6 +29,9 @@ class Meta:
             ``"operator:alice"``; kept in the run's history.
         error: The error text, when the engine paused the run after errors.
         trace_id: The trace id of the span that made this write; empty when none.
+        traceparent: The W3C ``traceparent`` of the trace context the run was triggered in
+            (empty when there was none); every event of the run carries it.
+        tracestate: The W3C ``tracestate`` that goes with ``traceparent`` (often empty).
 
     """
 
@@ -39,6 +42,8 @@ class Meta:
     actor: str = ""
     error: str = ""
     trace_id: str = ""
+    traceparent: str = ""
+    tracestate: str = ""
 
 
 @attrs.frozen(kw_only=True)

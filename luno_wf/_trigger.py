@@ -64,21 +64,36 @@ async def start_run(
     origin: str,
     actor: str = API,
 ) -> str:
-    """Write a new run of ``foreign_id`` at ``start`` (one write, by ``actor``); its run id."""
+    """Write a new run of ``foreign_id`` at ``start`` (one write, by ``actor``); its run id.
+
+    The write is made in the trigger's span, whose trace context the run then carries.
+    """
     now = engine.clock.now()
     run_id = new_uuid4()
-    record = Record(
-        workflow_name=engine.name,
-        foreign_id=foreign_id,
-        run_id=run_id,
-        run_state=RunState.INITIATED,
-        status=int(start),
-        object=engine.codec.encode(initial_value),
-        created_at=now,
-        updated_at=now,
-        meta=Meta(status_description=start.name, version=1, trace_origin=origin, actor=actor),
-    )
-    await engine.write(record, RunState.UNKNOWN)
+    tracing = engine.tracing
+    with tracing.trigger(foreign_id, run_id, start.name):
+        # The trigger span's context (or the caller's, when no span is recorded): the run
+        # carries it on every write and event.
+        traceparent, tracestate = tracing.carrier()
+        record = Record(
+            workflow_name=engine.name,
+            foreign_id=foreign_id,
+            run_id=run_id,
+            run_state=RunState.INITIATED,
+            status=int(start),
+            object=engine.codec.encode(initial_value),
+            created_at=now,
+            updated_at=now,
+            meta=Meta(
+                status_description=start.name,
+                version=1,
+                trace_origin=origin,
+                actor=actor,
+                traceparent=traceparent,
+                tracestate=tracestate,
+            ),
+        )
+        await engine.write(record, RunState.UNKNOWN)
     return run_id
 
 

@@ -36,6 +36,13 @@ def test_memory_bench_prints_its_figures() -> None:
     assert re.search(rf"engine / bare +{FIGURE}\n", out), out
 
 
+@pytest.mark.parametrize("mode", ["off", "sdk"])
+def test_memory_bench_runs_with_tracing_off_and_with_the_sdk(mode: str) -> None:
+    out = run("memory.py", "--runs", "100", "--latency-runs", "5", "--tracing", mode)
+    assert re.search(r"tracing +(off|SDK provider)", out), out
+    assert re.search(rf"steps/s +{FIGURE}\n", out), out
+
+
 @pytest.mark.postgres
 def test_postgres_bench_prints_the_ratio(postgres_dsn: str) -> None:
     out = run(

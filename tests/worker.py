@@ -2,13 +2,16 @@
 
 Usage: ``python -m tests.worker DSN SCHEMA [--kafka SERVERS] [--workflow NAME]
 [--trigger N] [--rate R] [--prefix P] [--work-ms MS] [--parallel N] [--heartbeat-ms MS]
-[--lease-ms MS]``. Records and roles are on PostgreSQL; events too, unless ``--kafka``
-names a broker. Prints ``ready`` once its workflow runs and ``triggered`` after triggering
-N runs (foreign ids ``P-0`` ... ``P-(N-1)``; ``--rate`` per second, or all at once). Every
-step records its side effect (run id, status, the version it read, this pid) in
-``SCHEMA.effects`` before returning, then works for ``--work-ms`` (so that a kill lands
-mid-way). Each step has ``--parallel`` shards (roles); the role scheduler's heartbeat and
-lease are its defaults unless given.
+[--lease-ms MS] [--spans FILE] [--trigger-only]``. Records and roles are on PostgreSQL;
+events too, unless ``--kafka`` names a broker. Prints ``ready`` once its workflow runs and
+``triggered`` after triggering N runs (foreign ids ``P-0`` ... ``P-(N-1)``; ``--rate`` per
+second, or all at once). Every step records its side effect (run id, status, the version it
+read, this pid) in ``SCHEMA.effects`` before returning, then works for ``--work-ms`` (so
+that a kill lands mid-way). Each step has ``--parallel`` shards (roles); the role
+scheduler's heartbeat and lease are its defaults unless given. With ``--spans`` an
+OpenTelemetry SDK provider is set globally and every span is appended to FILE as a JSON
+line. With ``--trigger-only`` the workflow is not run here (no roles, no steps): the
+process only triggers.
 """
 
 from __future__ import annotations
@@ -16,18 +19,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import enum
+import json
 import os
 import signal
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 import attrs
 from luno_wf_kafka import KafkaStreamer
 from luno_wf_postgres import PostgresRecordStore, PostgresRoleScheduler, PostgresStreamer
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from luno_wf import Builder, Run
+from luno_wf import Builder, Run, Workflow
 
 
 class Status(enum.IntEnum):
@@ -60,6 +68,41 @@ def step(pool: AsyncConnectionPool[Any], schema: str, to: Status, work: float) -
     return fn
 
 
+class JsonLinesExporter(SpanExporter):
+    """Appends each span to a file as one JSON line (ids in hex, as in a traceparent)."""
+
+    def __init__(self, path: str) -> None:
+        self._file = open(path, "a")  # noqa: SIM115 - closed by shutdown()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        for span in spans:
+            context = span.get_span_context()
+            assert context is not None
+            line = {
+                "name": span.name,
+                "trace_id": f"{context.trace_id:032x}",
+                "span_id": f"{context.span_id:016x}",
+                "parent_id": f"{span.parent.span_id:016x}" if span.parent else "",
+                "attributes": dict(span.attributes or {}),
+                "status": span.status.status_code.name,
+                "pid": os.getpid(),
+            }
+            self._file.write(json.dumps(line) + "\n")
+        self._file.flush()
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self._file.close()
+
+
+def trace_to(path: str) -> TracerProvider:
+    """Set a global SDK provider writing every span to ``path``, as an application would."""
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(JsonLinesExporter(path)))
+    trace.set_tracer_provider(provider)
+    return provider
+
+
 def streamer_for(
     args: argparse.Namespace, pool: AsyncConnectionPool[Any]
 ) -> KafkaStreamer | PostgresStreamer:
@@ -82,8 +125,21 @@ def streamer_for(
     )
 
 
+async def trigger_runs(wf: Workflow[Job, Status], args: argparse.Namespace) -> None:
+    """Trigger ``--trigger`` runs (at ``--rate`` per second, or all at once)."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for i in range(args.trigger):
+        if args.rate:
+            await asyncio.sleep(max(0.0, started + i / args.rate - loop.time()))
+        await wf.trigger(f"{args.prefix}-{i}", initial_value=Job(n=i))
+    if args.trigger:
+        print("triggered", flush=True)
+
+
 async def main(args: argparse.Namespace) -> None:
     dsn, schema = args.dsn, args.schema
+    provider = trace_to(args.spans) if args.spans else None
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(dsn, min_size=2, max_size=12, open=False)
     await pool.open(wait=True)
     streamer = streamer_for(args, pool)
@@ -103,20 +159,20 @@ async def main(args: argparse.Namespace) -> None:
 
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    async with wf:
+    if args.trigger_only:  # not a member of the fleet: its API verbs only
         print("ready", flush=True)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        for i in range(args.trigger):
-            if args.rate:
-                await asyncio.sleep(max(0.0, started + i / args.rate - loop.time()))
-            await wf.trigger(f"{args.prefix}-{i}", initial_value=Job(n=i))
-        if args.trigger:
-            print("triggered", flush=True)
+        await trigger_runs(wf, args)
         await stop.wait()
+    else:
+        async with wf:
+            print("ready", flush=True)
+            await trigger_runs(wf, args)
+            await stop.wait()
     await scheduler.close()
     await streamer.close()
     await pool.close()
+    if provider is not None:
+        provider.shutdown()
 
 
 if __name__ == "__main__":
@@ -132,4 +188,6 @@ if __name__ == "__main__":
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--heartbeat-ms", type=float, default=0)
     parser.add_argument("--lease-ms", type=float, default=0)
+    parser.add_argument("--spans", default="")
+    parser.add_argument("--trigger-only", action="store_true")
     asyncio.run(main(parser.parse_args()))

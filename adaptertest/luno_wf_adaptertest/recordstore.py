@@ -332,6 +332,8 @@ class RecordStoreContract(StatefulCases):
             actor="api",
             error="ValueError: no",
             trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
+            traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            tracestate="vendor=opaque",
         )
         record = dummy_wire_record(WF, meta=meta)
         await store.store(record)

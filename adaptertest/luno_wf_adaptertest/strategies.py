@@ -89,6 +89,8 @@ def metas(*, version: st.SearchStrategy[int] | None = None) -> st.SearchStrategy
         actor=storable_text(),
         error=storable_text(),
         trace_id=storable_text(max_size=32),
+        traceparent=storable_text(max_size=55),
+        tracestate=storable_text(max_size=40),
     )
 
 

@@ -56,7 +56,8 @@ class WriteBatch:
         The caller flushes first if the run has a write pending.
         """
         assert record.run_id not in self._pending, "flush before a second write of a run"
-        self._pending[record.run_id] = (record, previous)
+        # Stamped and noted now, in the span that made it (flushed after it ended).
+        self._pending[record.run_id] = (self._engine.tracing.writing(record), previous)
 
     async def write(self, record: Record, previous: RunState) -> None:
         """Write ``record`` at once (the run was in ``previous``).
@@ -72,6 +73,7 @@ class WriteBatch:
         self._engine.errors.clear(self._process_name, record.run_id)
 
     def _stale(self, record: Record) -> None:
+        self._engine.tracing.stale()
         self._engine.debug_log("skipping stale update", run_id=record.run_id)
         self._probe.skip(SkipReason.EVENT_RECORD_VERSION_LOWER)
 

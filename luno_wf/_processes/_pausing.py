@@ -53,9 +53,11 @@ class Failures:
     ) -> bool:
         """Count ``error``; pause the run if that reaches the threshold.
 
-        Returns whether the run is now paused (the caller then acks its event).
+        Returns whether the run is now paused (the caller then acks its event). The span
+        of the work that failed is marked ERROR, and notes the pause.
         """
         engine, threshold = self._engine, self.threshold
+        engine.tracing.failed(error)
         count = engine.errors.count(self.process_name, record.run_id)
         if threshold == 0 and not permanent:
             return False
@@ -71,6 +73,7 @@ class Failures:
             self.clear(record.run_id)
             return True
         self.clear(record.run_id)
+        engine.tracing.paused(reason, count)
         engine.debug_log(
             "paused record after exceeding allowed error count",
             workflow_name=record.workflow_name,

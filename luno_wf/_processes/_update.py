@@ -102,5 +102,7 @@ def next_record(
             version=meta.version + 1,
             trace_origin=meta.trace_origin,
             actor=actor,
+            traceparent=meta.traceparent,
+            tracestate=meta.tracestate,
         ),
     )

@@ -9,6 +9,7 @@ from .._definition import CallbackSpec
 from .._engine import Engine
 from .._record import Record
 from .._run import RUN_STATE_UPDATED
+from .._tracing import Work
 from ..errors import CallbackNotAccepted, RecordNotFound, UnknownStatus
 from ._update import apply_result
 
@@ -59,7 +60,8 @@ async def deliver_callback(
             status=int(status),
         )
     writer = api_actor(actor, process_actor("callback", status.name))
-    await _run_callbacks(engine, specs, record, int(status), bytes(payload), writer)
+    with engine.tracing.span(Work.CALLBACK, record, caller=True):
+        await _run_callbacks(engine, specs, record, int(status), bytes(payload), writer)
 
 
 async def _target(engine: Engine[Any, Any], foreign_id: str, run_id: str | None) -> Record:

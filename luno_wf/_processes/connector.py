@@ -74,7 +74,8 @@ def processes(
             async def handle(event: ConnectorEvent) -> None:
                 token = CONNECTOR.set(actor)  # API calls of the function name the connector
                 try:
-                    await spec.fn(api, event)
+                    with engine.tracing.connector(spec.name, event):
+                        await spec.fn(api, event)
                 finally:
                     CONNECTOR.reset(token)
 

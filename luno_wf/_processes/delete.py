@@ -12,6 +12,7 @@ from .._event import Event
 from .._metrics import SkipReason
 from .._naming import delete_topic, make_role
 from .._runstate import RunState
+from .._tracing import Work
 from ..errors import RecordNotFound, StaleRecord
 from ._consumer import consumer_process, handling, intake_of
 from ._process import LiveProcess
@@ -71,14 +72,17 @@ class DeleteHandler:
             return
         if record.run_state != RunState.REQUESTED_DATA_DELETED:
             return  # already deleted, or the request was for an older version
-        updated = attrs.evolve(
-            record,
-            run_state=RunState.DATA_DELETED,
-            object=await self.replacement(record.object),
-            updated_at=engine.clock.now(),
-            meta=attrs.evolve(record.meta, version=record.meta.version + 1, actor=DELETE, error=""),
-        )
-        try:
-            await engine.write(updated, record.run_state)
-        except StaleRecord:
-            return  # written meanwhile; that write's event is handled on its own
+        with engine.tracing.span(Work.DELETE, record, headers=event.headers):
+            updated = attrs.evolve(
+                record,
+                run_state=RunState.DATA_DELETED,
+                object=await self.replacement(record.object),
+                updated_at=engine.clock.now(),
+                meta=attrs.evolve(
+                    record.meta, version=record.meta.version + 1, actor=DELETE, error=""
+                ),
+            )
+            try:
+                await engine.write(updated, record.run_state)
+            except StaleRecord:
+                return  # written meanwhile; that write's event is handled on its own

@@ -11,6 +11,7 @@ from .._event import Event, Header
 from .._metrics import SkipReason
 from .._naming import make_role, run_state_change_topic
 from .._runstate import RunState
+from .._tracing import Work
 from .._types import AnyFunc
 from ..errors import RecordNotFound
 from ._consumer import consumer_process, handling, intake_of
@@ -95,4 +96,7 @@ class HookHandler:
             engine.logger.error("hook %s: cannot decode run %s: %s", self._name, record.run_id, err)
             self._probe.skip(SkipReason.UNABLE_TO_UNMARSHAL_OBJECT)
             return
-        await self._hook(typed)
+        with engine.tracing.span(
+            Work.HOOK, record, headers=event.headers, detail=self._run_state.name
+        ):
+            await self._hook(typed)

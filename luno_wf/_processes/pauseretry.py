@@ -12,6 +12,7 @@ from .._metrics import SkipReason
 from .._naming import make_role, run_state_change_topic
 from .._record import Record
 from .._runstate import RunState
+from .._tracing import Work
 from ..errors import InvalidRunStateTransition, RecordNotFound, StaleRecord
 from ._consumer import consumer_process, handling, intake_of
 from ._pausing import AUTO_PAUSE_REASON
@@ -90,7 +91,8 @@ class PauseRetry:
             return
         if current.run_state != RunState.PAUSED or current.meta.version != record.meta.version:
             return  # resumed, cancelled or paused again since; a new pause has its own event
-        try:
-            await engine.controller(current, PAUSE_RETRY).transition(RunState.RUNNING, "")
-        except (StaleRecord, InvalidRunStateTransition):
-            return
+        with engine.tracing.span(Work.PAUSE_RETRY, current, headers=event.headers):
+            try:
+                await engine.controller(current, PAUSE_RETRY).transition(RunState.RUNNING, "")
+            except (StaleRecord, InvalidRunStateTransition):
+                return

@@ -13,6 +13,7 @@ from .._metrics import SkipReason
 from .._naming import make_role, topic
 from .._options import Resolved
 from .._record import Record
+from .._tracing import Work
 from ..adapter import BatchLookup, BatchReceiver, BatchStore, EventReceiver
 from ..errors import InvalidTransition, WorkflowError
 from ._batch import WriteBatch
@@ -24,6 +25,8 @@ from ._process import LiveProcess, Progress
 from ._update import next_record
 
 __all__ = ["StepHandler", "processes", "shard_keeps", "shard_names"]
+
+_STEP = Work.STEP  # read once: an enum member lookup costs a fair part of the no-op span
 
 
 def shard_keeps(shard: int, total: int) -> Callable[[Event], bool]:
@@ -159,6 +162,7 @@ class StepHandler:
         self._writes = writes
         self._probe = engine.probe(failures.process_name)
         self._actor = failures.actor
+        self._span = engine.tracing.span
 
     async def __call__(self, event: Event) -> None:
         writes = self._writes
@@ -167,28 +171,29 @@ class StepHandler:
         record = await self._loader.load(event)
         if record is None:
             return
-        try:
-            run = self._engine.build_run(record, self._actor)
-        except DECODE_ERRORS as err:
-            await self._failures.undecodable(record, err)
-            return
-        try:
-            result = await self._fn(run)
-        except Exception as err:
-            await self.failed(record, err)
-            return
-        try:
-            updated = next_record(self._engine, self._status, result, run, self._actor)
-        except InvalidTransition as err:
-            await self.invalid(record, err)
-            return
-        if updated is None:
-            self._probe.skip(SkipReason.NEXT_VALUE_SPECIFIED_SKIP)
-            self._failures.clear(record.run_id)
-        elif writes.batching:
-            writes.add(updated, run.record.run_state)  # the batch clears errors once written
-        else:
-            await writes.write(updated, run.record.run_state)
+        with self._span(_STEP, record, headers=event.headers):
+            try:
+                run = self._engine.build_run(record, self._actor)
+            except DECODE_ERRORS as err:
+                await self._failures.undecodable(record, err)
+                return
+            try:
+                result = await self._fn(run)
+            except Exception as err:
+                await self.failed(record, err)
+                return
+            try:
+                updated = next_record(self._engine, self._status, result, run, self._actor)
+            except InvalidTransition as err:
+                await self.invalid(record, err)
+                return
+            if updated is None:
+                self._probe.skip(SkipReason.NEXT_VALUE_SPECIFIED_SKIP)
+                self._failures.clear(record.run_id)
+            elif writes.batching:
+                writes.add(updated, run.record.run_state)  # the batch clears errors once written
+            else:
+                await writes.write(updated, run.record.run_state)
 
     async def failed(self, record: Record, err: Exception) -> None:
         """The step function raised: pause the run if due, else raise (the event retries)."""

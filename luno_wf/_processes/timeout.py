@@ -16,6 +16,7 @@ from .._options import Resolved, backoff_delay
 from .._record import Record
 from .._run import RUN_STATE_UPDATED, SKIP, Run
 from .._timeoutrecord import TimeoutRecord
+from .._tracing import Work
 from ..adapter import TimeoutStore
 from ..errors import CorruptRecord, InvalidTransition, RecordNotFound, StaleRecord
 from ._consumer import consumer_process, handling, intake_of
@@ -101,9 +102,13 @@ class TimeoutInserter:
         record = await self._loader.load(event)
         if record is None:
             return
-        run = await self._failures.decode(record)
-        if run is None:
-            return
+        with self._engine.tracing.span(Work.TIMER, record, headers=event.headers):
+            run = await self._failures.decode(record)
+            if run is not None:
+                await self.insert(record, run)
+
+    async def insert(self, record: Record, run: Run[Any, Any]) -> None:
+        """Ask each timer of the status when the run times out; store those that say."""
         now = self._engine.clock.now()
         for spec in self._specs:
             try:
@@ -207,11 +212,18 @@ class TimeoutPoller:
         return None if run is None else (record, run)
 
     async def fire(self, row: TimeoutRecord, now: datetime) -> None:
-        """Run the timeout function of ``row`` and store what it returned."""
+        """Run the timeout function of ``row`` and store what it returned (in its span)."""
         found = await self.current_run(row)
         if found is None:
             return
         record, run = found
+        with self._engine.tracing.span(Work.TIMEOUT, record):
+            await self.call(row, record, run, now)
+
+    async def call(
+        self, row: TimeoutRecord, record: Record, run: Run[Any, Any], now: datetime
+    ) -> None:
+        """Call the timeout function of ``row`` on ``run``; store or count what came of it."""
         start = time.perf_counter()
         try:
             result = await self._specs[row.timer].fn(run, now)

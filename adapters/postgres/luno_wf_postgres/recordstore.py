@@ -223,6 +223,8 @@ def _meta_json(meta: Meta) -> str:
             "Actor": meta.actor,
             "Error": meta.error,
             "TraceID": meta.trace_id,
+            "TraceParent": meta.traceparent,
+            "TraceState": meta.tracestate,
         }
     ).decode()
 
@@ -240,6 +242,8 @@ def _meta_from(text: str | None, version: int) -> Meta:
         actor=str(value.get("Actor") or ""),
         error=str(value.get("Error") or ""),
         trace_id=str(value.get("TraceID") or ""),
+        traceparent=str(value.get("TraceParent") or ""),
+        tracestate=str(value.get("TraceState") or ""),
     )
 
 
