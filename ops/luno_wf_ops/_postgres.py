@@ -19,7 +19,7 @@ from psycopg import sql
 from luno_wf import Record, RunState, decode_outbox_data
 
 from ._criteria import Criteria
-from ._model import OutboxStat
+from ._model import ConsumerLag, OutboxStat
 from ._sources import Listed, TallyKey
 
 __all__ = ["PostgresSource"]
@@ -30,6 +30,39 @@ _LISTED = (
     "coalesce(meta->>'RunStateReason', '')"
 )
 _OUTBOX_SCAN = 10_000
+_LAG_CAP = 10_000  # events counted per consumer; more shows as "10,000+"
+_LAG_CONSUMERS = 1_000
+
+# The distinct workflow names, one index probe each (a "loose index scan" on
+# records_by_workflow): what a page's workflow menu needs, without counting every run.
+_WORKFLOW_NAMES = """
+WITH RECURSIVE names(name) AS (
+    (SELECT workflow_name FROM {s}.records ORDER BY workflow_name LIMIT 1)
+    UNION ALL
+    SELECT (SELECT r.workflow_name FROM {s}.records r WHERE r.workflow_name > n.name
+            ORDER BY r.workflow_name LIMIT 1)
+    FROM names n WHERE n.name IS NOT NULL
+)
+SELECT name FROM names WHERE name IS NOT NULL"""
+
+# Each receiver's backlog on the event log: the events after its cursor (an index range
+# on events_by_topic, counted up to a cap, and the first one's time) and its claims not
+# yet acknowledged. Every part is an index lookup; nothing reads the whole log.
+_CONSUMER_LAG = """
+SELECT k.topic, k.name,
+    (SELECT count(*) FROM (SELECT 1 FROM {s}.events e
+        WHERE e.topic = k.topic AND e.id > k.position LIMIT %s) AS w),
+    (SELECT e.stored_at FROM {s}.events e
+        WHERE e.topic = k.topic AND e.id > k.position ORDER BY e.id LIMIT 1),
+    held.n, held.oldest
+FROM {s}.cursors k
+CROSS JOIN LATERAL (
+    SELECT count(*) AS n, min(e.stored_at) AS oldest
+    FROM {s}.claims c LEFT JOIN {s}.events e ON e.id = c.event_id
+    WHERE c.topic = k.topic AND c.name = k.name
+) AS held
+ORDER BY k.topic, k.name
+LIMIT %s"""
 
 
 def _where(criteria: Criteria, before: int | None = None) -> tuple[sql.Composable, list[Any]]:
@@ -146,6 +179,31 @@ class PostgresSource:
             "SELECT workflow_name, count(*) FROM {s}.records GROUP BY workflow_name", []
         )
         return {name: int(n) for name, n in rows}
+
+    async def workflow_names(self) -> list[str]:
+        """See :meth:`RunSource.workflow_names`: one index probe per workflow."""
+        rows = await self._fetch(_WORKFLOW_NAMES, [])
+        return [name for (name,) in rows]
+
+    async def consumer_lag(self) -> list[ConsumerLag] | None:
+        """See :meth:`RunSource.consumer_lag`: the event log's cursors and claims."""
+        rows = await self._fetch(_CONSUMER_LAG, [_LAG_CAP + 1, _LAG_CONSUMERS])
+        lags = []
+        for topic, name, waiting, first_waiting, claimed, oldest_claimed in rows:
+            moments = [m.astimezone(UTC) for m in (first_waiting, oldest_claimed) if m]
+            lags.append(
+                ConsumerLag(
+                    topic=topic,
+                    consumer=name,
+                    workflow_name="",
+                    status_name="",
+                    waiting=min(int(waiting), _LAG_CAP),
+                    waiting_capped=int(waiting) > _LAG_CAP,
+                    claimed=int(claimed),
+                    oldest_unacked=min(moments) if moments else None,
+                )
+            )
+        return lags
 
     async def outbox(self, workflow_names: list[str]) -> list[OutboxStat]:
         """See :meth:`RunSource.outbox`: every workflow with rows (names are not needed)."""

@@ -12,6 +12,7 @@ import pytest
 from luno_wf_ops import OpsService, RunQuery, Verb
 from luno_wf_ops.errors import ReasonRequired, SelectionChanged, Unsupported
 from luno_wf_postgres import PostgresRecordStore
+from psycopg import sql
 
 from luno_wf import RecordStore, RunState
 from luno_wf.errors import CallbackNotAccepted, RecordNotFound, UnableToPause, UnableToResume
@@ -294,3 +295,61 @@ async def test_the_engine_honours_an_operators_pause_and_resume() -> None:
         await wf.callback("order-1", OrderStatus.AWAITING_PAYMENT, b"{}")
         done = await wf.await_status("order-1", run_id, OrderStatus.SHIPPED)
     assert done.run_state == RunState.COMPLETED
+
+
+async def test_consumer_lag_is_unknown_to_the_memory_store() -> None:
+    view = await OpsService(MemRecordStore()).lag()
+    assert (view.available, view.consumers) == (False, [])
+    assert "PostgreSQL event stream only" in view.note
+
+
+@pytest.mark.postgres
+async def test_consumer_lag_on_the_postgres_event_stream(pg_pool: Any, pg_schema: str) -> None:
+    store = PostgresRecordStore(pg_pool, schema=pg_schema)
+    service = OpsService(store, workflows=[build(store)])
+    assert (await service.lag()).note.startswith("no consumer reads")
+    s = sql.Identifier(pg_schema)
+    async with pg_pool.connection() as conn:
+        for topic in ("orders-2", "orders-2", "orders-2", "refunds-7"):
+            await conn.execute(
+                sql.SQL(
+                    "SELECT {}.send_events(%s, ARRAY['f'], ARRAY[2::bigint], ARRAY['{{}}'::jsonb],"
+                    " now())"
+                ).format(s),
+                [topic],
+            )
+        cur = await conn.execute(
+            sql.SQL("SELECT id, stored_at FROM {}.events ORDER BY id").format(s)
+        )
+        (first, first_at), _, _, (refund, _) = await cur.fetchall()
+        # "payments" handled the first event and holds it unacked; two wait after it.
+        # "audit" has acked everything of orders-2; "refunds" is caught up too.
+        await conn.execute(
+            sql.SQL(
+                "INSERT INTO {}.cursors (topic, name, position) VALUES"
+                " ('orders-2', 'payments', %s), ('orders-2', 'zz-audit', %s),"
+                " ('refunds-7', 'refunds', %s)"
+            ).format(s),
+            [first, first + 2, refund],
+        )
+        await conn.execute(
+            sql.SQL(
+                "INSERT INTO {}.claims (topic, name, event_id, owner, lease_until)"
+                " VALUES ('orders-2', 'payments', %s, 'x', now())"
+            ).format(s),
+            [first],
+        )
+    view = await service.lag()
+    assert view.available and view.note == ""
+    payments, audit, refunds = view.consumers
+    assert (payments.topic, payments.consumer, payments.workflow_name, payments.status_name) == (
+        "orders-2",
+        "payments",
+        "orders",
+        "AWAITING_PAYMENT",
+    )
+    assert (payments.waiting, payments.waiting_capped, payments.claimed) == (2, False, 1)
+    assert payments.oldest_unacked == first_at
+    assert (audit.waiting, audit.claimed, audit.oldest_unacked) == (0, 0, None)
+    # A topic of a workflow not loaded: named from the topic itself.
+    assert (refunds.workflow_name, refunds.status_name, refunds.waiting) == ("refunds", "7", 0)
