@@ -26,7 +26,14 @@ from typing import Any, TypeVar
 import pytest
 import uvicorn
 from luno_wf_ops import OpsService, create_app
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Page,
+    ViewportSize,
+    expect,
+    sync_playwright,
+)
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -45,7 +52,7 @@ HOW_TO = (
     "`make install` does it), or point LUNO_WF_TEST_CHROMIUM at a Chromium binary"
 )
 IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
-VIEWPORT = {"width": 1280, "height": 800}
+VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 T = TypeVar("T")
 
 
