@@ -81,16 +81,21 @@ def _where(criteria: Criteria, before: int | None = None) -> tuple[sql.Composabl
     if criteria.run_states:
         add("run_state = ANY(%s::integer[])", sorted(criteria.run_states))
     if criteria.has_status:
-        pairs = sorted(criteria.status_pairs)
-        add(
-            "(status = ANY(%s::bigint[]) OR upper(meta->>'StatusDescription') = ANY(%s::text[])"
-            " OR (workflow_name, status) IN"
-            " (SELECT w, v FROM unnest(%s::text[], %s::bigint[]) AS p(w, v)))",
-            sorted(criteria.status_values),
-            sorted(criteria.status_names),
-            [w for w, _ in pairs],
-            [v for _, v in pairs],
-        )
+        arms: list[sql.Composable] = []
+        if criteria.status_values:
+            arms.append(sql.SQL("status = ANY(%s::bigint[])"))
+            params.append(sorted(criteria.status_values))
+        for workflow, value in sorted(criteria.status_pairs):
+            arms.append(sql.SQL("(workflow_name = %s AND status = %s)"))
+            params.extend([workflow, value])
+        if criteria.status_names:
+            described = "upper(meta->>'StatusDescription') = ANY(%s::text[])"
+            if criteria.loaded:  # a loaded workflow's runs match by their enum (above)
+                described = f"(workflow_name <> ALL(%s::text[]) AND {described})"
+                params.append(sorted(criteria.loaded))
+            arms.append(sql.SQL(described))
+            params.append(sorted(criteria.status_names))
+        parts.append(sql.SQL("(") + sql.SQL(" OR ").join(arms) + sql.SQL(")"))
     for column, op, moment in (
         ("created_at", ">", criteria.created_after),
         ("created_at", "<", criteria.created_before),
@@ -161,17 +166,23 @@ class PostgresSource:
         rows = await self._fetch("SELECT count(*) FROM {s}.records{where}", params, where=where)
         return int(rows[0][0])
 
-    async def tally(self, criteria: Criteria) -> dict[TallyKey, int]:
-        """See :meth:`RunSource.tally`: one GROUP BY."""
+    async def tally(self, criteria: Criteria, loaded: frozenset[str]) -> dict[TallyKey, int]:
+        """See :meth:`RunSource.tally`: one GROUP BY.
+
+        The description (read from each record's JSON meta, the costly part) is read only
+        for the runs of workflows not loaded.
+        """
         where, params = _where(criteria)
         rows = await self._fetch(
-            "SELECT workflow_name, status, max(coalesce(meta->>'StatusDescription', '')),"
+            "SELECT workflow_name, status,"
+            " max(coalesce(meta->>'StatusDescription', ''))"
+            " FILTER (WHERE workflow_name <> ALL(%s::text[])),"
             " run_state, count(*) FROM {s}.records{where}"
             " GROUP BY workflow_name, status, run_state",
-            params,
+            [sorted(loaded), *params],
             where=where,
         )
-        return {(w, int(s), d, RunState(r)): int(n) for w, s, d, r, n in rows}
+        return {(w, int(s), d or "", RunState(r)): int(n) for w, s, d, r, n in rows}
 
     async def workflow_runs(self) -> dict[str, int]:
         """See :meth:`RunSource.workflow_runs`."""

@@ -78,8 +78,12 @@ class RunSource(Protocol):
         """How many runs match."""
         ...
 
-    async def tally(self, criteria: Criteria) -> dict[TallyKey, int]:
-        """Matching runs counted by workflow, status and run state."""
+    async def tally(self, criteria: Criteria, loaded: frozenset[str]) -> dict[TallyKey, int]:
+        """Matching runs counted by workflow, status and run state.
+
+        The status description is needed only for the workflows not in ``loaded`` (the
+        others' statuses are named from their enums); it may be empty for those.
+        """
         ...
 
     async def workflow_runs(self) -> dict[str, int]:
@@ -152,7 +156,7 @@ class ScanSource:
         """See :meth:`RunSource.count`."""
         return sum([1 async for _, record in self._records(criteria) if criteria.matches(record)])
 
-    async def tally(self, criteria: Criteria) -> dict[TallyKey, int]:
+    async def tally(self, criteria: Criteria, loaded: frozenset[str]) -> dict[TallyKey, int]:
         """See :meth:`RunSource.tally`."""
         counts: dict[TallyKey, int] = {}
         async for _, r in self._records(criteria):

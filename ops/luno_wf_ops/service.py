@@ -155,7 +155,8 @@ class OpsService:
 
     async def counts(self, query: RunQuery | None = None) -> list[StatusCount]:
         """Matching runs counted per workflow, status and run state, sorted."""
-        tally = await self._source.tally(Criteria.of(query or RunQuery(), self.catalog))
+        criteria = Criteria.of(query or RunQuery(), self.catalog)
+        tally = await self._source.tally(criteria, frozenset(self.catalog.names()))
         counts = [
             StatusCount(
                 workflow_name=workflow,

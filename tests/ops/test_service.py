@@ -117,6 +117,28 @@ async def test_status_names_come_from_the_loaded_enum(
     assert ids(found.rows) == ["order-x"]
 
 
+async def test_a_loaded_workflows_runs_match_a_status_name_as_they_are_shown(
+    service: OpsService, bare: OpsService
+) -> None:
+    # A description that disagrees with the enum (written before a member was renamed):
+    # with the workflow loaded, the run is shown, and found, by its enum member's name.
+    stale = attrs.evolve(
+        record("order-s"), meta=attrs.evolve(record("s").meta, status_description="UNPAID")
+    )
+    await put(service.store, stale, record("r-1", workflow="refunds"))
+    (row,) = (await service.list_runs(RunQuery(foreign_id="order-s"))).rows
+    assert row.status_name == "AWAITING_PAYMENT"
+
+    async def found(on: OpsService, status: str) -> list[str]:
+        page = await on.list_runs(RunQuery(statuses=(status,)))
+        return sorted(ids(page.rows))
+
+    assert await found(service, "AWAITING_PAYMENT") == ["order-s", "r-1"]  # r-1: described
+    assert await found(service, "UNPAID") == []
+    assert await found(bare, "UNPAID") == ["order-s"]  # the store alone: the record's word
+    assert await found(service, str(int(OrderStatus.AWAITING_PAYMENT))) == ["order-s", "r-1"]
+
+
 async def test_counts_per_status_and_run_state(service: OpsService) -> None:
     await seed(service.store, 5)
     counts = {(c.status_name, c.run_state): c.count for c in await service.counts()}
