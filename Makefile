@@ -49,7 +49,7 @@ test: lint typecheck pytest
 
 bench: install
 	$(BIN)/python bench/memory.py
-	@for b in bench/postgres.py bench/kafka.py; do \
+	@for b in bench/postgres.py bench/kafka.py bench/ops.py; do \
 		if [ -f $$b ]; then $(BIN)/python $$b || exit 1; fi; \
 	done
 

@@ -79,3 +79,13 @@ def test_fleet_bench_prints_steps_roles_and_shares(postgres_dsn: str) -> None:
     assert re.search(r"roles per process \[\d+, \d+\]", out), out
     assert re.search(r"steps per process \[\d+ %, \d+ %\]", out), out
     assert "targets: 2 processes >= 1.8x one" in out, out
+
+
+@pytest.mark.postgres
+def test_ops_bench_prints_the_runs_list_beside_its_baseline(postgres_dsn: str) -> None:
+    out = run("ops.py", "--dsn", postgres_dsn, "--runs", "200", "--reps", "3")
+    assert re.search(rf"200 runs inserted in {FIGURE} s; 3 rounds", out), out
+    assert re.search(rf"baseline: .* +{FIGURE} ms +{FIGURE} ms +1\.0x\n", out), out
+    for label in ("first page", "deep page", "reads all", "GET /runs", "GET / ", "one pass"):
+        assert re.search(rf"{label}.* +{FIGURE} ms +{FIGURE} ms +{FIGURE}x\n", out), (label, out)
+    assert re.search(rf"slowest runs list p95: {FIGURE} ms", out), out

@@ -12,9 +12,11 @@ from __future__ import annotations
 from ._model import ActionResult as ActionResult
 from ._model import BulkPreview as BulkPreview
 from ._model import BulkResult as BulkResult
+from ._model import ConsumerLag as ConsumerLag
 from ._model import HistoryItem as HistoryItem
 from ._model import HistoryView as HistoryView
 from ._model import Inspection as Inspection
+from ._model import LagView as LagView
 from ._model import OutboxStat as OutboxStat
 from ._model import Page as Page
 from ._model import RunDetail as RunDetail
@@ -27,6 +29,7 @@ from ._model import parse_run_state as parse_run_state
 from .service import OpsService as OpsService
 from .web import Authorize as Authorize
 from .web import Identity as Identity
+from .web import Redact as Redact
 from .web import create_app as create_app
 
 __all__ = [
@@ -34,15 +37,18 @@ __all__ = [
     "Authorize",
     "BulkPreview",
     "BulkResult",
+    "ConsumerLag",
     "create_app",
     "HistoryItem",
     "HistoryView",
     "Identity",
     "Inspection",
+    "LagView",
     "OpsService",
     "OutboxStat",
     "Page",
     "parse_run_state",
+    "Redact",
     "RunDetail",
     "RunQuery",
     "RunRow",

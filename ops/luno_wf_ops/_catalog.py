@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from luno_wf import Record, Workflow
+from luno_wf import Record, Workflow, delete_topic, run_state_change_topic, topic
 from luno_wf._workflow import engine_of
 from luno_wf.visualise import mermaid
 
@@ -114,3 +114,21 @@ class Catalog:
             if value is not None:
                 pairs.add((loaded.name, value))
         return pairs
+
+    def describe_topic(self, name: str) -> tuple[str, str]:
+        """The workflow and status (names) whose events a topic carries, as far as known.
+
+        A loaded workflow's topics are named exactly (``orders-2`` is ``orders`` at
+        ``AWAITING_PAYMENT``; ``orders-delete`` carries deletions); any other topic is split
+        at its last ``-`` (``refunds-3`` gives ``refunds`` and ``3``).
+        """
+        for loaded in self._by_name.values():
+            if name == delete_topic(loaded.name):
+                return loaded.name, "(data deletion)"
+            if name == run_state_change_topic(loaded.name):
+                return loaded.name, "(run-state change)"
+            for value, status in loaded.statuses():
+                if name == topic(loaded.name, value):
+                    return loaded.name, status
+        base, _, suffix = name.rpartition("-")
+        return (base, suffix) if base and suffix.isdigit() else ("", "")

@@ -27,15 +27,21 @@ def _aware(moment: datetime | None, name: str) -> datetime | None:
 class Criteria:
     """What a run must satisfy, in the terms every source can test.
 
-    A status given by name matches a record whose ``meta.status_description`` is that name
-    (any case), and a run of a loaded workflow whose status is the enum member of that name;
-    a status given as a number matches that value.
+    A status given by name matches a run of a loaded workflow whose status is the enum
+    member of that name (any case), as the run is shown; a run of any other workflow
+    matches when its record's ``meta.status_description`` is that name. A status given as
+    a number matches that value in every workflow.
+
+    On PostgreSQL, the loaded workflows' statuses are plain ``(workflow_name, status)``
+    comparisons, which the planner estimates from the table's statistics: a status few runs
+    are at is found with one pass over the table rather than by walking it newest first.
     """
 
     workflow: str | None = None
     status_names: frozenset[str] = frozenset()
     status_values: frozenset[int] = frozenset()
     status_pairs: frozenset[tuple[str, int]] = frozenset()
+    loaded: frozenset[str] = frozenset()
     run_states: frozenset[int] = frozenset()
     foreign_id: str | None = None
     created_after: datetime | None = None
@@ -61,6 +67,7 @@ class Criteria:
             status_names=frozenset(names),
             status_values=frozenset(values),
             status_pairs=frozenset(pairs),
+            loaded=frozenset(catalog.names()) if names else frozenset(),
             run_states=frozenset(int(s) for s in query.run_states),
             foreign_id=query.foreign_id or None,
             created_after=_aware(query.created_after, "created_after"),
@@ -98,11 +105,11 @@ class Criteria:
         return self._times_match(record)
 
     def _status_matches(self, record: Record) -> bool:
-        return (
-            record.status in self.status_values
-            or record.meta.status_description.upper() in self.status_names
-            or (record.workflow_name, record.status) in self.status_pairs
-        )
+        if record.status in self.status_values:
+            return True
+        if record.workflow_name in self.loaded:
+            return (record.workflow_name, record.status) in self.status_pairs
+        return record.meta.status_description.upper() in self.status_names
 
     def _times_match(self, record: Record) -> bool:
         created, updated = record.created_at, record.updated_at

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
+import attrs
+
 from luno_wf import Record, RecordStore, RunState
 
 from ._catalog import Catalog, LoadedWorkflow
@@ -107,11 +109,18 @@ def observed_item(record: Record, catalog: Catalog) -> HistoryItem:
     )
 
 
-async def inspection_report(loaded: LoadedWorkflow | None, run_id: str) -> str:
+HIDDEN_OBJECT = b"(not shown here: see the object, as the redaction hook shows it)"
+
+
+async def inspection_report(
+    loaded: LoadedWorkflow | None, run_id: str, *, hide_object: bool = False
+) -> str:
     """The workflow's own inspection report of the run, when it offers ``inspect()``.
 
     Empty when the workflow does not know the run: it may be built on another store (an
-    application module loaded only to decode objects).
+    application module loaded only to decode objects). With ``hide_object`` the report
+    shows neither the object nor the text of a decoding error (which may quote it); a
+    report that cannot be rebuilt without them is not shown at all.
     """
     if loaded is None:
         return ""
@@ -119,6 +128,21 @@ async def inspection_report(loaded: LoadedWorkflow | None, run_id: str) -> str:
     if inspect is None or not callable(inspect):
         return ""
     try:
-        return str(await inspect(run_id))
+        report = await inspect(run_id)
     except LookupError:
         return ""
+    if not hide_object:
+        return str(report)
+    return _without_object(report)
+
+
+def _without_object(report: Any) -> str:
+    stored = getattr(report, "stored", None)
+    if not attrs.has(type(report)) or not isinstance(stored, Record):
+        return ""
+    notes = [
+        note.split(":")[0] if note.startswith("object does not decode") else note
+        for note in getattr(report, "notes", [])
+    ]
+    hidden = attrs.evolve(stored, object=HIDDEN_OBJECT)
+    return str(attrs.evolve(report, stored=hidden, notes=notes))

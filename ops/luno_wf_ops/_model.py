@@ -16,9 +16,11 @@ __all__ = [
     "ActionResult",
     "BulkPreview",
     "BulkResult",
+    "ConsumerLag",
     "HistoryItem",
     "HistoryView",
     "Inspection",
+    "LagView",
     "OutboxStat",
     "Page",
     "RunDetail",
@@ -254,6 +256,56 @@ class OutboxStat:
             "pending": self.pending,
             "oldest": self.oldest.isoformat() if self.oldest else None,
         }
+
+
+@attrs.frozen(kw_only=True)
+class ConsumerLag:
+    """How far one consumer of a PostgreSQL event stream is behind on one topic.
+
+    Attributes:
+        topic: The topic (``orders-2``: workflow ``orders``, status 2).
+        consumer: The receiver name (a process of a workflow).
+        workflow_name: The workflow the topic belongs to, when the topic name tells.
+        status_name: The status whose events the topic carries, when the topic name tells.
+        waiting: Events after the consumer's position, not yet handed out (counted up to
+            a cap; ``waiting_capped`` says the count stopped there).
+        waiting_capped: Whether there are more than ``waiting`` events waiting.
+        claimed: Events handed out to the consumer and not acknowledged yet.
+        oldest_unacked: When the oldest event not yet acknowledged was stored (None when
+            the consumer is caught up).
+
+    """
+
+    topic: str
+    consumer: str
+    workflow_name: str
+    status_name: str
+    waiting: int
+    waiting_capped: bool
+    claimed: int
+    oldest_unacked: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The lag as JSON data."""
+        return {
+            "topic": self.topic,
+            "consumer": self.consumer,
+            "workflow_name": self.workflow_name,
+            "status": self.status_name,
+            "waiting": self.waiting,
+            "waiting_capped": self.waiting_capped,
+            "claimed": self.claimed,
+            "oldest_unacked": self.oldest_unacked.isoformat() if self.oldest_unacked else None,
+        }
+
+
+@attrs.frozen(kw_only=True)
+class LagView:
+    """The consumer lag a store can tell; ``available`` is False when it cannot."""
+
+    available: bool
+    consumers: list[ConsumerLag]
+    note: str = ""
 
 
 @attrs.frozen(kw_only=True)

@@ -19,7 +19,7 @@ from psycopg import sql
 from luno_wf import Record, RunState, decode_outbox_data
 
 from ._criteria import Criteria
-from ._model import OutboxStat
+from ._model import ConsumerLag, OutboxStat
 from ._sources import Listed, TallyKey
 
 __all__ = ["PostgresSource"]
@@ -30,6 +30,39 @@ _LISTED = (
     "coalesce(meta->>'RunStateReason', '')"
 )
 _OUTBOX_SCAN = 10_000
+_LAG_CAP = 10_000  # events counted per consumer; more shows as "10,000+"
+_LAG_CONSUMERS = 1_000
+
+# The distinct workflow names, one index probe each (a "loose index scan" on
+# records_by_workflow): what a page's workflow menu needs, without counting every run.
+_WORKFLOW_NAMES = """
+WITH RECURSIVE names(name) AS (
+    (SELECT workflow_name FROM {s}.records ORDER BY workflow_name LIMIT 1)
+    UNION ALL
+    SELECT (SELECT r.workflow_name FROM {s}.records r WHERE r.workflow_name > n.name
+            ORDER BY r.workflow_name LIMIT 1)
+    FROM names n WHERE n.name IS NOT NULL
+)
+SELECT name FROM names WHERE name IS NOT NULL"""
+
+# Each receiver's backlog on the event log: the events after its cursor (an index range
+# on events_by_topic, counted up to a cap, and the first one's time) and its claims not
+# yet acknowledged. Every part is an index lookup; nothing reads the whole log.
+_CONSUMER_LAG = """
+SELECT k.topic, k.name,
+    (SELECT count(*) FROM (SELECT 1 FROM {s}.events e
+        WHERE e.topic = k.topic AND e.id > k.position LIMIT %s) AS w),
+    (SELECT e.stored_at FROM {s}.events e
+        WHERE e.topic = k.topic AND e.id > k.position ORDER BY e.id LIMIT 1),
+    held.n, held.oldest
+FROM {s}.cursors k
+CROSS JOIN LATERAL (
+    SELECT count(*) AS n, min(e.stored_at) AS oldest
+    FROM {s}.claims c LEFT JOIN {s}.events e ON e.id = c.event_id
+    WHERE c.topic = k.topic AND c.name = k.name
+) AS held
+ORDER BY k.topic, k.name
+LIMIT %s"""
 
 
 def _where(criteria: Criteria, before: int | None = None) -> tuple[sql.Composable, list[Any]]:
@@ -48,16 +81,21 @@ def _where(criteria: Criteria, before: int | None = None) -> tuple[sql.Composabl
     if criteria.run_states:
         add("run_state = ANY(%s::integer[])", sorted(criteria.run_states))
     if criteria.has_status:
-        pairs = sorted(criteria.status_pairs)
-        add(
-            "(status = ANY(%s::bigint[]) OR upper(meta->>'StatusDescription') = ANY(%s::text[])"
-            " OR (workflow_name, status) IN"
-            " (SELECT w, v FROM unnest(%s::text[], %s::bigint[]) AS p(w, v)))",
-            sorted(criteria.status_values),
-            sorted(criteria.status_names),
-            [w for w, _ in pairs],
-            [v for _, v in pairs],
-        )
+        arms: list[sql.Composable] = []
+        if criteria.status_values:
+            arms.append(sql.SQL("status = ANY(%s::bigint[])"))
+            params.append(sorted(criteria.status_values))
+        for workflow, value in sorted(criteria.status_pairs):
+            arms.append(sql.SQL("(workflow_name = %s AND status = %s)"))
+            params.extend([workflow, value])
+        if criteria.status_names:
+            described = "upper(meta->>'StatusDescription') = ANY(%s::text[])"
+            if criteria.loaded:  # a loaded workflow's runs match by their enum (above)
+                described = f"(workflow_name <> ALL(%s::text[]) AND {described})"
+                params.append(sorted(criteria.loaded))
+            arms.append(sql.SQL(described))
+            params.append(sorted(criteria.status_names))
+        parts.append(sql.SQL("(") + sql.SQL(" OR ").join(arms) + sql.SQL(")"))
     for column, op, moment in (
         ("created_at", ">", criteria.created_after),
         ("created_at", "<", criteria.created_before),
@@ -128,17 +166,23 @@ class PostgresSource:
         rows = await self._fetch("SELECT count(*) FROM {s}.records{where}", params, where=where)
         return int(rows[0][0])
 
-    async def tally(self, criteria: Criteria) -> dict[TallyKey, int]:
-        """See :meth:`RunSource.tally`: one GROUP BY."""
+    async def tally(self, criteria: Criteria, loaded: frozenset[str]) -> dict[TallyKey, int]:
+        """See :meth:`RunSource.tally`: one GROUP BY.
+
+        The description (read from each record's JSON meta, the costly part) is read only
+        for the runs of workflows not loaded.
+        """
         where, params = _where(criteria)
         rows = await self._fetch(
-            "SELECT workflow_name, status, max(coalesce(meta->>'StatusDescription', '')),"
+            "SELECT workflow_name, status,"
+            " max(coalesce(meta->>'StatusDescription', ''))"
+            " FILTER (WHERE workflow_name <> ALL(%s::text[])),"
             " run_state, count(*) FROM {s}.records{where}"
             " GROUP BY workflow_name, status, run_state",
-            params,
+            [sorted(loaded), *params],
             where=where,
         )
-        return {(w, int(s), d, RunState(r)): int(n) for w, s, d, r, n in rows}
+        return {(w, int(s), d or "", RunState(r)): int(n) for w, s, d, r, n in rows}
 
     async def workflow_runs(self) -> dict[str, int]:
         """See :meth:`RunSource.workflow_runs`."""
@@ -146,6 +190,31 @@ class PostgresSource:
             "SELECT workflow_name, count(*) FROM {s}.records GROUP BY workflow_name", []
         )
         return {name: int(n) for name, n in rows}
+
+    async def workflow_names(self) -> list[str]:
+        """See :meth:`RunSource.workflow_names`: one index probe per workflow."""
+        rows = await self._fetch(_WORKFLOW_NAMES, [])
+        return [name for (name,) in rows]
+
+    async def consumer_lag(self) -> list[ConsumerLag] | None:
+        """See :meth:`RunSource.consumer_lag`: the event log's cursors and claims."""
+        rows = await self._fetch(_CONSUMER_LAG, [_LAG_CAP + 1, _LAG_CONSUMERS])
+        lags = []
+        for topic, name, waiting, first_waiting, claimed, oldest_claimed in rows:
+            moments = [m.astimezone(UTC) for m in (first_waiting, oldest_claimed) if m]
+            lags.append(
+                ConsumerLag(
+                    topic=topic,
+                    consumer=name,
+                    workflow_name="",
+                    status_name="",
+                    waiting=min(int(waiting), _LAG_CAP),
+                    waiting_capped=int(waiting) > _LAG_CAP,
+                    claimed=int(claimed),
+                    oldest_unacked=min(moments) if moments else None,
+                )
+            )
+        return lags
 
     async def outbox(self, workflow_names: list[str]) -> list[OutboxStat]:
         """See :meth:`RunSource.outbox`: every workflow with rows (names are not needed)."""

@@ -17,7 +17,7 @@ import attrs
 from luno_wf import OrderType, Record, RecordStore, RunState, decode_outbox_data
 
 from ._criteria import Criteria
-from ._model import OutboxStat
+from ._model import ConsumerLag, OutboxStat
 
 __all__ = ["Listed", "RunSource", "ScanSource", "TallyKey"]
 
@@ -78,16 +78,28 @@ class RunSource(Protocol):
         """How many runs match."""
         ...
 
-    async def tally(self, criteria: Criteria) -> dict[TallyKey, int]:
-        """Matching runs counted by workflow, status and run state."""
+    async def tally(self, criteria: Criteria, loaded: frozenset[str]) -> dict[TallyKey, int]:
+        """Matching runs counted by workflow, status and run state.
+
+        The status description is needed only for the workflows not in ``loaded`` (the
+        others' statuses are named from their enums); it may be empty for those.
+        """
         ...
 
     async def workflow_runs(self) -> dict[str, int]:
         """Every workflow with runs in the store, and how many."""
         ...
 
+    async def workflow_names(self) -> list[str]:
+        """The names of the workflows with runs in the store, sorted (no counting)."""
+        ...
+
     async def outbox(self, workflow_names: list[str]) -> list[OutboxStat]:
         """The unpublished outbox rows of each workflow that has some."""
+        ...
+
+    async def consumer_lag(self) -> list[ConsumerLag] | None:
+        """Each event-stream consumer's backlog (None: the store cannot tell)."""
         ...
 
     async def outbox_pending(self, record: Record) -> bool | None:
@@ -144,7 +156,7 @@ class ScanSource:
         """See :meth:`RunSource.count`."""
         return sum([1 async for _, record in self._records(criteria) if criteria.matches(record)])
 
-    async def tally(self, criteria: Criteria) -> dict[TallyKey, int]:
+    async def tally(self, criteria: Criteria, loaded: frozenset[str]) -> dict[TallyKey, int]:
         """See :meth:`RunSource.tally`."""
         counts: dict[TallyKey, int] = {}
         async for _, r in self._records(criteria):
@@ -159,6 +171,10 @@ class ScanSource:
         async for _, record in self._records(Criteria()):
             runs[record.workflow_name] = runs.get(record.workflow_name, 0) + 1
         return runs
+
+    async def workflow_names(self) -> list[str]:
+        """See :meth:`RunSource.workflow_names`."""
+        return sorted(await self.workflow_runs())
 
     async def outbox(self, workflow_names: list[str]) -> list[OutboxStat]:
         """See :meth:`RunSource.outbox` (counts up to 10,000 rows per workflow)."""
@@ -183,4 +199,8 @@ class ScanSource:
 
     async def timeouts(self, record: Record) -> list[tuple[int, datetime]] | None:
         """See :meth:`RunSource.timeouts`: a record store alone cannot tell."""
+        return None
+
+    async def consumer_lag(self) -> list[ConsumerLag] | None:
+        """See :meth:`RunSource.consumer_lag`: a record store alone cannot tell."""
         return None

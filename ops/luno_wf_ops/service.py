@@ -24,6 +24,7 @@ from ._model import (
     BulkResult,
     HistoryView,
     Inspection,
+    LagView,
     OutboxStat,
     Page,
     RunDetail,
@@ -41,6 +42,14 @@ __all__ = ["OpsService"]
 
 MAX_PAGE = 500
 BULK_LIMIT = 10_000
+NO_LAG = (
+    "consumer lag is known for the PostgreSQL event stream only; with Kafka, see the "
+    "consumer groups' lag in the broker's own tools"
+)
+NO_CONSUMERS = (
+    "no consumer reads the PostgreSQL event stream of this schema (with Kafka, see the "
+    "consumer groups' lag in the broker's own tools)"
+)
 
 
 class OpsService:
@@ -146,7 +155,8 @@ class OpsService:
 
     async def counts(self, query: RunQuery | None = None) -> list[StatusCount]:
         """Matching runs counted per workflow, status and run state, sorted."""
-        tally = await self._source.tally(Criteria.of(query or RunQuery(), self.catalog))
+        criteria = Criteria.of(query or RunQuery(), self.catalog)
+        tally = await self._source.tally(criteria, frozenset(self.catalog.names()))
         counts = [
             StatusCount(
                 workflow_name=workflow,
@@ -210,8 +220,10 @@ class OpsService:
         record = await self.store.lookup(run_id)
         return await read_history(self.store, self.catalog, record)
 
-    async def inspect(self, run_id: str) -> Inspection:
+    async def inspect(self, run_id: str, *, hide_object: bool = False) -> Inspection:
         """What the run can do next, what waits for it, and the workflow's own report.
+
+        With ``hide_object``, the report leaves the object out (the web UI's redaction).
 
         Raises:
             RecordNotFound: No run has that id.
@@ -225,7 +237,7 @@ class OpsService:
             next_statuses=loaded.next_statuses(record.status) if loaded else [],
             timeouts=[(self._status_name(record, s), at) for s, at in timeouts],
             outbox_pending=await self._source.outbox_pending(record),
-            report=await inspection_report(loaded, run_id),
+            report=await inspection_report(loaded, run_id, hide_object=hide_object),
         )
 
     def _status_name(self, record: Record, status: int) -> str:
@@ -264,10 +276,34 @@ class OpsService:
             )
         return loaded
 
+    async def workflow_names(self) -> list[str]:
+        """The names of the workflows with runs in the store or loaded, sorted.
+
+        Cheaper than :meth:`workflows`: nothing is counted (on PostgreSQL, one index probe
+        per workflow).
+        """
+        return sorted(set(await self._source.workflow_names()) | set(self.catalog.names()))
+
     async def outbox(self) -> list[OutboxStat]:
         """Unpublished outbox rows per workflow, with the oldest row's time."""
-        names = sorted(set(await self._source.workflow_runs()) | set(self.catalog.names()))
-        return await self._source.outbox(names)
+        return await self._source.outbox(await self.workflow_names())
+
+    async def lag(self) -> LagView:
+        """How far each consumer of the event stream is behind, where the store can tell.
+
+        The PostgreSQL event stream keeps its log, its consumers' positions and their
+        unacknowledged events in the adapter's schema, so its lag is known; any other
+        store (or a Kafka stream) gives an empty view with a note saying so.
+        """
+        lags = await self._source.consumer_lag()
+        if lags is None:
+            return LagView(available=False, consumers=[], note=NO_LAG)
+        described = []
+        for lag in lags:
+            workflow, status = self.catalog.describe_topic(lag.topic)
+            described.append(attrs.evolve(lag, workflow_name=workflow, status_name=status))
+        note = "" if described else NO_CONSUMERS
+        return LagView(available=True, consumers=described, note=note)
 
     async def prune_history(self, older_than: timedelta, *, workflow: str | None = None) -> int:
         """Forget history entries older than ``older_than`` (never a run's newest).

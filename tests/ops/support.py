@@ -11,6 +11,7 @@ import attrs
 
 from luno_wf import Builder, Meta, Record, RecordStore, Run, RunState, Workflow
 from luno_wf.memory import MemRoleScheduler, MemStreamer
+from luno_wf.testing import FakeClock
 
 WORKFLOW = "orders"
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -98,3 +99,124 @@ async def seed(store: RecordStore, count: int = 6, prefix: str = "order") -> lis
             )
         )
     return await put(store, *runs)
+
+
+# -- a store with a realistic morning of orders, for the browser tests and the screenshots ----
+
+SHOWCASE_NOW = datetime(2024, 5, 1, 15, 0, tzinfo=UTC)
+"""When the showcase's operators look at it."""
+
+_TRIGGERED = (OrderStatus.CREATED, RunState.INITIATED, "api", "", "")
+_RESERVED = (OrderStatus.AWAITING_PAYMENT, RunState.RUNNING, "step:CREATED", "", "")
+_PAID = (OrderStatus.PAID, RunState.RUNNING, "callback:AWAITING_PAYMENT", "", "")
+_SHIPPED = (OrderStatus.SHIPPED, RunState.COMPLETED, "step:PAID", "", "")
+_WAITING = [(0, _TRIGGERED), (0.02, _RESERVED)]
+_DONE = [*_WAITING, (11, _PAID), (11.5, _SHIPPED)]
+
+# (foreign id, minutes after 12:00 it was triggered, its writes as (minutes after its
+# trigger, (status, run state, actor, reason, error)))
+_SHOWCASE: list[tuple[str, float, list[tuple[float, tuple[Any, ...]]]]] = [
+    ("order-1001", 0, _DONE),
+    ("order-1002", 20, _DONE),
+    (
+        "order-1003",
+        40,
+        [
+            *_WAITING,
+            (
+                30,
+                (
+                    OrderStatus.AWAITING_PAYMENT,
+                    RunState.CANCELLED,
+                    "operator:ann",
+                    "customer cancelled by phone",
+                    "",
+                ),
+            ),
+        ],
+    ),
+    ("order-1004", 60, _DONE),
+    (
+        "order-1005",
+        75,
+        [
+            *_WAITING,
+            (10, _PAID),
+            (11, (OrderStatus.PAID, RunState.PAUSED, "operator:bo", "card fraud check", "")),
+        ],
+    ),
+    ("order-1006", 90, _WAITING),
+    (
+        "order-1007",
+        110,
+        [
+            *_WAITING,
+            (4, _PAID),
+            (
+                9,
+                (
+                    OrderStatus.PAID,
+                    RunState.PAUSED,
+                    "step:PAID",
+                    "paused after 3 errors",
+                    "CourierUnavailable: no courier today",
+                ),
+            ),
+        ],
+    ),
+    ("order-1008", 125, _DONE),
+    ("order-1009", 140, _WAITING),
+    ("order-1010", 160, _WAITING),
+    ("order-1011", 170, _WAITING),
+    ("order-1012", 178, [(0, _TRIGGERED)]),
+]
+
+
+def showcase_run_id(foreign_id: str) -> str:
+    """The showcase run's id: the same on every run of the tests (screenshots stay stable)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"luno-wf-showcase/{foreign_id}"))
+
+
+async def showcase(store: RecordStore, clock: FakeClock) -> dict[str, Record]:
+    """Twelve orders of a working day up to :data:`SHOWCASE_NOW`, each write in its history.
+
+    ``store`` must stamp its outbox rows with ``clock``, which is moved to each write's
+    time; the outbox publisher has caught up but for the last ten minutes.
+    """
+    writes: list[tuple[datetime, Record]] = []
+    for foreign_id, start, steps in _SHOWCASE:
+        created = T0 + timedelta(minutes=start)
+        amount = 1000 + 37 * int(foreign_id[-2:])
+        payload = f'{{"id":"{foreign_id}","amount":{amount}}}'.encode()
+        for version, (after, (status, state, actor, reason, error)) in enumerate(steps, 1):
+            at = created + timedelta(minutes=after)
+            meta = Meta(
+                status_description=status.name,
+                version=version,
+                run_state_reason=reason,
+                actor=actor,
+                error=error,
+            )
+            written = Record(
+                workflow_name=WORKFLOW,
+                foreign_id=foreign_id,
+                run_id=showcase_run_id(foreign_id),
+                run_state=state,
+                status=int(status),
+                object=payload,
+                created_at=created,
+                updated_at=at,
+                meta=meta,
+            )
+            writes.append((at, written))
+    latest: dict[str, Record] = {}
+    for at, written in sorted(writes, key=lambda w: w[0]):
+        clock.set(max(at, clock.now()))
+        await store.store(written)
+        latest[written.foreign_id] = written
+    published = SHOWCASE_NOW - timedelta(minutes=10)
+    for row in await store.list_outbox_events(WORKFLOW, 1000):
+        if row.created_at < published:
+            await store.delete_outbox_event(row.id)
+    clock.set(SHOWCASE_NOW)
+    return latest

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import psycopg
 import pytest
 from click.testing import CliRunner, Result
 from luno_wf_ops.cli import EXIT, cli
 from luno_wf_postgres import PostgresRecordStore, migrate
+from psycopg import sql
 
 from luno_wf import Record, RunState
 
@@ -189,6 +191,42 @@ def test_workflows_graph_and_outbox(db: Db) -> None:
     assert graph.exit_code == 0 and graph.stdout.splitlines()[3] == "stateDiagram-v2"
     (stat,) = db.json("outbox", "stats")
     assert (stat["workflow_name"], stat["pending"]) == ("orders", 2)
+
+
+def test_lag_of_the_postgres_event_stream(db: Db) -> None:
+    assert "no consumer reads" in db.run("lag").stdout
+    with psycopg.connect(db.dsn, autocommit=True) as conn:
+        s = sql.Identifier(db.schema)
+        send = "SELECT {}.send_events('orders-2', ARRAY['a', 'b'], ARRAY[2, 2]::bigint[],"
+        conn.execute(sql.SQL(send + " ARRAY['{{}}', '{{}}']::jsonb[], now())").format(s))
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {}.cursors (topic, name, position) VALUES ('orders-2', 'p', 0)"
+            ).format(s)
+        )
+    (row,) = db.json("lag", app=True)
+    assert (row["topic"], row["consumer"], row["workflow_name"], row["status"]) == (
+        "orders-2",
+        "p",
+        "orders",
+        "AWAITING_PAYMENT",
+    )
+    assert (row["waiting"], row["waiting_capped"], row["claimed"]) == (2, False, 0)
+    assert row["oldest_unacked"] and row["age_seconds"] >= 0
+    table = db.run("lag").stdout
+    assert table.split("\n")[0].split() == [
+        "TOPIC",
+        "CONSUMER",
+        "WORKFLOW",
+        "STATUS",
+        "WAITING",
+        "NOT",
+        "ACKED",
+        "OLDEST",
+        "UNACKED",
+        "AGE",
+        "(S)",
+    ]
 
 
 def test_connection_and_schema_errors_exit_6_in_one_line(db: Db) -> None:

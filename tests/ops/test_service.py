@@ -12,6 +12,7 @@ import pytest
 from luno_wf_ops import OpsService, RunQuery, Verb
 from luno_wf_ops.errors import ReasonRequired, SelectionChanged, Unsupported
 from luno_wf_postgres import PostgresRecordStore
+from psycopg import sql
 
 from luno_wf import RecordStore, RunState
 from luno_wf.errors import CallbackNotAccepted, RecordNotFound, UnableToPause, UnableToResume
@@ -114,6 +115,28 @@ async def test_status_names_come_from_the_loaded_enum(
     assert (await service.list_runs()).rows[0].status_name == "AWAITING_PAYMENT"
     found = await service.list_runs(RunQuery(statuses=("awaiting_payment",)))
     assert ids(found.rows) == ["order-x"]
+
+
+async def test_a_loaded_workflows_runs_match_a_status_name_as_they_are_shown(
+    service: OpsService, bare: OpsService
+) -> None:
+    # A description that disagrees with the enum (written before a member was renamed):
+    # with the workflow loaded, the run is shown, and found, by its enum member's name.
+    stale = attrs.evolve(
+        record("order-s"), meta=attrs.evolve(record("s").meta, status_description="UNPAID")
+    )
+    await put(service.store, stale, record("r-1", workflow="refunds"))
+    (row,) = (await service.list_runs(RunQuery(foreign_id="order-s"))).rows
+    assert row.status_name == "AWAITING_PAYMENT"
+
+    async def found(on: OpsService, status: str) -> list[str]:
+        page = await on.list_runs(RunQuery(statuses=(status,)))
+        return sorted(ids(page.rows))
+
+    assert await found(service, "AWAITING_PAYMENT") == ["order-s", "r-1"]  # r-1: described
+    assert await found(service, "UNPAID") == []
+    assert await found(bare, "UNPAID") == ["order-s"]  # the store alone: the record's word
+    assert await found(service, str(int(OrderStatus.AWAITING_PAYMENT))) == ["order-s", "r-1"]
 
 
 async def test_counts_per_status_and_run_state(service: OpsService) -> None:
@@ -294,3 +317,61 @@ async def test_the_engine_honours_an_operators_pause_and_resume() -> None:
         await wf.callback("order-1", OrderStatus.AWAITING_PAYMENT, b"{}")
         done = await wf.await_status("order-1", run_id, OrderStatus.SHIPPED)
     assert done.run_state == RunState.COMPLETED
+
+
+async def test_consumer_lag_is_unknown_to_the_memory_store() -> None:
+    view = await OpsService(MemRecordStore()).lag()
+    assert (view.available, view.consumers) == (False, [])
+    assert "PostgreSQL event stream only" in view.note
+
+
+@pytest.mark.postgres
+async def test_consumer_lag_on_the_postgres_event_stream(pg_pool: Any, pg_schema: str) -> None:
+    store = PostgresRecordStore(pg_pool, schema=pg_schema)
+    service = OpsService(store, workflows=[build(store)])
+    assert (await service.lag()).note.startswith("no consumer reads")
+    s = sql.Identifier(pg_schema)
+    async with pg_pool.connection() as conn:
+        for topic in ("orders-2", "orders-2", "orders-2", "refunds-7"):
+            await conn.execute(
+                sql.SQL(
+                    "SELECT {}.send_events(%s, ARRAY['f'], ARRAY[2::bigint], ARRAY['{{}}'::jsonb],"
+                    " now())"
+                ).format(s),
+                [topic],
+            )
+        cur = await conn.execute(
+            sql.SQL("SELECT id, stored_at FROM {}.events ORDER BY id").format(s)
+        )
+        (first, first_at), _, _, (refund, _) = await cur.fetchall()
+        # "payments" handled the first event and holds it unacked; two wait after it.
+        # "audit" has acked everything of orders-2; "refunds" is caught up too.
+        await conn.execute(
+            sql.SQL(
+                "INSERT INTO {}.cursors (topic, name, position) VALUES"
+                " ('orders-2', 'payments', %s), ('orders-2', 'zz-audit', %s),"
+                " ('refunds-7', 'refunds', %s)"
+            ).format(s),
+            [first, first + 2, refund],
+        )
+        await conn.execute(
+            sql.SQL(
+                "INSERT INTO {}.claims (topic, name, event_id, owner, lease_until)"
+                " VALUES ('orders-2', 'payments', %s, 'x', now())"
+            ).format(s),
+            [first],
+        )
+    view = await service.lag()
+    assert view.available and view.note == ""
+    payments, audit, refunds = view.consumers
+    assert (payments.topic, payments.consumer, payments.workflow_name, payments.status_name) == (
+        "orders-2",
+        "payments",
+        "orders",
+        "AWAITING_PAYMENT",
+    )
+    assert (payments.waiting, payments.waiting_capped, payments.claimed) == (2, False, 1)
+    assert payments.oldest_unacked == first_at
+    assert (audit.waiting, audit.claimed, audit.oldest_unacked) == (0, 0, None)
+    # A topic of a workflow not loaded: named from the topic itself.
+    assert (refunds.workflow_name, refunds.status_name, refunds.waiting) == ("refunds", "7", 0)

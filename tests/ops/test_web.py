@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from luno_wf_ops import create_app
+from luno_wf_ops import OpsService, RunRow, create_app
 from luno_wf_ops.web._security import CSRF_COOKIE
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -17,14 +18,15 @@ from starlette.testclient import TestClient
 
 from luno_wf import Record, RunState
 from luno_wf.memory import MemRecordStore
+from luno_wf.testing import FakeClock
 
-from .support import OrderStatus, build, put, record, seed
+from .support import WORKFLOW, OrderStatus, build, put, record, seed
 
 PREFIX = "/admin/workflows"
 
 
-def mounted(store: MemRecordStore, **options: Any) -> TestClient:
-    app = create_app(store, workflows=[build(store)], **options)
+def mounted(store: MemRecordStore, service: OpsService | None = None, **options: Any) -> TestClient:
+    app = create_app(service or store, workflows=[build(store)], **options)
     return TestClient(Starlette(routes=[Mount(PREFIX, app=app)]), base_url="http://ops.test")
 
 
@@ -200,7 +202,64 @@ def test_overview_draws_counts_on_the_graph(store: MemRecordStore, client: TestC
     assert "2 runs · 2 paused" in page.text  # PAID
     assert f'href="{PREFIX}/runs?workflow=orders&amp;status=PAID"' in page.text
     assert "Stuck" in page.text and "3 runs" in page.text
-    assert "Outbox backlog" in page.text
+    assert "Outbox: events written, not yet published" in page.text
+    assert "consumer lag is known for the PostgreSQL event stream only" in page.text
     graph = client.get(PREFIX + "/workflows/orders")
     assert "stateDiagram-v2" in graph.text
     assert client.get(PREFIX + "/workflows/refunds").status_code == 404
+
+
+def test_the_overview_shows_the_outbox_lag_with_its_age(
+    store: MemRecordStore, runs: list[Record]
+) -> None:
+    # Each stored record left one unpublished event in the outbox, stamped when stored.
+    (oldest,) = {e.created_at for e in asyncio.run(store.list_outbox_events(WORKFLOW, 1))}
+    clock = FakeClock(oldest + timedelta(hours=2, minutes=5, seconds=7))
+    service = OpsService(store, workflows=[build(store)], clock=clock)
+    with mounted(store, service=service) as client:
+        page = client.get(PREFIX + "/").text
+    lag = page[page.index('<section class="card" id="lag">') :]
+    assert "<td>orders</td><td>4</td>" in lag, lag
+    assert '<td class="age">2h 5m</td>' in lag, lag
+    assert "consumer lag is known for the PostgreSQL event stream only" in lag
+
+
+def test_the_redaction_hook_decides_what_a_run_page_shows(
+    store: MemRecordStore, runs: list[Record]
+) -> None:
+    seen: list[tuple[str, Any]] = []
+
+    async def redact(row: RunRow, data: Any) -> Any:
+        seen.append((row.foreign_id, data))
+        return {**data, "amount": "***"}
+
+    with mounted(store, redact=redact) as client:
+        page = client.get(f"{PREFIX}/runs/{runs[0].run_id}").text
+    assert seen == [("order-0", {"id": "order-0", "amount": 100})]
+    shown = page[page.index('<section class="card" id="object">') :]
+    assert "&#34;amount&#34;: &#34;***&#34;" in shown and "100" not in shown, shown
+    assert "Redacted for display." in shown
+    # The workflow's own report (in Inspection) leaves the object out too.
+    assert "object:     (not shown here" in page and "amount&#34;:100" not in page, page
+
+    # A string is shown as is; a hook that fails shows no object at all.
+    with mounted(store, redact=lambda row, data: "(hidden)") as client:
+        page = client.get(f"{PREFIX}/runs/{runs[0].run_id}").text
+    assert '<pre class="object">(hidden)</pre>' in page
+
+    def broken(row: RunRow, data: Any) -> Any:
+        raise KeyError("card")
+
+    with mounted(store, redact=broken) as client:
+        page = client.get(f"{PREFIX}/runs/{runs[0].run_id}").text
+    assert page.count('<pre class="object">') == 0 and "order-0&#34;" not in page
+    assert "Hidden: the redaction hook failed (KeyError)." in page
+
+
+def test_with_a_redaction_hook_a_decode_error_names_only_its_type(store: MemRecordStore) -> None:
+    (run,) = asyncio.run(put(store, record("odd", obj=b'{"id": 5, "amount": "secret"}')))
+    with mounted(store) as client:
+        assert "secret" in client.get(f"{PREFIX}/runs/{run.run_id}").text
+    with mounted(store, redact=lambda row, data: {"id": data["id"]}) as client:
+        page = client.get(f"{PREFIX}/runs/{run.run_id}").text
+    assert "Cannot decode: " in page and "secret" not in page, page

@@ -1,4 +1,4 @@
-"""The ``luno-wf`` command line: runs, actions, workflows, the outbox, history, the web UI.
+"""The ``luno-wf`` command line: runs, actions, workflows, the outbox, lag, history, the web UI.
 
 Exit codes: 0 ok, 1 unexpected error, 2 bad usage, 3 unknown run id, 4 refused (the
 run's state does not allow it; a bulk action partly refused), 5 unsupported by the store
@@ -11,7 +11,7 @@ import click
 
 from ._actions import action_commands
 from ._context import EXIT, Settings, default_operator
-from ._misc import history_group, outbox, ui, workflows
+from ._misc import history_group, lag, outbox, ui, workflows
 from ._output import Output
 from ._runs import runs
 
@@ -73,6 +73,7 @@ for _command in action_commands():
     cli.add_command(_command)
 cli.add_command(workflows)
 cli.add_command(outbox)
+cli.add_command(lag)
 cli.add_command(history_group)
 cli.add_command(ui)
 

@@ -1,4 +1,4 @@
-"""``luno-wf workflows``, ``outbox stats``, ``history prune`` and ``ui``."""
+"""``luno-wf workflows``, ``outbox stats``, ``lag``, ``history prune`` and ``ui``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from ..service import OpsService
 from ..web import create_app
 from ._context import EXIT, Settings, execute, fail
 
-__all__ = ["history_group", "outbox", "ui", "workflows"]
+__all__ = ["history_group", "lag", "outbox", "ui", "workflows"]
 
 
 @click.group()
@@ -78,6 +78,43 @@ def outbox_stats(settings: Settings) -> None:
             ("age_seconds", "AGE (S)"),
         ],
         empty="The outbox is empty: every event is published.",
+    )
+
+
+@click.command()
+@click.pass_obj
+def lag(settings: Settings) -> None:
+    """How far each consumer of the PostgreSQL event stream is behind."""
+    view = execute(settings, lambda s: s.lag())
+    if not view.consumers and settings.output.human:
+        settings.output.text(view.note)
+        return
+    now = datetime.now(UTC)
+    rows = [
+        {
+            **c.to_json(),
+            "age_seconds": (
+                round((now - c.oldest_unacked).total_seconds(), 1) if c.oldest_unacked else None
+            ),
+            "waiting_text": f"{c.waiting:,}" + ("+" if c.waiting_capped else ""),
+        }
+        for c in view.consumers
+    ]
+    if not settings.output.human:
+        for row in rows:
+            del row["waiting_text"]
+    settings.output.rows(
+        rows,
+        [
+            ("topic", "TOPIC"),
+            ("consumer", "CONSUMER"),
+            ("workflow_name", "WORKFLOW"),
+            ("status", "STATUS"),
+            ("waiting_text", "WAITING"),
+            ("claimed", "NOT ACKED"),
+            ("oldest_unacked", "OLDEST UNACKED"),
+            ("age_seconds", "AGE (S)"),
+        ],
     )
 
 

@@ -19,9 +19,9 @@ from luno_wf import RecordStore, Workflow
 
 from ..service import OpsService
 from ._security import SecurityHeaders
-from ._views import Authorize, Identity, Settings, Views, default_identity
+from ._views import Authorize, Identity, Redact, Settings, Views, default_identity
 
-__all__ = ["Authorize", "Identity", "create_app"]
+__all__ = ["Authorize", "Identity", "Redact", "create_app"]
 
 
 def _environment() -> Environment:
@@ -32,11 +32,28 @@ def _environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["when"] = _when
+    env.filters["age"] = _age
     return env
 
 
 def _when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+
+
+def _age(moment: datetime | None, now: datetime) -> str:
+    """How long before ``now`` a moment was, in its two largest units: ``"3h 12m"``, ``"45s"``."""
+    if moment is None:
+        return ""
+    seconds = max(0, int((now - moment).total_seconds()))
+    units = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+    for index, (unit, size) in enumerate(units):
+        if seconds >= size or unit == "s":
+            text = f"{seconds // size}{unit}"
+            if unit != "s":
+                next_unit, next_size = units[index + 1]
+                text += f" {seconds % size // next_size}{next_unit}"
+            return text
+    return ""
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -66,6 +83,7 @@ def create_app(
     read_only: bool = True,
     authorize: Authorize | None = None,
     identity: Identity | None = None,
+    redact: Redact | None = None,
     stuck_after: timedelta = timedelta(hours=1),
     title: str = "luno_wf",
 ) -> Starlette:
@@ -86,6 +104,11 @@ def create_app(
         identity: ``identity(request) -> str`` (or async): the operator named by each
             action; by default the authenticated user's display name, else
             ``"anonymous"``.
+        redact: ``redact(row, data) -> shown`` (or async): what a run page shows of the
+            run's object. ``data`` is the object as JSON data (its text if it is not
+            JSON); a string result is shown as is, anything else as indented JSON. Runs
+            on every run page, before the 64 KiB cap; if it raises, no object is shown.
+            ``None`` shows the object as stored.
         stuck_after: A run initiated or running without a write for this long shows as
             stuck on the overview.
         title: Shown in the page header.
@@ -99,6 +122,7 @@ def create_app(
             read_only=read_only,
             authorize=authorize,
             identity=identity or default_identity,
+            redact=redact,
             stuck_after=stuck_after,
             title=title,
         ),

@@ -19,14 +19,14 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from luno_wf import RunState
 from luno_wf.errors import InvalidRunStateTransition, RecordNotFound, StaleRecord
 
-from .._model import RunQuery, Verb
+from .._model import RunDetail, RunQuery, RunRow, Verb
 from ..errors import OpsError
 from ..service import OpsService, one_line
 from ._graph import NodeCounts, status_graph_svg
 from ._params import query_from
 from ._security import CSRF_FIELD, check_csrf, csrf_token, set_csrf_cookie
 
-__all__ = ["Authorize", "Identity", "Settings", "Views", "default_identity"]
+__all__ = ["Authorize", "Identity", "Redact", "Settings", "Views", "default_identity"]
 
 Authorize = Callable[[Request, str], bool | Awaitable[bool]]
 """``authorize(request, action)``: may this request take ``action`` (``"pause"``,
@@ -34,6 +34,13 @@ Authorize = Callable[[Request, str], bool | Awaitable[bool]]
 
 Identity = Callable[[Request], str | Awaitable[str]]
 """``identity(request)``: the operator's name, recorded with every action. May be async."""
+
+Redact = Callable[[RunRow, Any], Any]
+"""``redact(row, data)``: what a run page shows of the run's object.
+
+``data`` is the object as JSON data (the default codec's form), or its text when it is not
+JSON; the result is shown as indented JSON, or as is when it is a string. May be async. If
+it raises, the page shows no object."""
 
 OBJECT_CAP = 64 * 1024  # characters of an object's JSON shown on a run page
 PAGE_SIZE = 50
@@ -58,6 +65,7 @@ class Settings:
     read_only: bool
     authorize: Authorize | None
     identity: Identity
+    redact: Redact | None
     stuck_after: timedelta
     title: str
 
@@ -140,6 +148,8 @@ class Views:
             stuck_after=_duration(self.settings.stuck_after),
             stuck_link=urlencode(stuck_query.to_params()),
             outbox=await self.service.outbox(),
+            lag=await self.service.lag(),
+            now=self.service.clock.now(),
         )
 
     async def runs(self, request: Request) -> Response:
@@ -164,7 +174,7 @@ class Views:
             filters=urlencode(filters),
             next_link=urlencode([*filters, ("cursor", page.next_cursor or "")]),
             first_page=not params.get("cursor"),
-            workflows=await self.service.workflows(),
+            workflows=await self.service.workflow_names(),
             run_states=[s for s in RunState if s.valid()],
             verbs=await self.allowed_verbs(request) if filters else [],
             statuses=_status_names(self.service),
@@ -188,14 +198,16 @@ class Views:
         status: int = 200,
     ) -> Response:
         detail = await self.service.run(run_id)
-        inspection = await self.service.inspect(run_id)
+        redacting = self.settings.redact is not None
+        inspection = await self.service.inspect(run_id, hide_object=redacting)
         allowed = await self.allowed_verbs(request)
         return self.render(
             request,
             "run.html",
             status=status,
             detail=detail,
-            object_text=_object_text(detail.object_json, detail.object_bytes),
+            object_text=await self.object_text(detail),
+            redacting=redacting,
             history=await self.service.history(run_id),
             inspection=inspection,
             verbs=[v for v in inspection.verbs if v in allowed],
@@ -203,6 +215,24 @@ class Views:
             problem=problem,
             live=not detail.row.run_state.finished(),
         )
+
+    async def object_text(self, detail: RunDetail) -> tuple[str, int, str]:
+        """The object as shown: text cut at the cap, its full length, and a note.
+
+        Through the redaction hook when there is one; if the hook fails, nothing is shown.
+        """
+        if self.settings.redact is None:
+            return (*_object_text(detail.object_json, detail.object_bytes), "")
+        data = detail.object_json
+        if data is None and detail.object_bytes != b"null":
+            data = detail.object_bytes.decode("utf-8", errors="replace")
+        try:
+            shown = await _maybe_await(self.settings.redact(detail.row, data))
+        except Exception as error:  # fail closed: a broken hook shows nothing
+            return "", 0, f"Hidden: the redaction hook failed ({type(error).__name__})."
+        if not isinstance(shown, str):
+            shown = json.dumps(shown, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+        return shown[:OBJECT_CAP], len(shown), "Redacted for display."
 
     async def history(self, request: Request) -> Response:
         """The history timeline of a run alone (the run page refreshes it with htmx)."""
