@@ -38,6 +38,7 @@ from ._outbox import OutboxData as OutboxData
 from ._outbox import decode_outbox_data as decode_outbox_data
 from ._outbox import encode_outbox_data as encode_outbox_data
 from ._outbox import make_outbox_event as make_outbox_event
+from ._outbox import outbox_data as outbox_data
 from ._processstate import ProcessState as ProcessState
 from ._record import Meta as Meta
 from ._record import Record as Record
@@ -56,6 +57,7 @@ from .adapter import BatchSender as BatchSender
 from .adapter import BatchStore as BatchStore
 from .adapter import ConnectorConstructor as ConnectorConstructor
 from .adapter import ConnectorConsumer as ConnectorConsumer
+from .adapter import DirectEvents as DirectEvents
 from .adapter import EventReceiver as EventReceiver
 from .adapter import EventSender as EventSender
 from .adapter import EventStreamer as EventStreamer
@@ -82,6 +84,7 @@ __all__ = [
     "decode_outbox_data",
     "default_converter",
     "delete_topic",
+    "DirectEvents",
     "duration_timer",
     "encode_outbox_data",
     "Event",
@@ -105,6 +108,7 @@ __all__ = [
     "Meta",
     "Options",
     "OrderType",
+    "outbox_data",
     "OutboxData",
     "OutboxDataLister",
     "OutboxEvent",

@@ -36,7 +36,7 @@ from ._record import Record
 from ._run import Run, RunStateController, TypedRecord
 from ._runstate import RunState
 from ._types import S, T
-from .adapter import EventStreamer, RecordStore, RoleScheduler, TimeoutStore
+from .adapter import DirectEvents, EventStreamer, RecordStore, RoleScheduler, TimeoutStore
 from .errors import UnknownStatus
 
 __all__ = [
@@ -280,6 +280,11 @@ class Engine(Generic[T, S]):
         self.store = store
         self.scheduler = scheduler
         self.timeout_store = timeout_store
+        # Whether the store writes this workflow's events to the streamer itself: asked
+        # once, here, so that a process that only triggers runs writes them so too.
+        self.direct_events = isinstance(store, DirectEvents) and store.publishes_events(
+            definition.name, streamer
+        )
         self.clock = clock
         self.codec = codec
         self.logger = logger

@@ -12,6 +12,7 @@ from psycopg import errors, sql
 
 from luno_wf import (
     Clock,
+    EventStreamer,
     FilterKind,
     HistoryEntry,
     Meta,
@@ -23,12 +24,14 @@ from luno_wf import (
     SystemClock,
     check_foreign_id,
     make_outbox_event,
+    outbox_data,
 )
 from luno_wf._filter import fold_filters
 from luno_wf.errors import RecordNotFound, StaleRecord, WorkflowInProgress
 
 from ._pool import AutocommitConnections, PoolAdapter, PoolOrDsn
 from ._schema import DEFAULT_SCHEMA, Statements
+from .streamer import PostgresStreamer
 
 __all__ = ["PostgresRecordStore"]
 
@@ -37,72 +40,83 @@ _COLUMNS = (
     "version, meta::text"  # JSON text, decoded by orjson: cheaper than psycopg's jsonb loader
 )
 
-_TEMPLATES = {
-    # A new run: the record and its outbox row in one statement. A run id already stored
-    # inserts nothing (count 0) and the caller tries the versioned update instead.
-    "insert": """
-WITH ins AS (
+# Writes. Each is one statement: the record's write (`w`: the insert or the compare-and-set
+# update, returning the run id if it happened), the history entry of that write, and then
+# either its outbox row or, for a workflow whose events this store writes itself (see
+# publishes_events), the event, appended as the streamer's send_events appends it: under
+# the topic's transaction-scoped advisory lock (taken after the record's row lock, topics
+# in sorted order, so two writes cannot deadlock on them), with pg_notify at commit.
+_INSERT_ONE = """
+WITH w AS (
     INSERT INTO {s}.records (run_id, workflow_name, foreign_id, run_state, status, object,
                              created_at, updated_at, version, meta)
     VALUES (%(run_id)s, %(workflow_name)s, %(foreign_id)s, %(run_state)s, %(status)s,
             %(object)s, %(created_at)s, %(updated_at)s, %(version)s, %(meta)s::jsonb)
     ON CONFLICT (run_id) DO NOTHING
-    RETURNING 1
-), out AS (
-    INSERT INTO {s}.outbox (id, workflow_name, data, created_at)
-    SELECT %(outbox_id)s, %(workflow_name)s, %(data)s, %(outbox_created_at)s FROM ins
+    RETURNING run_id
 ), hist AS (
     INSERT INTO {s}.history (run_id, version, workflow_name, foreign_id, status, run_state,
                              reason, actor, at, error, trace_id, object)
     SELECT %(run_id)s, %(version)s, %(workflow_name)s, %(foreign_id)s, %(status)s,
            %(run_state)s, %(reason)s, %(actor)s, %(updated_at)s, %(error)s, %(trace_id)s,
            CASE WHEN %(keep_object)s THEN %(object)s END
-    FROM ins WHERE %(history)s
-)
-SELECT count(*) FROM ins""",
-    # An existing run: compare-and-set on the version, and the outbox row only if it won.
-    "update": """
-WITH upd AS (
+    FROM w WHERE %(history)s
+)"""
+_UPDATE_ONE = """
+WITH w AS (
     UPDATE {s}.records SET
         workflow_name = %(workflow_name)s, foreign_id = %(foreign_id)s,
         run_state = %(run_state)s, status = %(status)s, object = %(object)s,
         created_at = %(created_at)s, updated_at = %(updated_at)s,
         version = %(version)s, meta = %(meta)s::jsonb
     WHERE run_id = %(run_id)s AND version = %(prev_version)s
-    RETURNING 1
-), out AS (
-    INSERT INTO {s}.outbox (id, workflow_name, data, created_at)
-    SELECT %(outbox_id)s, %(workflow_name)s, %(data)s, %(outbox_created_at)s FROM upd
+    RETURNING run_id
 ), hist AS (
     INSERT INTO {s}.history (run_id, version, workflow_name, foreign_id, status, run_state,
                              reason, actor, at, error, trace_id, object)
     SELECT %(run_id)s, %(version)s, %(workflow_name)s, %(foreign_id)s, %(status)s,
            %(run_state)s, %(reason)s, %(actor)s, %(updated_at)s, %(error)s, %(trace_id)s,
            CASE WHEN %(keep_object)s THEN %(object)s END
-    FROM upd WHERE %(history)s
+    FROM w WHERE %(history)s
 ), scrub AS (
     UPDATE {s}.history h SET object = NULL, reason = '', error = ''
-    FROM upd
+    FROM w
     WHERE %(scrub)s AND h.run_id = %(run_id)s
       AND (h.object IS NOT NULL OR h.reason <> '' OR h.error <> '')
+)"""
+_OUTBOX_ONE = """, out AS (
+    INSERT INTO {s}.outbox (id, workflow_name, data, created_at)
+    SELECT %(outbox_id)s, %(workflow_name)s, %(data)s, %(outbox_created_at)s FROM w
 )
-SELECT count(*) FROM upd""",
-    # Many existing runs: compare-and-set each, and the outbox rows and history entries of
-    # those that won, the outbox rows in the order given. Runs not updated (stale, or not
-    # stored yet) are returned by none.
-    "update_many": """
+SELECT count(*) FROM w"""
+_EVENT_ONE = """, ev AS (
+    INSERT INTO {s}.events (topic, foreign_id, type, headers, created_at)
+    SELECT %(topic)s::text, %(run_id)s::text, %(status)s::bigint, %(headers)s::jsonb,
+           %(event_created_at)s::timestamptz
+    FROM (
+        SELECT pg_advisory_xact_lock(hashtextextended({lock_prefix} || %(topic)s::text, 0))
+        FROM (SELECT FROM w OFFSET 0) AS written
+    ) AS locked
+    RETURNING topic
+)
+SELECT count(*), (SELECT count(*) FROM (SELECT pg_notify({channel}, topic) FROM ev) AS n)
+FROM w"""
+# Many existing runs: compare-and-set each, and the history entries and outbox rows (or
+# events) of those that won, in the order given. Runs not updated (stale, or not stored
+# yet) are returned by none.
+_UPDATE_MANY = """
 WITH input AS (
     SELECT * FROM unnest(
         %(run_id)b::text[], %(workflow_name)b::text[], %(foreign_id)b::text[],
         %(run_state)b::integer[], %(status)b::bigint[], %(object)b::bytea[],
         %(created_at)b::timestamptz[], %(updated_at)b::timestamptz[], %(version)b::bigint[],
-        %(meta)b::text[], %(outbox_id)b::text[], %(data)b::bytea[],
-        %(history)b::boolean[], %(keep_object)b::boolean[], %(scrub)b::boolean[],
-        %(reason)b::text[], %(actor)b::text[], %(error)b::text[], %(trace_id)b::text[]
+        %(meta)b::text[], %(history)b::boolean[], %(keep_object)b::boolean[],
+        %(scrub)b::boolean[], %(reason)b::text[], %(actor)b::text[], %(error)b::text[],
+        %(trace_id)b::text[], @arrays@
     ) WITH ORDINALITY AS i(run_id, workflow_name, foreign_id, run_state, status, object,
-                           created_at, updated_at, version, meta, outbox_id, data,
-                           history, keep_object, scrub, reason, actor, error, trace_id, ord)
-), upd AS (
+                           created_at, updated_at, version, meta, history, keep_object,
+                           scrub, reason, actor, error, trace_id, @columns@, ord)
+), w AS (
     UPDATE {s}.records r SET
         workflow_name = i.workflow_name, foreign_id = i.foreign_id,
         run_state = i.run_state, status = i.status, object = i.object,
@@ -111,26 +125,60 @@ WITH input AS (
     FROM input i
     WHERE r.run_id = i.run_id AND r.version = i.version - 1
     RETURNING r.run_id
-), out AS (
-    INSERT INTO {s}.outbox (id, workflow_name, data, created_at)
-    SELECT i.outbox_id, i.workflow_name, i.data, %(outbox_created_at)s
-    FROM input i JOIN upd USING (run_id)
-    ORDER BY i.ord
 ), hist AS (
     INSERT INTO {s}.history (run_id, version, workflow_name, foreign_id, status, run_state,
                              reason, actor, at, error, trace_id, object)
     SELECT i.run_id, i.version, i.workflow_name, i.foreign_id, i.status, i.run_state,
            i.reason, i.actor, i.updated_at, i.error, i.trace_id,
            CASE WHEN i.keep_object THEN i.object END
-    FROM input i JOIN upd USING (run_id)
+    FROM input i JOIN w USING (run_id)
     WHERE i.history
 ), scrub AS (
     UPDATE {s}.history h SET object = NULL, reason = '', error = ''
-    FROM input i JOIN upd USING (run_id)
+    FROM input i JOIN w USING (run_id)
     WHERE i.scrub AND h.run_id = i.run_id
       AND (h.object IS NOT NULL OR h.reason <> '' OR h.error <> '')
+)"""
+_OUTBOX_MANY = """, out AS (
+    INSERT INTO {s}.outbox (id, workflow_name, data, created_at)
+    SELECT i.outbox_id, i.workflow_name, i.data, %(outbox_created_at)s
+    FROM input i JOIN w USING (run_id)
+    ORDER BY i.ord
 )
-SELECT run_id FROM upd""",
+SELECT run_id FROM w"""
+# Every record row is locked (the sort reads all of `w`) before the first topic lock.
+_EVENT_MANY = """, ev AS (
+    INSERT INTO {s}.events (topic, foreign_id, type, headers, created_at)
+    SELECT e.topic, e.run_id, e.status, e.headers::jsonb, %(event_created_at)s::timestamptz
+    FROM (
+        SELECT o.topic, o.run_id, o.status, o.headers,
+               pg_advisory_xact_lock(hashtextextended({lock_prefix} || o.topic, 0)) AS locked
+        FROM (SELECT i.topic, i.run_id, i.status, i.headers FROM input i JOIN w USING (run_id)
+              ORDER BY i.topic, i.ord OFFSET 0) AS o
+    ) AS e
+    RETURNING topic
+)
+SELECT run_id, (SELECT count(*) FROM (
+    SELECT pg_notify({channel}, t.topic) FROM (SELECT DISTINCT topic FROM ev) AS t) AS n)
+FROM w"""
+_OUTBOX_ARRAYS = ("%(outbox_id)b::text[], %(data)b::bytea[]", "outbox_id, data")
+_EVENT_ARRAYS = ("%(topic)b::text[], %(headers)b::text[]", "topic, headers")
+
+
+def _many(publish: str, arrays: tuple[str, str]) -> str:
+    return _UPDATE_MANY.replace("@arrays@", arrays[0]).replace("@columns@", arrays[1]) + publish
+
+
+_TEMPLATES = {
+    # A new run. A run id already stored inserts nothing (count 0) and the caller tries
+    # the versioned update instead.
+    "insert": _INSERT_ONE + _OUTBOX_ONE,
+    "insert_event": _INSERT_ONE + _EVENT_ONE,
+    # An existing run: compare-and-set on the version; the rest only if it won.
+    "update": _UPDATE_ONE + _OUTBOX_ONE,
+    "update_event": _UPDATE_ONE + _EVENT_ONE,
+    "update_many": _many(_OUTBOX_MANY, _OUTBOX_ARRAYS),
+    "update_many_event": _many(_EVENT_MANY, _EVENT_ARRAYS),
     "version": "SELECT version FROM {s}.records WHERE run_id = %s",
     # The run's entries by version; one row of NULLs if it has none, no row if no such run.
     "history": """
@@ -199,6 +247,8 @@ DELETE FROM {s}.outbox WHERE id = ANY(%s) AND (SELECT setting FROM async) IS NOT
 }
 
 _UNFINISHED_INDEX = "records_one_unfinished"
+_OUTBOX_WRITES = ("insert", "update")
+_EVENT_WRITES = ("insert_event", "update_event")
 _HISTORY = (True, False)  # history on, without object snapshots, unless configured
 _BEFORE_ALL = datetime(1, 1, 1, tzinfo=UTC)  # the prune cursor's start
 _MAX_STORE_ATTEMPTS = 3  # insert and update can race with a concurrent insert once each
@@ -240,17 +290,18 @@ def _meta_from(text: str | None, version: int) -> Meta:
     )
 
 
-def _write_params(record: Record, history: tuple[bool, bool]) -> dict[str, object]:
-    """The columns of a record's row, its outbox row and its history entry, as parameters.
+def _write_params(record: Record, history: tuple[bool, bool], events: bool) -> dict[str, object]:
+    """The columns of a record's row, its history entry, and its event or outbox row.
 
     ``history`` is the workflow's ``(enabled, objects)`` setting. A data deletion writes
-    its entry scrubbed, and scrubs the run's earlier entries.
+    its entry scrubbed, and scrubs the run's earlier entries. With ``events`` the record's
+    event (topic and headers: its foreign id and type are the run id and status), else
+    its outbox row.
     """
-    outbox_id, data = make_outbox_event(record)
     meta = record.meta
     enabled, objects = history
     scrub = record.run_state == RunState.DATA_DELETED
-    return {
+    params: dict[str, object] = {
         "run_id": record.run_id,
         "workflow_name": record.workflow_name,
         "foreign_id": record.foreign_id,
@@ -261,8 +312,6 @@ def _write_params(record: Record, history: tuple[bool, bool]) -> dict[str, objec
         "updated_at": _utc(record.updated_at, "record.updated_at"),
         "version": meta.version,
         "meta": _meta_json(meta),
-        "outbox_id": outbox_id,
-        "data": data,
         "history": enabled,
         "keep_object": objects and not scrub,
         "scrub": scrub,
@@ -271,6 +320,13 @@ def _write_params(record: Record, history: tuple[bool, bool]) -> dict[str, objec
         "error": "" if scrub else meta.error,
         "trace_id": meta.trace_id,
     }
+    if events:
+        headers = outbox_data(record).headers
+        params["topic"] = headers["topic"]
+        params["headers"] = orjson.dumps(headers).decode()
+    else:
+        params["outbox_id"], params["data"] = make_outbox_event(record)
+    return params
 
 
 def _record(row: Sequence[Any]) -> Record:
@@ -292,7 +348,10 @@ class PostgresRecordStore(PoolAdapter):
     """A :class:`~luno_wf.adapter.RecordStore` on PostgreSQL, with a transactional outbox.
 
     Every :meth:`store` is one statement (one round trip): the record's insert or
-    versioned update, its outbox row and its history entry, committed together.
+    versioned update, its outbox row and its history entry, committed together. For a
+    workflow whose streamer is a :class:`~luno_wf_postgres.PostgresStreamer` on the same
+    database and schema, the statement appends the event itself instead of an outbox row
+    (:meth:`publishes_events`, a :class:`~luno_wf.adapter.DirectEvents`).
     Timestamps are the record's own (microsecond precision), never the database clock.
     It is a :class:`~luno_wf.adapter.HistoryStore`: history is on for every workflow,
     without object snapshots, unless :meth:`configure_history` says otherwise.
@@ -307,6 +366,11 @@ class PostgresRecordStore(PoolAdapter):
         clock: Stamps outbox rows' ``created_at`` (defaults to the wall clock).
         pool_kwargs: With a DSN, keyword arguments for the store's own
             :class:`~psycopg_pool.AsyncConnectionPool` (default ``min_size=1, max_size=10``).
+        direct_events: Write the events of a workflow whose streamer is a
+            :class:`~luno_wf_postgres.PostgresStreamer` on the same database and schema
+            straight to its event table, in the record's statement, rather than an outbox
+            row (see :meth:`publishes_events`). On by default; False keeps the outbox for
+            every workflow.
 
     """
 
@@ -317,14 +381,39 @@ class PostgresRecordStore(PoolAdapter):
         schema: str = DEFAULT_SCHEMA,
         clock: Clock | None = None,
         pool_kwargs: Mapping[str, Any] | None = None,
+        direct_events: bool = True,
     ) -> None:
         self._conns = AutocommitConnections(
             pool, owner="PostgresRecordStore", pool_kwargs=pool_kwargs, schema=schema
         )
+        self._schema = schema
         self._clock = clock or SystemClock()
         self._sql = Statements(schema, _TEMPLATES)
         self._deferred: builtins.list[str] = []  # published rows not yet deleted
         self._history_settings: dict[str, tuple[bool, bool]] = {}  # (enabled, objects)
+        self._direct_events = direct_events
+        # The workflows whose events this store writes itself, and to which streamer.
+        self._direct: dict[str, PostgresStreamer] = {}
+
+    def publishes_events(self, workflow_name: str, streamer: EventStreamer) -> bool:
+        """Whether this store writes the events of ``workflow_name``'s records itself.
+
+        The engine asks once per workflow, when it is built. The answer is True, and from
+        then on every write of the workflow's records appends its event to ``streamer``'s
+        table in the same statement (no outbox row), when ``direct_events`` is on and
+        ``streamer`` is a :class:`~luno_wf_postgres.PostgresStreamer` with the same schema
+        on the same database: the same pool, or pools (or DSNs) naming the same host,
+        port and database. Otherwise the workflow's writes keep their outbox rows.
+        """
+        if (
+            self._direct_events
+            and isinstance(streamer, PostgresStreamer)
+            and streamer._appendable_by(self._conns, self._schema)
+        ):
+            self._direct[workflow_name] = streamer
+            return True
+        self._direct.pop(workflow_name, None)
+        return False
 
     def configure_history(
         self, workflow_name: str, *, enabled: bool = True, objects: bool = False
@@ -336,7 +425,11 @@ class PostgresRecordStore(PoolAdapter):
         self._history_settings[workflow_name] = (enabled, objects)
 
     async def store(self, record: Record) -> None:
-        """Insert or compare-and-set update ``record``, with its outbox row and history entry.
+        """Insert or compare-and-set update ``record``, with its history entry and its event.
+
+        The event goes in an outbox row, or straight to the workflow's streamer if this
+        store writes its events (:meth:`publishes_events`); either way in the same
+        statement, so it exists if and only if the write happened.
 
         Raises:
             StaleRecord: The run exists with a version other than ``meta.version - 1``.
@@ -347,25 +440,39 @@ class PostgresRecordStore(PoolAdapter):
         """
         if record.meta.version <= 1:
             check_foreign_id(record.foreign_id)  # the same rule as every store's
-        params = _write_params(record, self._history_settings.get(record.workflow_name, _HISTORY))
+        streamer = self._direct.get(record.workflow_name)
+        history = self._history_settings.get(record.workflow_name, _HISTORY)
+        params = _write_params(record, history, streamer is not None)
         params["prev_version"] = record.meta.version - 1
-        params["outbox_created_at"] = self._clock.now()
+        if streamer is None:
+            params["outbox_created_at"] = self._clock.now()
+            await self._write(record, params, _OUTBOX_WRITES)
+        else:
+            params["event_created_at"] = streamer._clock.now()
+            pid = await self._write(record, params, _EVENT_WRITES)
+            streamer._appended((str(params["topic"]),), pid)
+
+    async def _write(
+        self, record: Record, params: dict[str, object], statements: tuple[str, str]
+    ) -> int:
+        """Run the insert or update of ``statements``; the server session that did it."""
+        insert, update = statements
         # The engine inserts runs at version 1 and updates them above it: try that first.
-        attempt = "insert" if record.meta.version <= 1 else "update"
+        attempt = insert if record.meta.version <= 1 else update
         async with self._conns.connection() as conn:
             try:
                 for _ in range(_MAX_STORE_ATTEMPTS):
                     cur = await self._conns.execute(conn, self._sql.get(attempt, conn), params)
                     row = await cur.fetchone()
                     if row is not None and row[0] == 1:
-                        return
-                    if attempt == "insert":
-                        attempt = "update"  # the run exists
+                        return conn.info.backend_pid
+                    if attempt == insert:
+                        attempt = update  # the run exists
                         continue
                     cur = await conn.execute(self._sql.get("version", conn), (record.run_id,))
                     found = await cur.fetchone()
                     if found is None:
-                        attempt = "insert"  # the run does not exist (yet)
+                        attempt = insert  # the run does not exist (yet)
                         continue
                     raise StaleRecord(
                         f"expected stored version {record.meta.version - 1}, found {found[0]}",
@@ -438,24 +545,48 @@ class PostgresRecordStore(PoolAdapter):
         return None
 
     async def _update_many(self, records: builtins.list[Record]) -> set[str]:
-        """The run ids of ``records`` updated (with their outbox rows) in one statement."""
+        """The run ids of ``records`` updated (with their events or outbox rows).
+
+        One statement, or one per streamer the records' events go to (or the outbox).
+        """
+        groups: dict[PostgresStreamer | None, builtins.list[Record]] = {}
+        direct = self._direct
+        for record in records:
+            groups.setdefault(direct.get(record.workflow_name), []).append(record)
+        applied: set[str] = set()
+        for streamer, group in groups.items():
+            applied |= await self._update_group(group, streamer)
+        return applied
+
+    async def _update_group(
+        self, records: builtins.list[Record], streamer: PostgresStreamer | None
+    ) -> set[str]:
         settings = self._history_settings
+        events = streamer is not None
         each = [
-            _write_params(record, settings.get(record.workflow_name, _HISTORY))
+            _write_params(record, settings.get(record.workflow_name, _HISTORY), events)
             for record in records
         ]
         # One array per column, for the statement's unnest.
         params: dict[str, object] = {name: [row[name] for row in each] for name in each[0]}
-        params["outbox_created_at"] = self._clock.now()
+        if streamer is None:
+            params["outbox_created_at"] = self._clock.now()
+        else:
+            params["event_created_at"] = streamer._clock.now()
+        name = "update_many" if streamer is None else "update_many_event"
         async with self._conns.connection() as conn:
             try:
-                cur = await self._conns.execute(conn, self._sql.get("update_many", conn), params)
+                cur = await self._conns.execute(conn, self._sql.get(name, conn), params)
             except errors.UniqueViolation as err:
                 if err.diag.constraint_name != _UNFINISHED_INDEX:
                     raise
                 return set()  # one of them conflicts: store() finds which, one by one
             updated = await cur.fetchall()
-        return {row[0] for row in updated}
+            pid = conn.info.backend_pid
+        applied = {row[0] for row in updated}
+        if streamer is not None and applied:
+            streamer._appended({str(p["topic"]) for p in each if p["run_id"] in applied}, pid)
+        return applied
 
     async def history(self, run_id: str) -> builtins.list[HistoryEntry]:
         """The run's history entries, oldest first, in one query (on the primary key).

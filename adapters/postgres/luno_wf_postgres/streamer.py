@@ -8,7 +8,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, timedelta
 from typing import Any
 
@@ -246,6 +246,7 @@ class PostgresStreamer(Closing):
         self._cleanup_every = _positive(cleanup_interval, "cleanup_interval").total_seconds()
         self._last_cleanup: dict[str, float] = {}
         self._listener = _Listener(self._conns, notify_channel(schema))
+        self._schema = schema
         self._closed = False
 
     async def new_sender(self, topic: str) -> PostgresSender:
@@ -321,6 +322,20 @@ class PostgresStreamer(Closing):
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("the PostgresStreamer is closed")
+
+    def _appendable_by(self, conns: AutocommitConnections, schema: str) -> bool:
+        """Whether a record store on ``conns`` and ``schema`` can append to this log."""
+        return schema == self._schema and self._conns.same_database(conns)
+
+    def _appended(self, topics: Iterable[str], backend_pid: int) -> None:
+        """A record store's write on session ``backend_pid`` appended events of ``topics``.
+
+        Receivers in this process are woken now (they need no NOTIFY from that session).
+        """
+        listener = self._listener
+        listener.local_pids.add(backend_pid)
+        for topic in topics:
+            listener.wake(topic)
 
     async def _maybe_cleanup(self, topic: str) -> None:
         now = time.monotonic()
