@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -29,7 +30,7 @@ from luno_wf import (
 from luno_wf._filter import fold_filters
 from luno_wf.errors import RecordNotFound, StaleRecord, WorkflowInProgress
 
-from ._pool import AutocommitConnections, PoolAdapter, PoolOrDsn
+from ._pool import AutocommitConnections, PoolAdapter, PoolOrDsn, stop_task
 from ._schema import DEFAULT_SCHEMA, Statements
 from .streamer import PostgresStreamer
 
@@ -45,7 +46,8 @@ _COLUMNS = (
 # either its outbox row or, for a workflow whose events this store writes itself (see
 # publishes_events), the event, appended as the streamer's send_events appends it: under
 # the topic's transaction-scoped advisory lock (taken after the record's row lock, topics
-# in sorted order, so two writes cannot deadlock on them), with pg_notify at commit.
+# in sorted order, so two writes cannot deadlock on them). Receivers are woken after the
+# commit by the streamer (in this process at once, in others by a NOTIFY of its own).
 _INSERT_ONE = """
 WITH w AS (
     INSERT INTO {s}.records (run_id, workflow_name, foreign_id, run_state, status, object,
@@ -97,14 +99,14 @@ _EVENT_ONE = """, ev AS (
         SELECT pg_advisory_xact_lock(hashtextextended({lock_prefix} || %(topic)s::text, 0))
         FROM (SELECT FROM w OFFSET 0) AS written
     ) AS locked
-    RETURNING topic
+    RETURNING 1
 )
-SELECT count(*), (SELECT count(*) FROM (SELECT pg_notify({channel}, topic) FROM ev) AS n)
-FROM w"""
-# Many existing runs: compare-and-set each, and the history entries and outbox rows (or
-# events) of those that won, in the order given. Runs not updated (stale, or not stored
-# yet) are returned by none.
-_UPDATE_MANY = """
+SELECT count(*) FROM w"""
+# Many runs: the arrays of their columns, and each one's write (a compare-and-set update,
+# or an insert that does nothing for a run id already stored), then the history entries
+# and outbox rows (or events) of those written, in the order given. Runs not written
+# (stale, not stored yet, or already stored) are returned by none.
+_MANY_INPUT = """
 WITH input AS (
     SELECT * FROM unnest(
         %(run_id)b::text[], %(workflow_name)b::text[], %(foreign_id)b::text[],
@@ -116,7 +118,8 @@ WITH input AS (
     ) WITH ORDINALITY AS i(run_id, workflow_name, foreign_id, run_state, status, object,
                            created_at, updated_at, version, meta, history, keep_object,
                            scrub, reason, actor, error, trace_id, @columns@, ord)
-), w AS (
+)"""
+_MANY_UPDATE = """, w AS (
     UPDATE {s}.records r SET
         workflow_name = i.workflow_name, foreign_id = i.foreign_id,
         run_state = i.run_state, status = i.status, object = i.object,
@@ -125,7 +128,22 @@ WITH input AS (
     FROM input i
     WHERE r.run_id = i.run_id AND r.version = i.version - 1
     RETURNING r.run_id
-), hist AS (
+), scrub AS (
+    UPDATE {s}.history h SET object = NULL, reason = '', error = ''
+    FROM input i JOIN w USING (run_id)
+    WHERE i.scrub AND h.run_id = i.run_id
+      AND (h.object IS NOT NULL OR h.reason <> '' OR h.error <> '')
+)"""
+_MANY_INSERT = """, w AS (
+    INSERT INTO {s}.records (run_id, workflow_name, foreign_id, run_state, status, object,
+                             created_at, updated_at, version, meta)
+    SELECT i.run_id, i.workflow_name, i.foreign_id, i.run_state, i.status, i.object,
+           i.created_at, i.updated_at, i.version, i.meta::jsonb
+    FROM input i ORDER BY i.ord
+    ON CONFLICT (run_id) DO NOTHING
+    RETURNING run_id
+)"""
+_MANY_HISTORY = """, hist AS (
     INSERT INTO {s}.history (run_id, version, workflow_name, foreign_id, status, run_state,
                              reason, actor, at, error, trace_id, object)
     SELECT i.run_id, i.version, i.workflow_name, i.foreign_id, i.status, i.run_state,
@@ -133,11 +151,6 @@ WITH input AS (
            CASE WHEN i.keep_object THEN i.object END
     FROM input i JOIN w USING (run_id)
     WHERE i.history
-), scrub AS (
-    UPDATE {s}.history h SET object = NULL, reason = '', error = ''
-    FROM input i JOIN w USING (run_id)
-    WHERE i.scrub AND h.run_id = i.run_id
-      AND (h.object IS NOT NULL OR h.reason <> '' OR h.error <> '')
 )"""
 _OUTBOX_MANY = """, out AS (
     INSERT INTO {s}.outbox (id, workflow_name, data, created_at)
@@ -156,17 +169,16 @@ _EVENT_MANY = """, ev AS (
         FROM (SELECT i.topic, i.run_id, i.status, i.headers FROM input i JOIN w USING (run_id)
               ORDER BY i.topic, i.ord OFFSET 0) AS o
     ) AS e
-    RETURNING topic
+    RETURNING 1
 )
-SELECT run_id, (SELECT count(*) FROM (
-    SELECT pg_notify({channel}, t.topic) FROM (SELECT DISTINCT topic FROM ev) AS t) AS n)
-FROM w"""
+SELECT run_id FROM w"""
 _OUTBOX_ARRAYS = ("%(outbox_id)b::text[], %(data)b::bytea[]", "outbox_id, data")
 _EVENT_ARRAYS = ("%(topic)b::text[], %(headers)b::text[]", "topic, headers")
 
 
-def _many(publish: str, arrays: tuple[str, str]) -> str:
-    return _UPDATE_MANY.replace("@arrays@", arrays[0]).replace("@columns@", arrays[1]) + publish
+def _many(write: str, publish: str, arrays: tuple[str, str]) -> str:
+    columns = _MANY_INPUT.replace("@arrays@", arrays[0]).replace("@columns@", arrays[1])
+    return columns + write + _MANY_HISTORY + publish
 
 
 _TEMPLATES = {
@@ -177,8 +189,9 @@ _TEMPLATES = {
     # An existing run: compare-and-set on the version; the rest only if it won.
     "update": _UPDATE_ONE + _OUTBOX_ONE,
     "update_event": _UPDATE_ONE + _EVENT_ONE,
-    "update_many": _many(_OUTBOX_MANY, _OUTBOX_ARRAYS),
-    "update_many_event": _many(_EVENT_MANY, _EVENT_ARRAYS),
+    "update_many": _many(_MANY_UPDATE, _OUTBOX_MANY, _OUTBOX_ARRAYS),
+    "update_many_event": _many(_MANY_UPDATE, _EVENT_MANY, _EVENT_ARRAYS),
+    "insert_many_event": _many(_MANY_INSERT, _EVENT_MANY, _EVENT_ARRAYS),
     "version": "SELECT version FROM {s}.records WHERE run_id = %s",
     # The run's entries by version; one row of NULLs if it has none, no row if no such run.
     "history": """
@@ -394,6 +407,7 @@ class PostgresRecordStore(PoolAdapter):
         self._direct_events = direct_events
         # The workflows whose events this store writes itself, and to which streamer.
         self._direct: dict[str, PostgresStreamer] = {}
+        self._inserts = _Inserts(self)
 
     def publishes_events(self, workflow_name: str, streamer: EventStreamer) -> bool:
         """Whether this store writes the events of ``workflow_name``'s records itself.
@@ -449,13 +463,16 @@ class PostgresRecordStore(PoolAdapter):
             await self._write(record, params, _OUTBOX_WRITES)
         else:
             params["event_created_at"] = streamer._clock.now()
-            pid = await self._write(record, params, _EVENT_WRITES)
-            streamer._appended((str(params["topic"]),), pid)
+            if record.meta.version <= 1:
+                await self._inserts.write(record, params)
+            else:
+                await self._write(record, params, _EVENT_WRITES)
+            streamer._appended((str(params["topic"]),))
 
     async def _write(
         self, record: Record, params: dict[str, object], statements: tuple[str, str]
-    ) -> int:
-        """Run the insert or update of ``statements``; the server session that did it."""
+    ) -> None:
+        """Run the insert or update of ``statements``."""
         insert, update = statements
         # The engine inserts runs at version 1 and updates them above it: try that first.
         attempt = insert if record.meta.version <= 1 else update
@@ -465,7 +482,7 @@ class PostgresRecordStore(PoolAdapter):
                     cur = await self._conns.execute(conn, self._sql.get(attempt, conn), params)
                     row = await cur.fetchone()
                     if row is not None and row[0] == 1:
-                        return conn.info.backend_pid
+                        return
                     if attempt == insert:
                         attempt = update  # the run exists
                         continue
@@ -582,11 +599,55 @@ class PostgresRecordStore(PoolAdapter):
                     raise
                 return set()  # one of them conflicts: store() finds which, one by one
             updated = await cur.fetchall()
-            pid = conn.info.backend_pid
         applied = {row[0] for row in updated}
         if streamer is not None and applied:
-            streamer._appended({str(p["topic"]) for p in each if p["run_id"] in applied}, pid)
+            streamer._appended({str(p["topic"]) for p in each if p["run_id"] in applied})
         return applied
+
+    async def close(self) -> None:
+        """Give kept connections back to the pool (closing the pool if opened from a DSN).
+
+        New runs still waiting to be written together fail with :class:`RuntimeError`.
+        Calls after this raise :class:`RuntimeError`. Safe to call twice.
+        """
+        await self._inserts.close()
+        await self._conns.close()
+
+    async def _insert_together(self, batch: builtins.list[_Queued]) -> None:
+        """Insert new runs whose events this store writes, in one statement if it can.
+
+        Settles each entry's future with its outcome, as :meth:`store` would have had.
+        """
+        written: set[str] = set()
+        if len(batch) > 1:
+            params: dict[str, object] = {
+                name: [entry[1][name] for entry in batch] for name in batch[0][1]
+            }
+            params["event_created_at"] = batch[0][1]["event_created_at"]
+            try:
+                async with self._conns.connection() as conn:
+                    cur = await self._conns.execute(
+                        conn, self._sql.get("insert_many_event", conn), params
+                    )
+                    written = {row[0] for row in await cur.fetchall()}
+            except errors.UniqueViolation as err:
+                if err.diag.constraint_name != _UNFINISHED_INDEX:
+                    raise
+                # A run already in progress: one by one, each learns whether it is that.
+        for record, one, future in batch:
+            if future.done():
+                continue
+            if record.run_id in written:
+                future.set_result(None)
+                continue
+            try:
+                await self._write(record, one, _EVENT_WRITES)
+            except Exception as err:
+                if not future.done():
+                    future.set_exception(err)
+            else:
+                if not future.done():
+                    future.set_result(None)
 
     async def history(self, run_id: str) -> builtins.list[HistoryEntry]:
         """The run's history entries, oldest first, in one query (on the primary key).
@@ -817,6 +878,84 @@ class PostgresRecordStore(PoolAdapter):
             except BaseException:
                 self._deferred[:0] = deleted
                 raise
+
+
+_Queued = tuple[Record, dict[str, object], "asyncio.Future[None]"]
+"""A new run waiting to be written with others: its record, its parameters, its outcome."""
+
+
+class _Inserts:
+    """New runs of workflows whose events the store writes itself, together when many come.
+
+    A write holds the lock of its event's topic until it commits, so new runs of one
+    workflow (whose events share the first topic) written at once would commit one after
+    the other. Instead the first goes at once, and those that come while it is in flight
+    wait and go together, in one statement, as soon as it is done.
+    """
+
+    def __init__(self, store: PostgresRecordStore) -> None:
+        self._store = store
+        self._queue: builtins.list[_Queued] = []
+        self._busy: asyncio.AbstractEventLoop | None = None  # the loop a write runs on
+        self._draining: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    async def write(self, record: Record, params: dict[str, object]) -> None:
+        """Insert ``record``, with others if one is in flight; raises as :meth:`store`."""
+        loop = asyncio.get_running_loop()
+        if self._closed:
+            raise RuntimeError("the PostgresRecordStore is closed")
+        if self._busy is loop:
+            future: asyncio.Future[None] = loop.create_future()
+            self._queue.append((record, params, future))
+            await future  # cancelled before its turn: it is not written
+            return
+        self._busy = loop
+        try:
+            await self._store._write(record, params, _EVENT_WRITES)
+        finally:
+            self._next(loop)
+
+    def _next(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._queue or self._closed:
+            self._busy = None
+            return
+        task = loop.create_task(self._drain(), name="luno_wf_postgres:inserts")
+        self._draining.add(task)
+        task.add_done_callback(self._draining.discard)
+
+    async def _drain(self) -> None:
+        """Write what waits, batch after batch, until nothing does; then free the lane."""
+        try:
+            while self._queue and not self._closed:
+                batch, self._queue = self._queue, []
+                try:
+                    await self._store._insert_together(batch)
+                except Exception as err:  # the database failed: each caller hears it
+                    _fail(batch, err)
+                except BaseException:
+                    _fail(batch, RuntimeError("the PostgresRecordStore is closed"))
+                    raise
+        finally:
+            self._busy = None
+            if self._closed:
+                queue, self._queue = self._queue, []
+                _fail(queue, RuntimeError("the PostgresRecordStore is closed"))
+
+    async def close(self) -> None:
+        """Stop writing: runs still waiting fail with :class:`RuntimeError`."""
+        self._closed = True
+        for task in list(self._draining):
+            await stop_task(task)
+        queue, self._queue = self._queue, []
+        _fail(queue, RuntimeError("the PostgresRecordStore is closed"))
+        self._busy = None
+
+
+def _fail(batch: builtins.list[_Queued], err: Exception) -> None:
+    for _, _, future in batch:
+        if not future.done():
+            future.set_exception(err)
 
 
 def _condition(f: RecordFilter) -> tuple[sql.Composable, object]:

@@ -8,7 +8,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, timedelta
 from typing import Any
 
@@ -68,6 +68,11 @@ WITH bound AS (
 )
 SELECT count(*) FROM gone""",
     "topics": "SELECT DISTINCT topic FROM {s}.cursors",
+    # Wake other processes' receivers of the topics; losing this to a crash only delays
+    # them until their next poll, so the commit need not wait for the WAL flush.
+    "notify": """
+SELECT set_config('synchronous_commit', 'off', true), pg_notify({channel}, t.topic)
+FROM unnest(%b::text[]) AS t(topic)""",
 }
 
 
@@ -79,6 +84,56 @@ def _positive(value: timedelta, name: str) -> timedelta:
     if not isinstance(value, timedelta) or value <= timedelta(0):
         raise ValueError(f"{name} must be a positive timedelta, got {value!r}")
     return value
+
+
+class _Notifier:
+    """Announces events a record store appended to the receivers of other processes.
+
+    A record store that writes events itself (``PostgresRecordStore.publishes_events``)
+    does not NOTIFY in its statement: PostgreSQL serialises the commits of all notifying
+    transactions (a cluster-wide lock held through the commit's WAL flush), which would
+    serialise every write. It hands the topics here after its commit instead; they are
+    announced by one statement at a time, each carrying every topic written meanwhile, in
+    a transaction that does not wait for the WAL flush (a notification lost to a crash
+    only delays receivers until their next poll: the events themselves are committed).
+    """
+
+    def __init__(self, conns: AutocommitConnections, sql_: Statements, listener: _Listener) -> None:
+        self._conns = conns
+        self._sql = sql_
+        self._listener = listener
+        self._pending: set[str] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.closed = False
+
+    def announce(self, topics: Iterable[str]) -> None:
+        """Notify ``topics`` soon (from a task of this streamer's)."""
+        if self.closed:
+            return
+        self._pending.update(topics)
+        self._wake.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="luno_wf_postgres:notify"
+            )
+
+    async def close(self) -> None:
+        self.closed = True
+        task, self._task = self._task, None
+        await stop_task(task)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            topics, self._pending = self._pending, set()
+            try:
+                async with self._conns.connection() as conn:
+                    await self._conns.execute(conn, self._sql.get("notify", conn), (list(topics),))
+                    self._listener.local_pids.add(conn.info.backend_pid)
+            except psycopg.Error as err:
+                _log.warning("could not announce new events (receivers poll for them): %s", err)
 
 
 class _Listener:
@@ -246,6 +301,7 @@ class PostgresStreamer(Closing):
         self._cleanup_every = _positive(cleanup_interval, "cleanup_interval").total_seconds()
         self._last_cleanup: dict[str, float] = {}
         self._listener = _Listener(self._conns, notify_channel(schema))
+        self._notifier = _Notifier(self._conns, self._sql, self._listener)
         self._schema = schema
         self._closed = False
 
@@ -316,6 +372,7 @@ class PostgresStreamer(Closing):
         database, so its calls fail (its un-acked events return when their lease lapses).
         """
         self._closed = True
+        await self._notifier.close()
         await self._listener.close()
         await self._conns.close()
 
@@ -327,15 +384,16 @@ class PostgresStreamer(Closing):
         """Whether a record store on ``conns`` and ``schema`` can append to this log."""
         return schema == self._schema and self._conns.same_database(conns)
 
-    def _appended(self, topics: Iterable[str], backend_pid: int) -> None:
-        """A record store's write on session ``backend_pid`` appended events of ``topics``.
+    def _appended(self, topics: Collection[str]) -> None:
+        """A record store's write (committed) appended events of ``topics``.
 
-        Receivers in this process are woken now (they need no NOTIFY from that session).
+        Receivers in this process are woken now; those of other processes are notified
+        soon after (:class:`_Notifier`).
         """
         listener = self._listener
-        listener.local_pids.add(backend_pid)
         for topic in topics:
             listener.wake(topic)
+        self._notifier.announce(topics)
 
     async def _maybe_cleanup(self, topic: str) -> None:
         now = time.monotonic()
