@@ -48,6 +48,14 @@ def notify_channel(schema: str) -> str:
     return f"{schema}_events"
 
 
+def listening_key(schema: str) -> str:
+    """The advisory lock every session listening on ``schema``'s channel holds, shared.
+
+    Never a topic's lock (those are ``<schema>.events:<topic>``).
+    """
+    return f"{schema}.listening"
+
+
 # One statement per entry, in order. `{s}` is the quoted schema. Every statement is
 # idempotent, so migrate() can run at every start-up.
 _STATEMENTS: tuple[str, ...] = (
@@ -336,6 +344,7 @@ class Statements:
             "s": schema_identifier(schema),
             "lock_prefix": sql.Literal(f"{schema}.events:"),
             "channel": sql.Literal(notify_channel(schema)),
+            "listening": sql.Literal(listening_key(schema)),
         }
         self._templates = templates
         self._rendered: dict[str, bytes] = {}

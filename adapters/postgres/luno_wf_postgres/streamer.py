@@ -20,7 +20,13 @@ from psycopg_pool import AsyncConnectionPool
 from luno_wf import Ack, Clock, Event, SystemClock
 
 from ._pool import AutocommitConnections, Closing, PoolOrDsn, raise_if_cancelling, stop_task
-from ._schema import DEFAULT_SCHEMA, Statements, notify_channel, schema_identifier
+from ._schema import (
+    DEFAULT_SCHEMA,
+    Statements,
+    listening_key,
+    notify_channel,
+    schema_identifier,
+)
 
 __all__ = ["PostgresReceiver", "PostgresSender", "PostgresStreamer"]
 
@@ -28,6 +34,8 @@ _log = logging.getLogger("luno_wf_postgres")
 
 # How long new_receiver waits for the streamer's LISTEN connection (once per streamer).
 _LISTEN_WAIT_SECONDS = 2.0
+# How long a notifier that saw no other listening session sends nothing.
+_ALONE_SECONDS = 1.0
 
 _TEMPLATES = {
     "send": """
@@ -68,11 +76,21 @@ WITH bound AS (
 )
 SELECT count(*) FROM gone""",
     "topics": "SELECT DISTINCT topic FROM {s}.cursors",
-    # Wake other processes' receivers of the topics; losing this to a crash only delays
-    # them until their next poll, so the commit need not wait for the WAL flush.
+    # Wake other processes' receivers of the topics, if any session but this streamer's
+    # own listens (each holds the shared "listening" lock); returns whether one does.
+    # Losing this to a crash only delays them until their next poll, so the commit need
+    # not wait for the WAL flush.
     "notify": """
-SELECT set_config('synchronous_commit', 'off', true), pg_notify({channel}, t.topic)
-FROM unnest(%b::text[]) AS t(topic)""",
+SELECT o.yes, (SELECT count(*) FROM (
+        SELECT set_config('synchronous_commit', 'off', true), pg_notify({channel}, t.topic)
+        FROM unnest(%(topics)b::text[]) AS t(topic) WHERE o.yes) AS n)
+FROM (SELECT EXISTS (
+    SELECT FROM pg_locks l
+    WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted AND l.pid <> %(own)s
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND l.classid = ((hashtextextended({listening}, 0) >> 32) & 4294967295)::oid
+      AND l.objid = (hashtextextended({listening}, 0) & 4294967295)::oid
+) AS yes) AS o""",
 }
 
 
@@ -96,6 +114,13 @@ class _Notifier:
     announced by one statement at a time, each carrying every topic written meanwhile, in
     a transaction that does not wait for the WAL flush (a notification lost to a crash
     only delays receivers until their next poll: the events themselves are committed).
+
+    Every streamer's LISTEN session holds a shared advisory lock while it listens, so the
+    same statement learns whether any session but this streamer's own listens at all. If
+    none does, nothing is sent for a second (this process's receivers were woken
+    directly): a process alone costs no statement per write. A process that starts
+    listening meanwhile claims what was written before it listened, and what is written
+    in that second reaches it within its polling interval.
     """
 
     def __init__(self, conns: AutocommitConnections, sql_: Statements, listener: _Listener) -> None:
@@ -105,6 +130,7 @@ class _Notifier:
         self._pending: set[str] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._alone_until = 0.0  # no other listener was seen: skip announcing until then
         self.closed = False
 
     def announce(self, topics: Iterable[str]) -> None:
@@ -128,12 +154,19 @@ class _Notifier:
             await self._wake.wait()
             self._wake.clear()
             topics, self._pending = self._pending, set()
+            if time.monotonic() < self._alone_until:
+                continue
+            params = {"topics": list(topics), "own": self._listener.pid or 0}
             try:
                 async with self._conns.connection() as conn:
-                    await self._conns.execute(conn, self._sql.get("notify", conn), (list(topics),))
+                    cur = await self._conns.execute(conn, self._sql.get("notify", conn), params)
+                    row = await cur.fetchone()
                     self._listener.local_pids.add(conn.info.backend_pid)
             except psycopg.Error as err:
                 _log.warning("could not announce new events (receivers poll for them): %s", err)
+                continue
+            if row is not None and not row[0]:
+                self._alone_until = time.monotonic() + _ALONE_SECONDS
 
 
 class _Listener:
@@ -144,9 +177,10 @@ class _Listener:
     (re)connection all waiters are woken, as notifications may have been missed.
     """
 
-    def __init__(self, conns: AutocommitConnections, channel: str) -> None:
+    def __init__(self, conns: AutocommitConnections, channel: str, schema: str) -> None:
         self._conns = conns
         self._channel = channel
+        self._listening = listening_key(schema)
         self._waiters: dict[str, asyncio.Event] = {}
         self._task: asyncio.Task[None] | None = None
         # Backends this process sends from: it wakes its own receivers directly, so their
@@ -191,7 +225,10 @@ class _Listener:
         self.wake_all()
 
     async def _run(self) -> None:
-        listen = sql.SQL("LISTEN {}").format(sql.Identifier(self._channel))
+        # Listening, and saying so to other streamers' notifiers (see _Notifier).
+        listen = sql.SQL(
+            "LISTEN {}; SELECT pg_advisory_lock_shared(hashtextextended({}, 0))"
+        ).format(sql.Identifier(self._channel), sql.Literal(self._listening))
         backoff = 0.1
         while True:
             try:
@@ -222,16 +259,19 @@ class _Listener:
                 self._connected.clear()
                 await self._give_back(pool, conn)
 
-    @staticmethod
     async def _give_back(
-        pool: AsyncConnectionPool[Any], conn: psycopg.AsyncConnection[Any]
+        self, pool: AsyncConnectionPool[Any], conn: psycopg.AsyncConnection[Any]
     ) -> None:
         try:
             if (
                 not conn.closed
                 and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
             ):
-                await conn.execute("UNLISTEN *")
+                await conn.execute(
+                    sql.SQL(
+                        "UNLISTEN *; SELECT pg_advisory_unlock_shared(hashtextextended({}, 0))"
+                    ).format(sql.Literal(self._listening))
+                )
                 await conn.set_autocommit(False)
         except psycopg.Error:
             await conn.close()  # a broken connection is discarded by the pool
@@ -300,7 +340,7 @@ class PostgresStreamer(Closing):
         self._retention = None if retention is None else _positive(retention, "retention")
         self._cleanup_every = _positive(cleanup_interval, "cleanup_interval").total_seconds()
         self._last_cleanup: dict[str, float] = {}
-        self._listener = _Listener(self._conns, notify_channel(schema))
+        self._listener = _Listener(self._conns, notify_channel(schema), schema)
         self._notifier = _Notifier(self._conns, self._sql, self._listener)
         self._schema = schema
         self._closed = False
