@@ -232,7 +232,7 @@ FROM (SELECT) AS one LEFT JOIN last ON true""",
 SELECT run_id FROM {s}.records
 WHERE workflow_name = %s AND foreign_id = %s AND run_state NOT IN (4, 5, 6, 7)""",
     "lookup": f"SELECT {_COLUMNS} FROM {{s}}.records WHERE run_id = %s",
-    "lookup_many": f"SELECT {_COLUMNS} FROM {{s}}.records WHERE run_id = ANY(%s::text[])",
+    "lookup_many": f"SELECT {_COLUMNS} FROM {{s}}.records WHERE run_id = ANY(%b::text[])",
     "latest": f"""
 SELECT {_COLUMNS} FROM {{s}}.records WHERE workflow_name = %s AND foreign_id = %s
 ORDER BY created_at DESC, seq DESC LIMIT 1""",
@@ -266,6 +266,8 @@ _HISTORY = (True, False)  # history on, without object snapshots, unless configu
 _BEFORE_ALL = datetime(1, 1, 1, tzinfo=UTC)  # the prune cursor's start
 _MAX_STORE_ATTEMPTS = 3  # insert and update can race with a concurrent insert once each
 _MAX_DEFERRED_DELETES = 10_000
+_MAX_CLAIMED = 10_000  # records of claimed events kept for lookup_many
+_VERSION = 8  # the version's place in a row of _COLUMNS
 
 
 def _utc(moment: datetime, what: str) -> datetime:
@@ -408,6 +410,9 @@ class PostgresRecordStore(PoolAdapter):
         # The workflows whose events this store writes itself, and to which streamer.
         self._direct: dict[str, PostgresStreamer] = {}
         self._inserts = _Inserts(self)
+        # The rows of the records of events receivers of the streamer of such a workflow
+        # claimed, by run id, the newest version of each (see lookup_many).
+        self._claimed: dict[str, tuple[Any, ...]] = {}
 
     def publishes_events(self, workflow_name: str, streamer: EventStreamer) -> bool:
         """Whether this store writes the events of ``workflow_name``'s records itself.
@@ -425,6 +430,7 @@ class PostgresRecordStore(PoolAdapter):
             and streamer._appendable_by(self._conns, self._schema)
         ):
             self._direct[workflow_name] = streamer
+            streamer._add_record_sink(self._take_claimed)
             return True
         self._direct.pop(workflow_name, None)
         return False
@@ -749,15 +755,55 @@ class PostgresRecordStore(PoolAdapter):
         return _record(row)
 
     async def lookup_many(self, run_ids: Sequence[str]) -> dict[str, Record]:
-        """The records of ``run_ids`` that exist, by run id, in one round trip."""
+        """The records of ``run_ids`` that exist, by run id, in one round trip (or none).
+
+        A run whose event a receiver of a streamer this store writes events to has just
+        claimed comes with that claim, read after the event (so at its version or newer)
+        when the receiver took it: as fresh as a lookup made when the event arrived, which
+        is when a consumer looks its batch up. Each such record is used once.
+        """
         if not run_ids:
             return {}
+        wanted = list(dict.fromkeys(run_ids))
+        found: dict[str, Record] = {}
+        if self._claimed:
+            wanted = self._from_claims(wanted, found)
+            if not wanted:
+                return found
         async with self._conns.connection() as conn:
-            cur = await self._conns.execute(
-                conn, self._sql.get("lookup_many", conn), (list(dict.fromkeys(run_ids)),)
-            )
+            cur = await self._conns.execute(conn, self._sql.get("lookup_many", conn), (wanted,))
             rows = await cur.fetchall()
-        return {record.run_id: record for record in map(_record, rows)}
+        for row in rows:
+            found[row[0]] = _record(row)
+        return found
+
+    def _from_claims(
+        self, run_ids: builtins.list[str], found: dict[str, Record]
+    ) -> builtins.list[str]:
+        """Take the claimed records of ``run_ids`` into ``found``; the ids left to look up."""
+        missing = []
+        claimed = self._claimed
+        for run_id in run_ids:
+            row = claimed.pop(run_id, None)
+            if row is None:
+                missing.append(run_id)
+            else:
+                found[run_id] = _record(row)
+        return missing
+
+    def _take_claimed(self, topic: str, rows: dict[str, tuple[Any, ...]]) -> None:
+        """The records of the events a receiver of ``topic`` claimed (see lookup_many).
+
+        Each run keeps its newest version: whatever topic a record came with, it is at
+        least as new as every event of the run claimed before it.
+        """
+        claimed = self._claimed
+        if len(claimed) + len(rows) > _MAX_CLAIMED:
+            claimed.clear()  # those no consumer took (another shard's): looked up if asked
+        for run_id, row in rows.items():
+            kept = claimed.get(run_id)
+            if kept is None or kept[_VERSION] <= row[_VERSION]:
+                claimed[run_id] = row
 
     async def latest(self, workflow_name: str, foreign_id: str) -> Record:
         """The most recently created run of the foreign id (ties: the last inserted).

@@ -8,7 +8,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, timedelta
 from typing import Any
 
@@ -48,6 +48,9 @@ SELECT %(topic)s, %(name)s, CASE WHEN %(latest)s
 ON CONFLICT (topic, name) DO NOTHING""",
     "claim": """
 SELECT id, foreign_id, type, headers, created_at FROM {s}.claim_events(
+    %b::text, %b::text, %b::text, %b::integer, %b::interval, %b::bigint[], %b::bigint[])""",
+    "claim_with_records": """
+SELECT * FROM {s}.claim_events_with_records(
     %b::text, %b::text, %b::text, %b::integer, %b::interval, %b::bigint[], %b::bigint[])""",
     "release": """
 WITH acked AS (
@@ -102,6 +105,10 @@ def _positive(value: timedelta, name: str) -> timedelta:
     if not isinstance(value, timedelta) or value <= timedelta(0):
         raise ValueError(f"{name} must be a positive timedelta, got {value!r}")
     return value
+
+
+RecordSink = Callable[[str, dict[str, tuple[Any, ...]]], None]
+"""Takes the records (rows, by run id) of the events a receiver of a topic just claimed."""
 
 
 class _Notifier:
@@ -342,6 +349,8 @@ class PostgresStreamer(Closing):
         self._last_cleanup: dict[str, float] = {}
         self._listener = _Listener(self._conns, notify_channel(schema), schema)
         self._notifier = _Notifier(self._conns, self._sql, self._listener)
+        # Record stores writing to this log, given the records of the events claimed.
+        self._record_sinks: list[RecordSink] = []
         self._schema = schema
         self._closed = False
 
@@ -423,6 +432,11 @@ class PostgresStreamer(Closing):
     def _appendable_by(self, conns: AutocommitConnections, schema: str) -> bool:
         """Whether a record store on ``conns`` and ``schema`` can append to this log."""
         return schema == self._schema and self._conns.same_database(conns)
+
+    def _add_record_sink(self, sink: RecordSink) -> None:
+        """From now on, hand ``sink`` the records of the events receivers claim."""
+        if sink not in self._record_sinks:
+            self._record_sinks.append(sink)
 
     def _appended(self, topics: Collection[str]) -> None:
         """A record store's write (committed) appended events of ``topics``.
@@ -579,16 +593,24 @@ class PostgresReceiver:
             acked,
             list(self._held),
         )
+        sinks = streamer._record_sinks
+        statement = "claim_with_records" if sinks else "claim"
         try:
             async with streamer._conns.connection() as conn:
-                cur = await streamer._conns.execute(conn, streamer._sql.get("claim", conn), params)
+                cur = await streamer._conns.execute(
+                    conn, streamer._sql.get(statement, conn), params
+                )
                 rows = await cur.fetchall()
         except BaseException:
             # Not recorded (or not known to be): record them with the next claim.
             self._acked[:0] = acked
             raise
         self._renewed = time.monotonic()
-        for id, foreign_id, type_, headers, created_at in rows:
+        if sinks and rows:
+            records = {row[5]: row[5:] for row in rows if row[5] is not None}
+            for sink in sinks:
+                sink(self._topic, records)
+        for id, foreign_id, type_, headers, created_at, *_ in rows:
             if id in self._held:
                 continue  # our own lapsed claim, still buffered
             self._held.add(id)
