@@ -236,9 +236,7 @@ async def with_postgres(
                 args.parallel,
             )
         module = load_postgres_bench()
-        pg_only: Rates = await module.workflow_rates(
-            dsn, schema, args.runs, args.single, args.parallel, concurrency=1
-        )
+        pg_only: Rates = await module.workflow_rates(dsn, schema, args.runs, args.single)
         return hybrid, pg_only
     finally:
         async with pool.connection() as conn:

@@ -27,6 +27,7 @@ from luno_wf import (
     make_outbox_event,
     outbox_data,
 )
+from luno_wf import topic as status_topic
 from luno_wf._filter import fold_filters
 from luno_wf.errors import RecordNotFound, StaleRecord, WorkflowInProgress
 
@@ -248,15 +249,15 @@ WITH async AS (
     SELECT set_config('synchronous_commit', 'off', true) AS setting
 ), gone AS (
     DELETE FROM {s}.outbox
-    WHERE id = ANY(%(deleted)s::text[]) AND (SELECT setting FROM async) IS NOT NULL
+    WHERE id = ANY(%(deleted)b::text[]) AND (SELECT setting FROM async) IS NOT NULL
 )
 SELECT id, workflow_name, data, created_at FROM {s}.outbox
-WHERE workflow_name = %(workflow_name)s AND id <> ALL(%(deleted)s::text[])
+WHERE workflow_name = %(workflow_name)s AND id <> ALL(%(deleted)b::text[])
 ORDER BY seq LIMIT %(limit)s""",
     "delete_outbox": "DELETE FROM {s}.outbox WHERE id = %s",
     "delete_outbox_many": """
 WITH async AS (SELECT set_config('synchronous_commit', 'off', true) AS setting)
-DELETE FROM {s}.outbox WHERE id = ANY(%s) AND (SELECT setting FROM async) IS NOT NULL""",
+DELETE FROM {s}.outbox WHERE id = ANY(%b::text[]) AND (SELECT setting FROM async) IS NOT NULL""",
 }
 
 _UNFINISHED_INDEX = "records_one_unfinished"
@@ -430,7 +431,7 @@ class PostgresRecordStore(PoolAdapter):
             and streamer._appendable_by(self._conns, self._schema)
         ):
             self._direct[workflow_name] = streamer
-            streamer._add_record_sink(self._take_claimed)
+            streamer._add_record_sink(self)
             return True
         self._direct.pop(workflow_name, None)
         return False
@@ -790,6 +791,13 @@ class PostgresRecordStore(PoolAdapter):
             else:
                 found[run_id] = _record(row)
         return missing
+
+    def _wants_records(self, topic: str) -> bool:
+        """Whether ``topic`` is a status topic (step consumers read it) of such a workflow."""
+        status = topic.rpartition("-")[2]
+        return status.isdigit() and any(
+            topic == status_topic(name, int(status)) for name in self._direct
+        )
 
     def _take_claimed(self, topic: str, rows: dict[str, tuple[Any, ...]]) -> None:
         """The records of the events a receiver of ``topic`` claimed (see lookup_many).

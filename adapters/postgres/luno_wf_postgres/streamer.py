@@ -8,9 +8,9 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import psycopg
@@ -107,8 +107,16 @@ def _positive(value: timedelta, name: str) -> timedelta:
     return value
 
 
-RecordSink = Callable[[str, dict[str, tuple[Any, ...]]], None]
-"""Takes the records (rows, by run id) of the events a receiver of a topic just claimed."""
+class RecordSink(Protocol):
+    """A record store that takes the records of the events receivers claim."""
+
+    def _wants_records(self, topic: str) -> bool:
+        """Whether the consumers of ``topic`` look up the records of its events together."""
+        ...
+
+    def _take_claimed(self, topic: str, rows: dict[str, tuple[Any, ...]]) -> None:
+        """The records (rows, by run id) of the events a receiver of ``topic`` claimed."""
+        ...
 
 
 class _Notifier:
@@ -515,6 +523,8 @@ class PostgresReceiver:
         self._wait = min(poll, streamer._lease / 3).total_seconds()
         self._renew_every = streamer._lease.total_seconds() / 3
         self._buffer: deque[Event] = deque()
+        # Record stores that take the records of this topic's events with each claim.
+        self._sinks = [sink for sink in streamer._record_sinks if sink._wants_records(topic)]
         self._held: set[int] = set()  # claimed and not acked: buffered or handed out
         self._acked: list[int] = []  # acked, not yet recorded in the database
         self._renewed = 0.0
@@ -593,7 +603,7 @@ class PostgresReceiver:
             acked,
             list(self._held),
         )
-        sinks = streamer._record_sinks
+        sinks = self._sinks
         statement = "claim_with_records" if sinks else "claim"
         try:
             async with streamer._conns.connection() as conn:
@@ -609,7 +619,7 @@ class PostgresReceiver:
         if sinks and rows:
             records = {row[5]: row[5:] for row in rows if row[5] is not None}
             for sink in sinks:
-                sink(self._topic, records)
+                sink._take_claimed(self._topic, records)
         for id, foreign_id, type_, headers, created_at, *_ in rows:
             if id in self._held:
                 continue  # our own lapsed claim, still buffered
