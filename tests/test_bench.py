@@ -45,6 +45,8 @@ def test_postgres_bench_prints_the_ratio(postgres_dsn: str) -> None:
     )
     assert re.search(rf"\({FIGURE} of \(a\)\)", out), out
     assert re.search(rf"p50 {FIGURE} ms, p99 {FIGURE} ms", out), out
+    assert "default build" in out and "(c) " in out, out
+    assert len(re.findall(rf"CPU {FIGURE} us/step", out)) == 4, out
     assert re.search(rf"{FIGURE} calls/run .* PostgresRecordStore\.store", out), out
 
 
@@ -59,3 +61,4 @@ def test_kafka_bench_prints_every_comparison(postgres_dsn: str, kafka_bootstrap:
     for part in ("(a)", "(b)", "(c)", "(d)"):
         assert f"  {part} " in out, out
     assert len(re.findall(rf"{FIGURE} steps/s", out)) == 3, out
+    assert len(re.findall(rf"\({FIGURE} of \(a\)\)", out)) == 2, out
