@@ -172,3 +172,40 @@ async def test_new_runs_written_at_once_go_together(
     finally:
         await streamer.close()
         await store.close()
+
+
+async def test_a_pool_that_prepares_every_statement(
+    pg_schema: str, postgres_dsn: str, pg_pool: AsyncConnectionPool[Any]
+) -> None:
+    """Every statement is one command (a prepared statement holds one): the listener of a
+    pool with ``prepare_threshold=0`` hears another process's notifications, and a
+    workflow runs on it."""
+    preparing: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        postgres_dsn, min_size=1, max_size=6, kwargs={"prepare_threshold": 0}, open=False
+    )
+    await preparing.open(wait=True)
+    slow = timedelta(seconds=30)
+    listening = PostgresStreamer(preparing, schema=pg_schema, poll_frequency=slow)
+    sending = PostgresStreamer(pg_pool, schema=pg_schema, poll_frequency=slow)
+    store = PostgresRecordStore(preparing, schema=pg_schema)
+    try:
+        receiver = await listening.new_receiver("prepared", "prepared")
+        waiting = asyncio.create_task(receiver.recv())
+        await asyncio.sleep(0.3)  # its claim found nothing: it waits to be woken
+        assert not waiting.done()
+        sender = await sending.new_sender("prepared")
+        await sender.send("x", 1, {})
+        async with asyncio.timeout(5):  # well within the 30 s poll
+            event, _ = await waiting
+        assert event.foreign_id == "x"
+        await receiver.close()
+
+        wf = workflow(listening, store, postgres_dsn, pg_schema, name="prepared-wf")
+        async with wf:
+            run_id = await wf.trigger("p", initial_value=Job())
+            await wf.await_status("p", run_id, Status.DONE)
+    finally:
+        await listening.close()
+        await sending.close()
+        await store.close()
+        await preparing.close()

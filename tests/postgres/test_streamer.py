@@ -283,8 +283,8 @@ async def test_listener_reconnects_after_losing_its_connection(
             async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as a:
                 cur = await a.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE starts_with(query, %s) AND pid <> pg_backend_pid()",
-                    (f'LISTEN "{pg_schema}_events";',),
+                    "WHERE query = %s AND pid <> pg_backend_pid()",
+                    (f'LISTEN "{pg_schema}_events"',),
                 )
                 assert [row[0] for row in await cur.fetchall()] == [True]
             await asyncio.sleep(0.5)  # the listener notices and listens again

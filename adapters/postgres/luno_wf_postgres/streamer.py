@@ -244,10 +244,11 @@ class _Listener:
         self.wake_all()
 
     async def _run(self) -> None:
-        # Listening, and saying so to other streamers' notifiers (see _Notifier).
-        listen = sql.SQL(
-            "LISTEN {}; SELECT pg_advisory_lock_shared(hashtextextended({}, 0))"
-        ).format(sql.Identifier(self._channel), sql.Literal(self._listening))
+        listen = sql.SQL("LISTEN {}").format(sql.Identifier(self._channel))
+        # Saying so to other streamers' notifiers (see _Notifier).
+        say = sql.SQL("SELECT pg_advisory_lock_shared(hashtextextended({}, 0))").format(
+            sql.Literal(self._listening)
+        )
         backoff = 0.1
         while True:
             try:
@@ -261,7 +262,8 @@ class _Listener:
             try:
                 if not conn.autocommit:
                     await conn.set_autocommit(True)
-                await conn.execute(listen)
+                await conn.execute(say)
+                await conn.execute(listen)  # the last query: pg_stat_activity shows it
                 backoff = 0.1
                 self.pid = conn.info.backend_pid
                 self._connected.set()
@@ -286,10 +288,10 @@ class _Listener:
                 not conn.closed
                 and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
             ):
+                await conn.execute("UNLISTEN *")
                 await conn.execute(
-                    sql.SQL(
-                        "UNLISTEN *; SELECT pg_advisory_unlock_shared(hashtextextended({}, 0))"
-                    ).format(sql.Literal(self._listening))
+                    "SELECT pg_advisory_unlock_shared(hashtextextended(%s, 0))",
+                    (self._listening,),
                 )
                 await conn.set_autocommit(False)
         except psycopg.Error:
