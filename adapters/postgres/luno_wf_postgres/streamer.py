@@ -170,6 +170,7 @@ class _Notifier:
 
     async def _run(self) -> None:
         while True:
+            raise_if_cancelling()  # a cancellation psycopg_pool swallowed (Python 3.11)
             await self._wake.wait()
             self._wake.clear()
             topics, self._pending = self._pending, set()
