@@ -73,17 +73,19 @@ def build(
     streamer: EventStreamer,
     store: RecordStore,
     scheduler: RoleScheduler,
+    build_options: dict[str, Any] | None = None,
     **options: Any,
 ) -> Workflow[Job, Status]:
     """The workflow CREATED -> FIRST -> SECOND -> DONE, each step with ``options``.
 
-    Built with ``build()``'s defaults (history on, metrics on, paused runs retried).
+    Built with ``build()``'s defaults (history on, metrics on, paused runs retried) unless
+    ``build_options`` says otherwise.
     """
     b = Builder(name, Job, Status)
     b.add_step(Status.CREATED, first, Status.FIRST, **options)
     b.add_step(Status.FIRST, second, Status.SECOND, **options)
     b.add_step(Status.SECOND, third, Status.DONE, **options)
-    return b.build(streamer, store, scheduler)
+    return b.build(streamer, store, scheduler, **(build_options or {}))
 
 
 def percentile(sorted_ms: list[float], q: float) -> float:

@@ -172,7 +172,8 @@ async def workflow_rates(
 ) -> Rates:
     """Steps/s with ``runs`` in flight, and trigger-to-complete p50/p99 of single runs."""
     name = f"bench-{uuid.uuid4().hex[:8]}"
-    wf = build(name, streamer, store, scheduler, parallel_count=parallel)
+    # No paused-run retry: on Tansu each idle consumer costs CPU the steps then lack.
+    wf = build(name, streamer, store, scheduler, {"pause_retry": None}, parallel_count=parallel)
     # Completion is polled with one List query (1,000 concurrent await_status calls would
     # load the store themselves), not too often: listing costs CPU the workflow needs.
     done = [filter_by_status(Status.DONE)]
