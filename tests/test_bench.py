@@ -62,3 +62,17 @@ def test_kafka_bench_prints_every_comparison(postgres_dsn: str, kafka_bootstrap:
         assert f"  {part} " in out, out
     assert len(re.findall(rf"{FIGURE} steps/s", out)) == 3, out
     assert len(re.findall(rf"\({FIGURE} of \(a\)\)", out)) == 2, out
+
+
+def test_every_page_quotes_the_same_figures() -> None:
+    """README and the performance, PostgreSQL and Kafka pages quote one table of figures."""
+    root = BENCH.parent
+    pages = ["README.md", "docs/performance.md", "docs/postgres.md", "docs/kafka.md"]
+    blocks = {
+        page: re.findall(
+            r"<!-- figures:start -->\n(.*?)<!-- figures:end -->", (root / page).read_text(), re.S
+        )
+        for page in pages
+    }
+    assert all(len(found) == 1 for found in blocks.values()), blocks
+    assert len({found[0] for found in blocks.values()}) == 1, "the pages' figures differ"
