@@ -4,9 +4,14 @@ Prints, in one run:
 
 (a) the ceiling: a step written as one statement (a versioned UPDATE of a run row feeding
     the INSERT of its outbox row), on one connection, N times;
-(b) luno_wf's 3-step workflow on PostgreSQL only (record store, streamer, role scheduler):
-    steps/s with 1,000 runs in flight, and trigger-to-complete p50/p99 of single runs
-    triggered one at a time.
+(b) luno_wf's 3-step workflow on PostgreSQL only, built as a newcomer builds it: each
+    adapter given the DSN and nothing else, ``build()`` with no options (history on, the
+    record store writing events straight to the streamer's table): steps/s with 1,000 runs
+    in flight and its ratio to (a), trigger-to-complete p50/p99 of single runs triggered one
+    at a time, and the CPU this process spent per step in each phase;
+(c) the same with the outbox (``PostgresRecordStore(..., direct_events=False)``), as with
+    any other streamer;
+(d) with ``--parallel``, ``--concurrency`` or ``--pool``, (b) with those options.
 
 Usage: ``python bench/postgres.py [--dsn DSN] [--runs 1000] [--single 200]``. The DSN
 defaults to ``LUNO_WF_TEST_POSTGRES_DSN`` or the local server on 127.0.0.1:5432. Everything
@@ -21,7 +26,9 @@ import os
 import time
 import uuid
 from collections import Counter, defaultdict
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from _three_steps import Job, Rates, Status, build, measure
@@ -105,40 +112,79 @@ async def ceiling(dsn: str, schema: str, n: int) -> float:
     return n / elapsed
 
 
-# -- (b) luno_wf on PostgreSQL ----------------------------------------------------------
+# -- (b), (c), (d) luno_wf on PostgreSQL ------------------------------------------------
+
+Adapters = tuple[PostgresStreamer, PostgresRecordStore]
 
 
-async def workflow_rates(
-    dsn: str, schema: str, runs: int, single: int, parallel: int, concurrency: int
-) -> Rates:
-    """Steps/s with ``runs`` in flight, and trigger-to-complete p50/p99 of single runs."""
-    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(dsn, min_size=8, max_size=24, open=False)
-    await pool.open(wait=True)
-    streamer = PostgresStreamer(pool, schema=schema, poll_frequency=timedelta(seconds=1))
-    store = PostgresRecordStore(pool, schema=schema)
-    wf = build(
-        "bench",
-        streamer,
-        store,
-        PostgresRoleScheduler(dsn, namespace=schema),
-        parallel_count=parallel,
-        concurrency=concurrency,
+@asynccontextmanager
+async def default_adapters(
+    dsn: str, schema: str, *, direct: bool = True
+) -> AsyncIterator[Adapters]:
+    """The streamer and store as a newcomer makes them: from the DSN, nothing else."""
+    streamer = PostgresStreamer(dsn, schema=schema)
+    store = (
+        PostgresRecordStore(dsn, schema=schema)
+        if direct
+        else PostgresRecordStore(dsn, schema=schema, direct_events=False)
     )
-    query = sql.SQL(
-        "SELECT count(*) FROM {}.records WHERE workflow_name = 'bench' AND status = 4"
-    ).format(sql.Identifier(schema))
-
-    async def count_done() -> int:
-        async with pool.connection() as conn:
-            row = await (await conn.execute(query)).fetchone()
-        return int(row[0]) if row else 0
-
     try:
-        return await measure(wf, count_done, runs, single, poll=0.005)
+        yield streamer, store
+    finally:
+        await streamer.close()
+        await store.close()
+
+
+@asynccontextmanager
+async def pooled_adapters(dsn: str, schema: str, size: int) -> AsyncIterator[Adapters]:
+    """The streamer and store sharing one pool of ``size`` connections."""
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        dsn, min_size=size, max_size=size, open=False
+    )
+    await pool.open(wait=True)
+    streamer = PostgresStreamer(pool, schema=schema)
+    store = PostgresRecordStore(pool, schema=schema)
+    try:
+        yield streamer, store
     finally:
         await streamer.close()
         await store.close()
         await pool.close()
+
+
+async def workflow_rates(
+    dsn: str,
+    schema: str,
+    runs: int,
+    single: int,
+    adapters: Callable[[], Any] | None = None,
+    **options: Any,
+) -> Rates:
+    """Steps/s with ``runs`` in flight, and trigger-to-complete p50/p99 of single runs.
+
+    ``adapters`` makes the streamer and store (default: :func:`default_adapters`);
+    ``options`` go to every step.
+    """
+    make = adapters or (lambda: default_adapters(dsn, schema))
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    query = sql.SQL(
+        "SELECT count(*) FROM {}.records WHERE workflow_name = %s AND status = 4"
+    ).format(sql.Identifier(schema))
+    async with (
+        make() as (streamer, store),
+        await AsyncConnection.connect(dsn, autocommit=True) as counting,
+    ):
+
+        async def count_done() -> int:
+            row = await (await counting.execute(query, (name,))).fetchone()
+            return int(row[0]) if row else 0
+
+        scheduler = PostgresRoleScheduler(dsn, namespace=schema)
+        wf = build(name, streamer, store, scheduler, **options)
+        try:
+            return await measure(wf, count_done, runs, single, poll=0.002)
+        finally:
+            await scheduler.close()
 
 
 # -- where the time goes ------------------------------------------------------------------
@@ -184,18 +230,10 @@ def _instrument() -> tuple[Counter[str], defaultdict[str, float]]:
 
 
 async def explain(dsn: str, schema: str, runs: int) -> list[str]:
-    """Adapter calls per run of single runs, their mean wall time, and CPU per run."""
+    """Adapter calls per run of single runs (default build), their mean time, CPU per run."""
     calls, spent = _instrument()
-    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(dsn, min_size=4, max_size=8, open=False)
-    await pool.open(wait=True)
-    streamer = PostgresStreamer(pool, schema=schema)
-    wf = build(
-        "explain",
-        streamer,
-        PostgresRecordStore(pool, schema=schema),
-        PostgresRoleScheduler(dsn, namespace=schema),
-    )
-    try:
+    async with default_adapters(dsn, schema) as (streamer, store):
+        wf = build("explain", streamer, store, PostgresRoleScheduler(dsn, namespace=schema))
         async with wf:
             for i in range(10):
                 run_id = await wf.trigger(f"warm-{i}", initial_value=Job(n=i))
@@ -207,11 +245,8 @@ async def explain(dsn: str, schema: str, runs: int) -> list[str]:
                 run_id = await wf.trigger(f"explain-{i}", initial_value=Job(n=i))
                 await wf.await_status(f"explain-{i}", run_id, Status.DONE)
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    finally:
-        await streamer.close()
-        await pool.close()
     lines = [
-        f"  where a single run's time goes ({runs} runs, one at a time):",
+        f"  where a single run's time goes ((b), {runs} runs, one at a time):",
         f"      {1000 * wall / runs:6.1f} ms wall, {1000 * cpu / runs:6.1f} ms CPU of this process",
     ]
     for key in sorted(calls):
@@ -222,53 +257,91 @@ async def explain(dsn: str, schema: str, runs: int) -> list[str]:
     return lines
 
 
+def report(label: str, rates: Rates, top: float, runs: int, single: int) -> list[str]:
+    """The lines that describe one measurement, its ratio to the ceiling ``top`` beside it."""
+    return [
+        f"  {label}",
+        f"      {rates.steps_per_s:10,.0f} steps/s with {runs} runs in flight "
+        f"({rates.steps_per_s / top:.2f} of (a)); triggers {rates.triggers_per_s:,.0f}/s; "
+        f"CPU {1000 * rates.cpu_ms_per_step:.0f} us/step",
+        f"      trigger-to-complete, one run at a time ({single} runs): "
+        f"p50 {rates.p50_ms:.1f} ms, p99 {rates.p99_ms:.1f} ms; "
+        f"CPU {1000 * rates.single_cpu_ms_per_step:.0f} us/step",
+    ]
+
+
+async def measurements(
+    args: argparse.Namespace, schema: str
+) -> tuple[float, list[tuple[str, Rates]], list[str]]:
+    """(a), then (b), (c) and (d) as asked, then the explanation if asked."""
+    dsn, runs, single = args.dsn, args.runs, args.single
+    top = await ceiling(dsn, schema, args.ceiling_steps)
+    found = [
+        (
+            "(b) luno_wf 3-step workflow, PostgreSQL only, default build (DSN, no options)",
+            await workflow_rates(dsn, schema, runs, single),
+        )
+    ]
+    if not args.no_outbox:
+        found.append(
+            (
+                "(c) the same, events through the outbox (direct_events=False)",
+                await workflow_rates(
+                    dsn, schema, runs, single, lambda: default_adapters(dsn, schema, direct=False)
+                ),
+            )
+        )
+    options = {
+        key: value
+        for key, value in (("parallel_count", args.parallel), ("concurrency", args.concurrency))
+        if value is not None
+    }
+    if options or args.pool:
+        adapters: Callable[[], Any] | None = (
+            (lambda: pooled_adapters(dsn, schema, args.pool)) if args.pool else None
+        )
+        shown = ", ".join([*(f"{k}={v}" for k, v in options.items()), f"pool={args.pool}"])
+        found.append(
+            (
+                f"(d) the same as (b) with {shown}",
+                await workflow_rates(dsn, schema, runs, single, adapters, **options),
+            )
+        )
+    explained = await explain(dsn, schema, 50) if args.explain else []
+    return top, found, explained
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--dsn", default=os.environ.get("LUNO_WF_TEST_POSTGRES_DSN", DEFAULT_DSN))
     parser.add_argument("--ceiling-steps", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--single", type=int, default=200)
-    parser.add_argument("--parallel", type=int, default=2, help="parallel_count of each step")
-    parser.add_argument(
-        "--concurrency", type=int, default=1, help="runs each step consumer handles at once"
-    )
+    parser.add_argument("--parallel", type=int, help="(d): parallel_count of each step")
+    parser.add_argument("--concurrency", type=int, help="(d): runs a step consumer handles at once")
+    parser.add_argument("--pool", type=int, help="(d): one pool of this size for both adapters")
+    parser.add_argument("--no-outbox", action="store_true", help="skip (c)")
     parser.add_argument(
         "--explain", action="store_true", help="also count and time adapter calls per run"
     )
     args = parser.parse_args()
 
     schema = f"bench_{uuid.uuid4().hex[:12]}"
-    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(args.dsn, min_size=1, open=False)
-    await pool.open(wait=True)
+    await migrate(args.dsn, schema=schema)
     try:
-        await migrate(pool, schema=schema)
-        top = await ceiling(args.dsn, schema, args.ceiling_steps)
-        rates = await workflow_rates(
-            args.dsn, schema, args.runs, args.single, args.parallel, args.concurrency
-        )
-        explained = await explain(args.dsn, schema, 50) if args.explain else []
+        top, found, explained = await measurements(args, schema)
     finally:
-        async with pool.connection() as conn:
+        async with await AsyncConnection.connect(args.dsn, autocommit=True) as conn:
             await conn.execute(
                 sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
             )
-        await pool.close()
 
-    print("PostgreSQL benchmark (one machine, loopback)")
+    print(f"PostgreSQL benchmark (one machine, loopback, {os.cpu_count()} cores)")
     print(f"  (a) one-statement step, 1 connection, {args.ceiling_steps} steps")
     print(f"      {top:10,.0f} steps/s")
-    print(
-        "  (b) luno_wf 3-step workflow, PostgreSQL adapters only "
-        f"(parallel_count={args.parallel}, concurrency={args.concurrency})"
-    )
-    print(
-        f"      {rates.steps_per_s:10,.0f} steps/s with {args.runs} runs in flight "
-        f"({rates.steps_per_s / top:.2f} of (a)); triggers {rates.triggers_per_s:,.0f}/s"
-    )
-    print(
-        f"      trigger-to-complete, one run at a time ({args.single} runs): "
-        f"p50 {rates.p50_ms:.1f} ms, p99 {rates.p99_ms:.1f} ms"
-    )
+    for label, rates in found:
+        for line in report(label, rates, top, args.runs, args.single):
+            print(line)
     for line in explained:
         print(line)
 

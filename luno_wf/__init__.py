@@ -41,6 +41,7 @@ from ._outbox import OutboxData as OutboxData
 from ._outbox import decode_outbox_data as decode_outbox_data
 from ._outbox import encode_outbox_data as encode_outbox_data
 from ._outbox import make_outbox_event as make_outbox_event
+from ._outbox import outbox_data as outbox_data
 from ._processstate import ProcessState as ProcessState
 from ._record import Meta as Meta
 from ._record import Record as Record
@@ -63,6 +64,7 @@ from .adapter import BatchStore as BatchStore
 from .adapter import ConnectorConstructor as ConnectorConstructor
 from .adapter import ConnectorConsumer as ConnectorConsumer
 from .adapter import DeadLetterStore as DeadLetterStore
+from .adapter import DirectEvents as DirectEvents
 from .adapter import EventReceiver as EventReceiver
 from .adapter import EventSender as EventSender
 from .adapter import EventStreamer as EventStreamer
@@ -91,6 +93,7 @@ __all__ = [
     "decode_outbox_data",
     "default_converter",
     "delete_topic",
+    "DirectEvents",
     "duration_timer",
     "encode_outbox_data",
     "Event",
@@ -115,6 +118,7 @@ __all__ = [
     "Meta",
     "Options",
     "OrderType",
+    "outbox_data",
     "OutboxData",
     "OutboxDataLister",
     "OutboxEvent",

@@ -39,7 +39,14 @@ from ._run import Run, RunStateController, TypedRecord
 from ._runstate import RunState
 from ._tracing import RunTracer
 from ._types import S, T
-from .adapter import EventStreamer, HistoryStore, RecordStore, RoleScheduler, TimeoutStore
+from .adapter import (
+    DirectEvents,
+    EventStreamer,
+    HistoryStore,
+    RecordStore,
+    RoleScheduler,
+    TimeoutStore,
+)
 from .errors import UnknownStatus
 
 __all__ = [
@@ -318,6 +325,11 @@ class Engine(Generic[T, S]):
         self.store = store
         self.scheduler = scheduler
         self.timeout_store = timeout_store
+        # Whether the store writes this workflow's events to the streamer itself: asked
+        # once, here, so that a process that only triggers runs writes them so too.
+        self.direct_events = isinstance(store, DirectEvents) and store.publishes_events(
+            definition.name, streamer
+        )
         self.clock = clock
         self.codec = codec
         self.logger = logger

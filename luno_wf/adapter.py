@@ -13,6 +13,9 @@ luno/workflow's, tightened where noted:
   (:func:`spread_roles`) and move when one joins, leaves, dies or stalls.
 * A record store that keeps history (:class:`HistoryStore`) appends one
   :class:`HistoryEntry` with every write it makes, in the same transaction.
+* A record store that shares a database with the streamer (:class:`DirectEvents`) may
+  append each write's event to the stream itself, in the same transaction, instead of an
+  outbox row.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ __all__ = [
     "ConnectorConsumer",
     "DeadLetter",
     "DeadLetterStore",
+    "DirectEvents",
     "EventReceiver",
     "EventSender",
     "EventStreamer",
@@ -263,6 +267,32 @@ class HistoryStore(Protocol):
         Raises:
             ValueError: ``batch_size`` is below 1, or ``before`` is naive.
 
+        """
+        ...
+
+
+@runtime_checkable
+class DirectEvents(Protocol):
+    """Optional: a record store that appends each write's event to the event stream itself.
+
+    A store on the same database as the workflow's streamer can write the event in the
+    transaction that writes the record, where other stores write an outbox row for the
+    outbox publisher to send later: one statement per move instead of three, and the event
+    exists if and only if the write happened, as with the outbox.
+    """
+
+    def publishes_events(self, workflow_name: str, streamer: EventStreamer) -> bool:
+        """Whether the store appends the events of ``workflow_name``'s records to ``streamer``.
+
+        A plain method, called once per workflow when it is built (before any write of
+        it). Return True only if the store can append to that very stream: from then on
+        every write of the workflow's records (:meth:`RecordStore.store`, and each record
+        :meth:`BatchStore.store_many` applies) appends, in the same transaction, the event
+        the outbox publisher would have sent (topic, foreign id, type and headers of
+        :func:`luno_wf.outbox_data` of the record) and writes no outbox row, and receivers
+        are woken as by a send. The engine then runs its outbox publisher only as a sweeper
+        of rows other writers left (``outbox-sweeper`` in ``Workflow.states()``). Return
+        False and the store keeps writing outbox rows for the workflow.
         """
         ...
 

@@ -52,6 +52,8 @@ def test_postgres_bench_prints_the_ratio(postgres_dsn: str) -> None:
     )
     assert re.search(rf"\({FIGURE} of \(a\)\)", out), out
     assert re.search(rf"p50 {FIGURE} ms, p99 {FIGURE} ms", out), out
+    assert "default build" in out and "(c) " in out, out
+    assert len(re.findall(rf"CPU {FIGURE} us/step", out)) == 4, out
     assert re.search(rf"{FIGURE} calls/run .* PostgresRecordStore\.store", out), out
 
 
@@ -66,6 +68,7 @@ def test_kafka_bench_prints_every_comparison(postgres_dsn: str, kafka_bootstrap:
     for part in ("(a)", "(b)", "(c)", "(d)"):
         assert f"  {part} " in out, out
     assert len(re.findall(rf"{FIGURE} steps/s", out)) == 3, out
+    assert len(re.findall(rf"\({FIGURE} of \(a\)\)", out)) == 2, out
 
 
 @pytest.mark.postgres
@@ -89,3 +92,17 @@ def test_ops_bench_prints_the_runs_list_beside_its_baseline(postgres_dsn: str) -
     for label in ("first page", "deep page", "reads all", "GET /runs", "GET / ", "one pass"):
         assert re.search(rf"{label}.* +{FIGURE} ms +{FIGURE} ms +{FIGURE}x\n", out), (label, out)
     assert re.search(rf"slowest runs list p95: {FIGURE} ms", out), out
+
+
+def test_every_page_quotes_the_same_figures() -> None:
+    """README and the performance, PostgreSQL and Kafka pages quote one table of figures."""
+    root = BENCH.parent
+    pages = ["README.md", "docs/performance.md", "docs/postgres.md", "docs/kafka.md"]
+    blocks = {
+        page: re.findall(
+            r"<!-- figures:start -->\n(.*?)<!-- figures:end -->", (root / page).read_text(), re.S
+        )
+        for page in pages
+    }
+    assert all(len(found) == 1 for found in blocks.values()), blocks
+    assert len({found[0] for found in blocks.values()}) == 1, "the pages' figures differ"

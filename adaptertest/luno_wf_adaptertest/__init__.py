@@ -10,7 +10,9 @@ Subclass a contract class and override its one factory fixture::
             return factory_of(MyRecordStore)
 
 Contracts: :class:`RecordStoreContract`, :class:`EventStreamerContract`,
-:class:`RoleSchedulerContract`, :class:`TimeoutStoreContract`, :class:`ConnectorContract`.
+:class:`RoleSchedulerContract`, :class:`TimeoutStoreContract`, :class:`ConnectorContract`,
+and for a record store that writes events to a streamer itself,
+:class:`DirectEventsContract`.
 Strategies for your own property tests: :mod:`luno_wf_adaptertest.strategies`.
 
 Names are imported on first use, so importing this package (as the pytest plugin does)
@@ -24,7 +26,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .connector import ConnectorContract as ConnectorContract
+    from .directevents import DirectEventsContract as DirectEventsContract
     from .factory import ConnectorFactory as ConnectorFactory
+    from .factory import DirectEventsFactory as DirectEventsFactory
     from .factory import RecordStoreFactory as RecordStoreFactory
     from .factory import RevokeRole as RevokeRole
     from .factory import RoleSchedulersFactory as RoleSchedulersFactory
@@ -40,6 +44,8 @@ if TYPE_CHECKING:
 __all__ = [
     "ConnectorContract",
     "ConnectorFactory",
+    "DirectEventsContract",
+    "DirectEventsFactory",
     "EventStreamerContract",
     "factory_of",
     "RecordStoreContract",
@@ -56,6 +62,8 @@ __all__ = [
 _WHERE = {
     "ConnectorContract": "connector",
     "ConnectorFactory": "factory",
+    "DirectEventsContract": "directevents",
+    "DirectEventsFactory": "factory",
     "EventStreamerContract": "streamer",
     "factory_of": "factory",
     "RecordStoreContract": "recordstore",

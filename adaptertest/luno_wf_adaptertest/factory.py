@@ -28,6 +28,7 @@ from luno_wf import (
 
 __all__ = [
     "ConnectorFactory",
+    "DirectEventsFactory",
     "RecordStoreFactory",
     "RevokeRole",
     "RoleSchedulersFactory",
@@ -42,6 +43,12 @@ T = TypeVar("T")
 
 RecordStoreFactory: TypeAlias = Callable[[], AbstractAsyncContextManager[RecordStore]]
 """``async with make_store() as store``: a fresh, empty record store."""
+
+DirectEventsFactory: TypeAlias = Callable[
+    [], AbstractAsyncContextManager[tuple[RecordStore, EventStreamer]]
+]
+"""``async with make_pair() as (store, streamer)``: a fresh record store and the streamer
+whose log it can append events to (its ``publishes_events`` answers True for it)."""
 
 TimeoutStoreFactory: TypeAlias = Callable[[], AbstractAsyncContextManager[TimeoutStore]]
 """``async with make_timeout_store() as store``: a fresh, empty timeout store."""

@@ -27,7 +27,8 @@ def all_processes(engine: Engine[Any, Any], api: API[Any, Any]) -> list[LiveProc
     definition, settings = engine.definition, engine.settings
     out: list[LiveProcess] = []
     if settings.outbox:
-        out.append(outbox_process(engine))
+        # A store that writes the events itself leaves the publisher only stray rows.
+        out.append(outbox_process(engine, sweep_only=engine.direct_events))
     for spec in definition.steps.values():
         out.extend(step_processes(engine, spec))
     if engine.timeout_store is not None:

@@ -7,19 +7,21 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from .._engine import Engine
+from .._engine import Engine, OutboxWake
 from .._naming import make_role
 from .._outbox import OutboxData, decode_outbox_data
 from ..adapter import BatchOutboxDeleter, BatchSender, EventSender, OutboxDataLister
 from ._process import LiveProcess, Progress, ensure_not_cancelled
 
-__all__ = ["LOOKUP_LIMIT", "OutboxPublisher", "process"]
+__all__ = ["LOOKUP_LIMIT", "NAME", "OutboxPublisher", "SWEEPER_NAME", "process"]
 
 LOOKUP_LIMIT = 1000
 POLLING = timedelta(milliseconds=250)
 BACKOFF = timedelta(milliseconds=500)
 LAG_ALERT = timedelta(minutes=1)
 NAME = "outbox-consumer"
+SWEEPER_NAME = "outbox-sweeper"
+"""The publisher's name when the store writes the workflow's events itself."""
 
 Row = tuple[str, OutboxData | None]
 """An outbox row to publish: its id, and its payload (None if it cannot be decoded)."""
@@ -27,10 +29,17 @@ Outgoing = tuple[str, int, Mapping[str, str]]
 """An event to send: foreign id (the run id), type (the status), headers."""
 
 
-def process(engine: Engine[Any, Any]) -> LiveProcess:
-    """The outbox publisher of a workflow, as a live process."""
-    publisher = OutboxPublisher(engine)
-    return LiveProcess(engine, NAME, make_role(engine.name, NAME), publisher.run, BACKOFF)
+def process(engine: Engine[Any, Any], *, sweep_only: bool = False) -> LiveProcess:
+    """The outbox publisher of a workflow, as a live process (under luno's role name).
+
+    With ``sweep_only`` (the store writes the workflow's events itself, see
+    :class:`~luno_wf.adapter.DirectEvents`) it is named ``outbox-sweeper``, and only polls
+    for rows other writers left (an earlier version, a tool writing through a store of
+    its own): this process's writes never wake it.
+    """
+    name = SWEEPER_NAME if sweep_only else NAME
+    publisher = OutboxPublisher(engine, name, OutboxWake() if sweep_only else engine.outbox_wake)
+    return LiveProcess(engine, name, make_role(engine.name, NAME), publisher.run, BACKOFF)
 
 
 class OutboxPublisher:
@@ -43,12 +52,22 @@ class OutboxPublisher:
 
     With metrics on, each batch sets the lag gauges from its oldest row's write time and
     observes the time taken to send and delete the whole batch.
+
+    Args:
+        engine: The workflow's engine.
+        name: The process's name (in ``Workflow.states()`` and the metrics).
+        wake: What wakes it besides its polling (default: this process's writes).
+
     """
 
-    def __init__(self, engine: Engine[Any, Any]) -> None:
+    def __init__(
+        self, engine: Engine[Any, Any], name: str = NAME, wake: OutboxWake | None = None
+    ) -> None:
         self._engine = engine
+        self._name = name
+        self._wake = engine.outbox_wake if wake is None else wake
         self._store = engine.store
-        self._probe = engine.probe(NAME)
+        self._probe = engine.probe(name)
         # Capabilities, checked once (a runtime Protocol check is not free).
         self._lister = self._store if isinstance(self._store, OutboxDataLister) else None
         self._deleter = self._store if isinstance(self._store, BatchOutboxDeleter) else None
@@ -57,9 +76,9 @@ class OutboxPublisher:
 
     async def run(self, progress: Progress) -> None:
         """Publish until cancelled; the senders opened are closed on the way out."""
-        wake = self._engine.outbox_wake
+        wake = self._wake
         picked_up = self._probe.lag_recorder(self._engine.clock, LAG_ALERT)
-        activity = self._engine.states.activity(NAME)
+        activity = self._engine.states.activity(self._name)
         try:
             while not activity.draining:
                 ensure_not_cancelled()

@@ -12,6 +12,8 @@ from typing import Any, ClassVar, TypeVar
 import psycopg
 import pytest
 from luno_wf_adaptertest import (
+    DirectEventsContract,
+    DirectEventsFactory,
     EventStreamerContract,
     RecordStoreContract,
     RecordStoreFactory,
@@ -89,6 +91,21 @@ class TestPostgresRecordStore(RecordStoreContract):
             # Give back the connections it keeps, before the pool closes: one checked out
             # when the pool closes stays open until collected.
             lambda store: store.close(),
+        )
+
+
+class TestPostgresDirectEvents(DirectEventsContract):
+    @pytest.fixture
+    def make_pair(self, postgres_dsn: str, pg_schema: str) -> DirectEventsFactory:
+        async def close(pair: tuple[PostgresRecordStore, PostgresStreamer]) -> None:
+            await pair[0].close()
+            await pair[1].close()
+
+        return schema_factory(
+            postgres_dsn,
+            pg_schema,
+            lambda pool, s: (PostgresRecordStore(pool, schema=s), PostgresStreamer(pool, schema=s)),
+            close,
         )
 
 

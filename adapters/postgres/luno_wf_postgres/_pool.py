@@ -8,7 +8,8 @@ from time import monotonic
 from types import TracebackType
 from typing import Any, Self, TypeAlias
 
-from psycopg import AsyncConnection, AsyncCursor
+from psycopg import AsyncConnection, AsyncCursor, ProgrammingError
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.errors import UndefinedFunction, UndefinedTable
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, AsyncNullConnectionPool
@@ -99,6 +100,18 @@ class AutocommitConnections:
         self._sweep: asyncio.TimerHandle | None = None
         self._sweep_loop: asyncio.AbstractEventLoop | None = None
         self._returning: set[asyncio.Task[None]] = set()
+
+    def same_database(self, other: AutocommitConnections) -> bool:
+        """Whether ``other`` reaches the same database as these connections.
+
+        True for the same pool, or for pools whose connection strings (and connection
+        keyword arguments) name the same host, port and database (a DSN is compared once
+        parsed, so its form does not matter).
+        """
+        if other._pool is self._pool:
+            return True
+        target = _target(self._pool)
+        return target is not None and target == _target(other._pool)
 
     async def pool(self) -> AsyncConnectionPool[Any]:
         """The pool, opened first if this object opens it from a DSN."""
@@ -234,6 +247,23 @@ class AutocommitConnections:
             loop = asyncio.get_running_loop()
             self._sweep = loop.call_later(idle[0][1] + _KEEP_IDLE_SECONDS - now, self._return_idle)
             self._sweep_loop = loop
+
+
+_TARGET_KEYS = ("host", "hostaddr", "port", "dbname", "service")
+
+
+def _target(pool: AsyncConnectionPool[Any]) -> tuple[object, ...] | None:
+    """Where a pool's connections go, from its connection string (None: cannot tell)."""
+    conninfo, kwargs = pool.conninfo, pool.kwargs or {}
+    if not isinstance(conninfo, str) or not isinstance(kwargs, dict):
+        return None  # computed per connection: they may go anywhere
+    try:
+        info = conninfo_to_dict(conninfo)
+    except ProgrammingError:
+        return None
+    info.update({k: v for k, v in kwargs.items() if k in (*_TARGET_KEYS, "user")})
+    info.setdefault("dbname", info.get("user"))  # libpq's default database
+    return tuple(str(info[k]) if info.get(k) is not None else None for k in _TARGET_KEYS)
 
 
 class _Loan:

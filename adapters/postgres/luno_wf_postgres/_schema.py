@@ -48,6 +48,14 @@ def notify_channel(schema: str) -> str:
     return f"{schema}_events"
 
 
+def listening_key(schema: str) -> str:
+    """The advisory lock every session listening on ``schema``'s channel holds, shared.
+
+    Never a topic's lock (those are ``<schema>.events:<topic>``).
+    """
+    return f"{schema}.listening"
+
+
 # One statement per entry, in order. `{s}` is the quoted schema. Every statement is
 # idempotent, so migrate() can run at every start-up.
 _STATEMENTS: tuple[str, ...] = (
@@ -263,6 +271,37 @@ BEGIN
     ORDER BY e.id;
 END
 $fn$""",
+    # claim_events, and with each event the record of the run it announces (its foreign
+    # id), if any: a record store writing its events itself reads them from here instead
+    # of looking them up. Read by a statement of its own, after the claim, so every
+    # claimed event's record write (committed with the event) is visible.
+    """CREATE OR REPLACE FUNCTION {s}.claim_events_with_records(
+    p_topic text, p_name text, p_owner text, p_limit integer, p_lease interval,
+    p_acked bigint[], p_held bigint[]
+) RETURNS TABLE (id bigint, foreign_id text, type bigint, headers jsonb,
+                 created_at timestamptz, r_run_id text, r_workflow_name text,
+                 r_foreign_id text, r_run_state integer, r_status bigint, r_object bytea,
+                 r_created_at timestamptz, r_updated_at timestamptz, r_version bigint,
+                 r_meta text)
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+DECLARE
+    v_ids bigint[];
+BEGIN
+    SELECT array_agg(c.id) INTO v_ids
+    FROM {s}.claim_events(p_topic, p_name, p_owner, p_limit, p_lease, p_acked, p_held) AS c;
+    IF v_ids IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT e.id, e.foreign_id, e.type, e.headers, e.created_at, r.run_id, r.workflow_name,
+           r.foreign_id, r.run_state, r.status, r.object, r.created_at, r.updated_at,
+           r.version, r.meta::text
+    FROM {s}.events e LEFT JOIN {s}.records r ON r.run_id = e.foreign_id
+    WHERE e.id = ANY (v_ids)
+    ORDER BY e.id;
+END
+$fn$""",
 )
 
 
@@ -388,6 +427,7 @@ class Statements:
             "s": schema_identifier(schema),
             "lock_prefix": sql.Literal(f"{schema}.events:"),
             "channel": sql.Literal(notify_channel(schema)),
+            "listening": sql.Literal(listening_key(schema)),
         }
         self._templates = templates
         self._rendered: dict[str, bytes] = {}

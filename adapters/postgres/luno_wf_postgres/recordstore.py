@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from psycopg import errors, sql
 
 from luno_wf import (
     Clock,
+    EventStreamer,
     FilterKind,
     HistoryEntry,
     Meta,
@@ -23,13 +25,16 @@ from luno_wf import (
     SystemClock,
     check_foreign_id,
     make_outbox_event,
+    outbox_data,
 )
+from luno_wf import topic as status_topic
 from luno_wf._filter import fold_filters
 from luno_wf.errors import CorruptRecord, RecordNotFound, StaleRecord, WorkflowInProgress
 
 from ._deadletters import DEAD_LETTER_TEMPLATES, DeadLetters
-from ._pool import AutocommitConnections, PoolAdapter, PoolOrDsn
+from ._pool import AutocommitConnections, PoolAdapter, PoolOrDsn, stop_task
 from ._schema import DEFAULT_SCHEMA, Statements
+from .streamer import PostgresStreamer
 
 __all__ = ["PostgresRecordStore"]
 
@@ -38,72 +43,85 @@ _COLUMNS = (
     "version, meta::text"  # JSON text, decoded by orjson: cheaper than psycopg's jsonb loader
 )
 
-_TEMPLATES = {
-    # A new run: the record and its outbox row in one statement. A run id already stored
-    # inserts nothing (count 0) and the caller tries the versioned update instead.
-    "insert": """
-WITH ins AS (
+# Writes. Each is one statement: the record's write (`w`: the insert or the compare-and-set
+# update, returning the run id if it happened), the history entry of that write, and then
+# either its outbox row or, for a workflow whose events this store writes itself (see
+# publishes_events), the event, appended as the streamer's send_events appends it: under
+# the topic's transaction-scoped advisory lock (taken after the record's row lock, topics
+# in sorted order, so two writes cannot deadlock on them). Receivers are woken after the
+# commit by the streamer (in this process at once, in others by a NOTIFY of its own).
+_INSERT_ONE = """
+WITH w AS (
     INSERT INTO {s}.records (run_id, workflow_name, foreign_id, run_state, status, object,
                              created_at, updated_at, version, meta)
     VALUES (%(run_id)s, %(workflow_name)s, %(foreign_id)s, %(run_state)s, %(status)s,
             %(object)s, %(created_at)s, %(updated_at)s, %(version)s, %(meta)s::jsonb)
     ON CONFLICT (run_id) DO NOTHING
-    RETURNING 1
-), out AS (
-    INSERT INTO {s}.outbox (id, workflow_name, data, created_at)
-    SELECT %(outbox_id)s, %(workflow_name)s, %(data)s, %(outbox_created_at)s FROM ins
+    RETURNING run_id
 ), hist AS (
     INSERT INTO {s}.history (run_id, version, workflow_name, foreign_id, status, run_state,
                              reason, actor, at, error, trace_id, object)
     SELECT %(run_id)s, %(version)s, %(workflow_name)s, %(foreign_id)s, %(status)s,
            %(run_state)s, %(reason)s, %(actor)s, %(updated_at)s, %(error)s, %(trace_id)s,
            CASE WHEN %(keep_object)s THEN %(object)s END
-    FROM ins WHERE %(history)s
-)
-SELECT count(*) FROM ins""",
-    # An existing run: compare-and-set on the version, and the outbox row only if it won.
-    "update": """
-WITH upd AS (
+    FROM w WHERE %(history)s
+)"""
+_UPDATE_ONE = """
+WITH w AS (
     UPDATE {s}.records SET
         workflow_name = %(workflow_name)s, foreign_id = %(foreign_id)s,
         run_state = %(run_state)s, status = %(status)s, object = %(object)s,
         created_at = %(created_at)s, updated_at = %(updated_at)s,
         version = %(version)s, meta = %(meta)s::jsonb
     WHERE run_id = %(run_id)s AND version = %(prev_version)s
-    RETURNING 1
-), out AS (
-    INSERT INTO {s}.outbox (id, workflow_name, data, created_at)
-    SELECT %(outbox_id)s, %(workflow_name)s, %(data)s, %(outbox_created_at)s FROM upd
+    RETURNING run_id
 ), hist AS (
     INSERT INTO {s}.history (run_id, version, workflow_name, foreign_id, status, run_state,
                              reason, actor, at, error, trace_id, object)
     SELECT %(run_id)s, %(version)s, %(workflow_name)s, %(foreign_id)s, %(status)s,
            %(run_state)s, %(reason)s, %(actor)s, %(updated_at)s, %(error)s, %(trace_id)s,
            CASE WHEN %(keep_object)s THEN %(object)s END
-    FROM upd WHERE %(history)s
+    FROM w WHERE %(history)s
 ), scrub AS (
     UPDATE {s}.history h SET object = NULL, reason = '', error = ''
-    FROM upd
+    FROM w
     WHERE %(scrub)s AND h.run_id = %(run_id)s
       AND (h.object IS NOT NULL OR h.reason <> '' OR h.error <> '')
+)"""
+_OUTBOX_ONE = """, out AS (
+    INSERT INTO {s}.outbox (id, workflow_name, data, created_at)
+    SELECT %(outbox_id)s, %(workflow_name)s, %(data)s, %(outbox_created_at)s FROM w
 )
-SELECT count(*) FROM upd""",
-    # Many existing runs: compare-and-set each, and the outbox rows and history entries of
-    # those that won, the outbox rows in the order given. Runs not updated (stale, or not
-    # stored yet) are returned by none.
-    "update_many": """
+SELECT count(*) FROM w"""
+_EVENT_ONE = """, ev AS (
+    INSERT INTO {s}.events (topic, foreign_id, type, headers, created_at)
+    SELECT %(topic)s::text, %(run_id)s::text, %(status)s::bigint, %(headers)s::jsonb,
+           %(event_created_at)s::timestamptz
+    FROM (
+        SELECT pg_advisory_xact_lock(hashtextextended({lock_prefix} || %(topic)s::text, 0))
+        FROM (SELECT FROM w OFFSET 0) AS written
+    ) AS locked
+    RETURNING 1
+)
+SELECT count(*) FROM w"""
+# Many runs: the arrays of their columns, and each one's write (a compare-and-set update,
+# or an insert that does nothing for a run id already stored), then the history entries
+# and outbox rows (or events) of those written, in the order given. Runs not written
+# (stale, not stored yet, or already stored) are returned by none.
+_MANY_INPUT = """
 WITH input AS (
     SELECT * FROM unnest(
         %(run_id)b::text[], %(workflow_name)b::text[], %(foreign_id)b::text[],
         %(run_state)b::integer[], %(status)b::bigint[], %(object)b::bytea[],
         %(created_at)b::timestamptz[], %(updated_at)b::timestamptz[], %(version)b::bigint[],
-        %(meta)b::text[], %(outbox_id)b::text[], %(data)b::bytea[],
-        %(history)b::boolean[], %(keep_object)b::boolean[], %(scrub)b::boolean[],
-        %(reason)b::text[], %(actor)b::text[], %(error)b::text[], %(trace_id)b::text[]
+        %(meta)b::text[], %(history)b::boolean[], %(keep_object)b::boolean[],
+        %(scrub)b::boolean[], %(reason)b::text[], %(actor)b::text[], %(error)b::text[],
+        %(trace_id)b::text[], @arrays@
     ) WITH ORDINALITY AS i(run_id, workflow_name, foreign_id, run_state, status, object,
-                           created_at, updated_at, version, meta, outbox_id, data,
-                           history, keep_object, scrub, reason, actor, error, trace_id, ord)
-), upd AS (
+                           created_at, updated_at, version, meta, history, keep_object,
+                           scrub, reason, actor, error, trace_id, @columns@, ord)
+)"""
+_MANY_UPDATE = """, w AS (
     UPDATE {s}.records r SET
         workflow_name = i.workflow_name, foreign_id = i.foreign_id,
         run_state = i.run_state, status = i.status, object = i.object,
@@ -112,26 +130,70 @@ WITH input AS (
     FROM input i
     WHERE r.run_id = i.run_id AND r.version = i.version - 1
     RETURNING r.run_id
-), out AS (
-    INSERT INTO {s}.outbox (id, workflow_name, data, created_at)
-    SELECT i.outbox_id, i.workflow_name, i.data, %(outbox_created_at)s
-    FROM input i JOIN upd USING (run_id)
-    ORDER BY i.ord
-), hist AS (
+), scrub AS (
+    UPDATE {s}.history h SET object = NULL, reason = '', error = ''
+    FROM input i JOIN w USING (run_id)
+    WHERE i.scrub AND h.run_id = i.run_id
+      AND (h.object IS NOT NULL OR h.reason <> '' OR h.error <> '')
+)"""
+_MANY_INSERT = """, w AS (
+    INSERT INTO {s}.records (run_id, workflow_name, foreign_id, run_state, status, object,
+                             created_at, updated_at, version, meta)
+    SELECT i.run_id, i.workflow_name, i.foreign_id, i.run_state, i.status, i.object,
+           i.created_at, i.updated_at, i.version, i.meta::jsonb
+    FROM input i ORDER BY i.ord
+    ON CONFLICT (run_id) DO NOTHING
+    RETURNING run_id
+)"""
+_MANY_HISTORY = """, hist AS (
     INSERT INTO {s}.history (run_id, version, workflow_name, foreign_id, status, run_state,
                              reason, actor, at, error, trace_id, object)
     SELECT i.run_id, i.version, i.workflow_name, i.foreign_id, i.status, i.run_state,
            i.reason, i.actor, i.updated_at, i.error, i.trace_id,
            CASE WHEN i.keep_object THEN i.object END
-    FROM input i JOIN upd USING (run_id)
+    FROM input i JOIN w USING (run_id)
     WHERE i.history
-), scrub AS (
-    UPDATE {s}.history h SET object = NULL, reason = '', error = ''
-    FROM input i JOIN upd USING (run_id)
-    WHERE i.scrub AND h.run_id = i.run_id
-      AND (h.object IS NOT NULL OR h.reason <> '' OR h.error <> '')
+)"""
+_OUTBOX_MANY = """, out AS (
+    INSERT INTO {s}.outbox (id, workflow_name, data, created_at)
+    SELECT i.outbox_id, i.workflow_name, i.data, %(outbox_created_at)s
+    FROM input i JOIN w USING (run_id)
+    ORDER BY i.ord
 )
-SELECT run_id FROM upd""",
+SELECT run_id FROM w"""
+# Every record row is locked (the sort reads all of `w`) before the first topic lock.
+_EVENT_MANY = """, ev AS (
+    INSERT INTO {s}.events (topic, foreign_id, type, headers, created_at)
+    SELECT e.topic, e.run_id, e.status, e.headers::jsonb, %(event_created_at)s::timestamptz
+    FROM (
+        SELECT o.topic, o.run_id, o.status, o.headers,
+               pg_advisory_xact_lock(hashtextextended({lock_prefix} || o.topic, 0)) AS locked
+        FROM (SELECT i.topic, i.run_id, i.status, i.headers FROM input i JOIN w USING (run_id)
+              ORDER BY i.topic, i.ord OFFSET 0) AS o
+    ) AS e
+    RETURNING 1
+)
+SELECT run_id FROM w"""
+_OUTBOX_ARRAYS = ("%(outbox_id)b::text[], %(data)b::bytea[]", "outbox_id, data")
+_EVENT_ARRAYS = ("%(topic)b::text[], %(headers)b::text[]", "topic, headers")
+
+
+def _many(write: str, publish: str, arrays: tuple[str, str]) -> str:
+    columns = _MANY_INPUT.replace("@arrays@", arrays[0]).replace("@columns@", arrays[1])
+    return columns + write + _MANY_HISTORY + publish
+
+
+_TEMPLATES = {
+    # A new run. A run id already stored inserts nothing (count 0) and the caller tries
+    # the versioned update instead.
+    "insert": _INSERT_ONE + _OUTBOX_ONE,
+    "insert_event": _INSERT_ONE + _EVENT_ONE,
+    # An existing run: compare-and-set on the version; the rest only if it won.
+    "update": _UPDATE_ONE + _OUTBOX_ONE,
+    "update_event": _UPDATE_ONE + _EVENT_ONE,
+    "update_many": _many(_MANY_UPDATE, _OUTBOX_MANY, _OUTBOX_ARRAYS),
+    "update_many_event": _many(_MANY_UPDATE, _EVENT_MANY, _EVENT_ARRAYS),
+    "insert_many_event": _many(_MANY_INSERT, _EVENT_MANY, _EVENT_ARRAYS),
     "version": "SELECT version FROM {s}.records WHERE run_id = %s",
     # The run's entries by version; one row of NULLs if it has none, no row if no such run.
     "history": """
@@ -172,7 +234,7 @@ FROM (SELECT) AS one LEFT JOIN last ON true""",
 SELECT run_id FROM {s}.records
 WHERE workflow_name = %s AND foreign_id = %s AND run_state NOT IN (4, 5, 6, 7)""",
     "lookup": f"SELECT {_COLUMNS} FROM {{s}}.records WHERE run_id = %s",
-    "lookup_many": f"SELECT {_COLUMNS} FROM {{s}}.records WHERE run_id = ANY(%s::text[])",
+    "lookup_many": f"SELECT {_COLUMNS} FROM {{s}}.records WHERE run_id = ANY(%b::text[])",
     "latest": f"""
 SELECT {_COLUMNS} FROM {{s}}.records WHERE workflow_name = %s AND foreign_id = %s
 ORDER BY created_at DESC, seq DESC LIMIT 1""",
@@ -188,22 +250,26 @@ WITH async AS (
     SELECT set_config('synchronous_commit', 'off', true) AS setting
 ), gone AS (
     DELETE FROM {s}.outbox
-    WHERE id = ANY(%(deleted)s::text[]) AND (SELECT setting FROM async) IS NOT NULL
+    WHERE id = ANY(%(deleted)b::text[]) AND (SELECT setting FROM async) IS NOT NULL
 )
 SELECT id, workflow_name, data, created_at FROM {s}.outbox
-WHERE workflow_name = %(workflow_name)s AND id <> ALL(%(deleted)s::text[])
+WHERE workflow_name = %(workflow_name)s AND id <> ALL(%(deleted)b::text[])
 ORDER BY seq LIMIT %(limit)s""",
     "delete_outbox": "DELETE FROM {s}.outbox WHERE id = %s",
     "delete_outbox_many": """
 WITH async AS (SELECT set_config('synchronous_commit', 'off', true) AS setting)
-DELETE FROM {s}.outbox WHERE id = ANY(%s) AND (SELECT setting FROM async) IS NOT NULL""",
+DELETE FROM {s}.outbox WHERE id = ANY(%b::text[]) AND (SELECT setting FROM async) IS NOT NULL""",
 }
 
 _UNFINISHED_INDEX = "records_one_unfinished"
+_OUTBOX_WRITES = ("insert", "update")
+_EVENT_WRITES = ("insert_event", "update_event")
 _HISTORY = (True, False)  # history on, without object snapshots, unless configured
 _BEFORE_ALL = datetime(1, 1, 1, tzinfo=UTC)  # the prune cursor's start
 _MAX_STORE_ATTEMPTS = 3  # insert and update can race with a concurrent insert once each
 _MAX_DEFERRED_DELETES = 10_000
+_MAX_CLAIMED = 10_000  # records of claimed events kept for lookup_many
+_VERSION = 8  # the version's place in a row of _COLUMNS
 
 
 def _utc(moment: datetime, what: str) -> datetime:
@@ -247,17 +313,18 @@ def _meta_from(text: str | None, version: int) -> Meta:
     )
 
 
-def _write_params(record: Record, history: tuple[bool, bool]) -> dict[str, object]:
-    """The columns of a record's row, its outbox row and its history entry, as parameters.
+def _write_params(record: Record, history: tuple[bool, bool], events: bool) -> dict[str, object]:
+    """The columns of a record's row, its history entry, and its event or outbox row.
 
     ``history`` is the workflow's ``(enabled, objects)`` setting. A data deletion writes
-    its entry scrubbed, and scrubs the run's earlier entries.
+    its entry scrubbed, and scrubs the run's earlier entries. With ``events`` the record's
+    event (topic and headers: its foreign id and type are the run id and status), else
+    its outbox row.
     """
-    outbox_id, data = make_outbox_event(record)
     meta = record.meta
     enabled, objects = history
     scrub = record.run_state == RunState.DATA_DELETED
-    return {
+    params: dict[str, object] = {
         "run_id": record.run_id,
         "workflow_name": record.workflow_name,
         "foreign_id": record.foreign_id,
@@ -268,8 +335,6 @@ def _write_params(record: Record, history: tuple[bool, bool]) -> dict[str, objec
         "updated_at": _utc(record.updated_at, "record.updated_at"),
         "version": meta.version,
         "meta": _meta_json(meta),
-        "outbox_id": outbox_id,
-        "data": data,
         "history": enabled,
         "keep_object": objects and not scrub,
         "scrub": scrub,
@@ -278,6 +343,13 @@ def _write_params(record: Record, history: tuple[bool, bool]) -> dict[str, objec
         "error": "" if scrub else meta.error,
         "trace_id": meta.trace_id,
     }
+    if events:
+        headers = outbox_data(record).headers
+        params["topic"] = headers["topic"]
+        params["headers"] = orjson.dumps(headers).decode()
+    else:
+        params["outbox_id"], params["data"] = make_outbox_event(record)
+    return params
 
 
 def _record(row: Sequence[Any]) -> Record:
@@ -321,7 +393,10 @@ class PostgresRecordStore(DeadLetters, PoolAdapter):
     """A :class:`~luno_wf.adapter.RecordStore` on PostgreSQL, with a transactional outbox.
 
     Every :meth:`store` is one statement (one round trip): the record's insert or
-    versioned update, its outbox row and its history entry, committed together.
+    versioned update, its outbox row and its history entry, committed together. For a
+    workflow whose streamer is a :class:`~luno_wf_postgres.PostgresStreamer` on the same
+    database and schema, the statement appends the event itself instead of an outbox row
+    (:meth:`publishes_events`, a :class:`~luno_wf.adapter.DirectEvents`).
     Timestamps are the record's own (microsecond precision), never the database clock.
     It is a :class:`~luno_wf.adapter.HistoryStore`: history is on for every workflow,
     without object snapshots, unless :meth:`configure_history` says otherwise.
@@ -336,6 +411,11 @@ class PostgresRecordStore(DeadLetters, PoolAdapter):
         clock: Stamps outbox rows' ``created_at`` (defaults to the wall clock).
         pool_kwargs: With a DSN, keyword arguments for the store's own
             :class:`~psycopg_pool.AsyncConnectionPool` (default ``min_size=1, max_size=10``).
+        direct_events: Write the events of a workflow whose streamer is a
+            :class:`~luno_wf_postgres.PostgresStreamer` on the same database and schema
+            straight to its event table, in the record's statement, rather than an outbox
+            row (see :meth:`publishes_events`). On by default; False keeps the outbox for
+            every workflow.
 
     """
 
@@ -346,14 +426,44 @@ class PostgresRecordStore(DeadLetters, PoolAdapter):
         schema: str = DEFAULT_SCHEMA,
         clock: Clock | None = None,
         pool_kwargs: Mapping[str, Any] | None = None,
+        direct_events: bool = True,
     ) -> None:
         self._conns = AutocommitConnections(
             pool, owner="PostgresRecordStore", pool_kwargs=pool_kwargs, schema=schema
         )
+        self._schema = schema
         self._clock = clock or SystemClock()
         self._sql = Statements(schema, {**_TEMPLATES, **DEAD_LETTER_TEMPLATES})
         self._deferred: builtins.list[str] = []  # published rows not yet deleted
         self._history_settings: dict[str, tuple[bool, bool]] = {}  # (enabled, objects)
+        self._direct_events = direct_events
+        # The workflows whose events this store writes itself, and to which streamer.
+        self._direct: dict[str, PostgresStreamer] = {}
+        self._inserts = _Inserts(self)
+        # The rows of the records of events receivers of the streamer of such a workflow
+        # claimed, by run id, the newest version of each (see lookup_many).
+        self._claimed: dict[str, tuple[Any, ...]] = {}
+
+    def publishes_events(self, workflow_name: str, streamer: EventStreamer) -> bool:
+        """Whether this store writes the events of ``workflow_name``'s records itself.
+
+        The engine asks once per workflow, when it is built. The answer is True, and from
+        then on every write of the workflow's records appends its event to ``streamer``'s
+        table in the same statement (no outbox row), when ``direct_events`` is on and
+        ``streamer`` is a :class:`~luno_wf_postgres.PostgresStreamer` with the same schema
+        on the same database: the same pool, or pools (or DSNs) naming the same host,
+        port and database. Otherwise the workflow's writes keep their outbox rows.
+        """
+        if (
+            self._direct_events
+            and isinstance(streamer, PostgresStreamer)
+            and streamer._appendable_by(self._conns, self._schema)
+        ):
+            self._direct[workflow_name] = streamer
+            streamer._add_record_sink(self)
+            return True
+        self._direct.pop(workflow_name, None)
+        return False
 
     def configure_history(
         self, workflow_name: str, *, enabled: bool = True, objects: bool = False
@@ -365,7 +475,11 @@ class PostgresRecordStore(DeadLetters, PoolAdapter):
         self._history_settings[workflow_name] = (enabled, objects)
 
     async def store(self, record: Record) -> None:
-        """Insert or compare-and-set update ``record``, with its outbox row and history entry.
+        """Insert or compare-and-set update ``record``, with its history entry and its event.
+
+        The event goes in an outbox row, or straight to the workflow's streamer if this
+        store writes its events (:meth:`publishes_events`); either way in the same
+        statement, so it exists if and only if the write happened.
 
         Raises:
             StaleRecord: The run exists with a version other than ``meta.version - 1``.
@@ -376,11 +490,28 @@ class PostgresRecordStore(DeadLetters, PoolAdapter):
         """
         if record.meta.version <= 1:
             check_foreign_id(record.foreign_id)  # the same rule as every store's
-        params = _write_params(record, self._history_settings.get(record.workflow_name, _HISTORY))
+        streamer = self._direct.get(record.workflow_name)
+        history = self._history_settings.get(record.workflow_name, _HISTORY)
+        params = _write_params(record, history, streamer is not None)
         params["prev_version"] = record.meta.version - 1
-        params["outbox_created_at"] = self._clock.now()
+        if streamer is None:
+            params["outbox_created_at"] = self._clock.now()
+            await self._write(record, params, _OUTBOX_WRITES)
+        else:
+            params["event_created_at"] = streamer._clock.now()
+            if record.meta.version <= 1:
+                await self._inserts.write(record, params)
+            else:
+                await self._write(record, params, _EVENT_WRITES)
+            streamer._appended((str(params["topic"]),))
+
+    async def _write(
+        self, record: Record, params: dict[str, object], statements: tuple[str, str]
+    ) -> None:
+        """Run the insert or update of ``statements``."""
+        insert, update = statements
         # The engine inserts runs at version 1 and updates them above it: try that first.
-        attempt = "insert" if record.meta.version <= 1 else "update"
+        attempt = insert if record.meta.version <= 1 else update
         async with self._conns.connection() as conn:
             try:
                 for _ in range(_MAX_STORE_ATTEMPTS):
@@ -388,13 +519,13 @@ class PostgresRecordStore(DeadLetters, PoolAdapter):
                     row = await cur.fetchone()
                     if row is not None and row[0] == 1:
                         return
-                    if attempt == "insert":
-                        attempt = "update"  # the run exists
+                    if attempt == insert:
+                        attempt = update  # the run exists
                         continue
                     cur = await conn.execute(self._sql.get("version", conn), (record.run_id,))
                     found = await cur.fetchone()
                     if found is None:
-                        attempt = "insert"  # the run does not exist (yet)
+                        attempt = insert  # the run does not exist (yet)
                         continue
                     raise StaleRecord(
                         f"expected stored version {record.meta.version - 1}, found {found[0]}",
@@ -467,24 +598,92 @@ class PostgresRecordStore(DeadLetters, PoolAdapter):
         return None
 
     async def _update_many(self, records: builtins.list[Record]) -> set[str]:
-        """The run ids of ``records`` updated (with their outbox rows) in one statement."""
+        """The run ids of ``records`` updated (with their events or outbox rows).
+
+        One statement, or one per streamer the records' events go to (or the outbox).
+        """
+        groups: dict[PostgresStreamer | None, builtins.list[Record]] = {}
+        direct = self._direct
+        for record in records:
+            groups.setdefault(direct.get(record.workflow_name), []).append(record)
+        applied: set[str] = set()
+        for streamer, group in groups.items():
+            applied |= await self._update_group(group, streamer)
+        return applied
+
+    async def _update_group(
+        self, records: builtins.list[Record], streamer: PostgresStreamer | None
+    ) -> set[str]:
         settings = self._history_settings
+        events = streamer is not None
         each = [
-            _write_params(record, settings.get(record.workflow_name, _HISTORY))
+            _write_params(record, settings.get(record.workflow_name, _HISTORY), events)
             for record in records
         ]
         # One array per column, for the statement's unnest.
         params: dict[str, object] = {name: [row[name] for row in each] for name in each[0]}
-        params["outbox_created_at"] = self._clock.now()
+        if streamer is None:
+            params["outbox_created_at"] = self._clock.now()
+        else:
+            params["event_created_at"] = streamer._clock.now()
+        name = "update_many" if streamer is None else "update_many_event"
         async with self._conns.connection() as conn:
             try:
-                cur = await self._conns.execute(conn, self._sql.get("update_many", conn), params)
+                cur = await self._conns.execute(conn, self._sql.get(name, conn), params)
             except errors.UniqueViolation as err:
                 if err.diag.constraint_name != _UNFINISHED_INDEX:
                     raise
                 return set()  # one of them conflicts: store() finds which, one by one
             updated = await cur.fetchall()
-        return {row[0] for row in updated}
+        applied = {row[0] for row in updated}
+        if streamer is not None and applied:
+            streamer._appended({str(p["topic"]) for p in each if p["run_id"] in applied})
+        return applied
+
+    async def close(self) -> None:
+        """Give kept connections back to the pool (closing the pool if opened from a DSN).
+
+        New runs still waiting to be written together fail with :class:`RuntimeError`.
+        Calls after this raise :class:`RuntimeError`. Safe to call twice.
+        """
+        await self._inserts.close()
+        await self._conns.close()
+
+    async def _insert_together(self, batch: builtins.list[_Queued]) -> None:
+        """Insert new runs whose events this store writes, in one statement if it can.
+
+        Settles each entry's future with its outcome, as :meth:`store` would have had.
+        """
+        written: set[str] = set()
+        if len(batch) > 1:
+            params: dict[str, object] = {
+                name: [entry[1][name] for entry in batch] for name in batch[0][1]
+            }
+            params["event_created_at"] = batch[0][1]["event_created_at"]
+            try:
+                async with self._conns.connection() as conn:
+                    cur = await self._conns.execute(
+                        conn, self._sql.get("insert_many_event", conn), params
+                    )
+                    written = {row[0] for row in await cur.fetchall()}
+            except errors.UniqueViolation as err:
+                if err.diag.constraint_name != _UNFINISHED_INDEX:
+                    raise
+                # A run already in progress: one by one, each learns whether it is that.
+        for record, one, future in batch:
+            if future.done():
+                continue
+            if record.run_id in written:
+                future.set_result(None)
+                continue
+            try:
+                await self._write(record, one, _EVENT_WRITES)
+            except Exception as err:
+                if not future.done():
+                    future.set_exception(err)
+            else:
+                if not future.done():
+                    future.set_result(None)
 
     async def history(self, run_id: str) -> builtins.list[HistoryEntry]:
         """The run's history entries, oldest first, in one query (on the primary key).
@@ -586,15 +785,61 @@ class PostgresRecordStore(DeadLetters, PoolAdapter):
         return _record(row)
 
     async def lookup_many(self, run_ids: Sequence[str]) -> dict[str, Record]:
-        """The records of ``run_ids`` that exist, by run id, in one round trip."""
+        """The records of ``run_ids`` that exist, by run id, in one round trip (or none).
+
+        A run whose event a receiver of a streamer this store writes events to has just
+        claimed comes with that claim, read after the event (so at its version or newer)
+        when the receiver took it: as fresh as a lookup made when the event arrived, which
+        is when a consumer looks its batch up. Each such record is used once.
+        """
         if not run_ids:
             return {}
+        wanted = list(dict.fromkeys(run_ids))
+        found: dict[str, Record] = {}
+        if self._claimed:
+            wanted = self._from_claims(wanted, found)
+            if not wanted:
+                return found
         async with self._conns.connection() as conn:
-            cur = await self._conns.execute(
-                conn, self._sql.get("lookup_many", conn), (list(dict.fromkeys(run_ids)),)
-            )
+            cur = await self._conns.execute(conn, self._sql.get("lookup_many", conn), (wanted,))
             rows = await cur.fetchall()
-        return _readable(rows)
+        found.update(_readable(rows))
+        return found
+
+    def _from_claims(
+        self, run_ids: builtins.list[str], found: dict[str, Record]
+    ) -> builtins.list[str]:
+        """Take the claimed records of ``run_ids`` into ``found``; the ids left to look up."""
+        missing = []
+        claimed = self._claimed
+        for run_id in run_ids:
+            row = claimed.pop(run_id, None)
+            if row is None:
+                missing.append(run_id)
+            else:
+                found.update(_readable([row]))  # an unreadable row is left out
+        return missing
+
+    def _wants_records(self, topic: str) -> bool:
+        """Whether ``topic`` is a status topic (step consumers read it) of such a workflow."""
+        status = topic.rpartition("-")[2]
+        return status.isdigit() and any(
+            topic == status_topic(name, int(status)) for name in self._direct
+        )
+
+    def _take_claimed(self, topic: str, rows: dict[str, tuple[Any, ...]]) -> None:
+        """The records of the events a receiver of ``topic`` claimed (see lookup_many).
+
+        Each run keeps its newest version: whatever topic a record came with, it is at
+        least as new as every event of the run claimed before it.
+        """
+        claimed = self._claimed
+        if len(claimed) + len(rows) > _MAX_CLAIMED:
+            claimed.clear()  # those no consumer took (another shard's): looked up if asked
+        for run_id, row in rows.items():
+            kept = claimed.get(run_id)
+            if kept is None or kept[_VERSION] <= row[_VERSION]:
+                claimed[run_id] = row
 
     async def latest(self, workflow_name: str, foreign_id: str) -> Record:
         """The most recently created run of the foreign id (ties: the last inserted).
@@ -715,6 +960,84 @@ class PostgresRecordStore(DeadLetters, PoolAdapter):
             except BaseException:
                 self._deferred[:0] = deleted
                 raise
+
+
+_Queued = tuple[Record, dict[str, object], "asyncio.Future[None]"]
+"""A new run waiting to be written with others: its record, its parameters, its outcome."""
+
+
+class _Inserts:
+    """New runs of workflows whose events the store writes itself, together when many come.
+
+    A write holds the lock of its event's topic until it commits, so new runs of one
+    workflow (whose events share the first topic) written at once would commit one after
+    the other. Instead the first goes at once, and those that come while it is in flight
+    wait and go together, in one statement, as soon as it is done.
+    """
+
+    def __init__(self, store: PostgresRecordStore) -> None:
+        self._store = store
+        self._queue: builtins.list[_Queued] = []
+        self._busy: asyncio.AbstractEventLoop | None = None  # the loop a write runs on
+        self._draining: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    async def write(self, record: Record, params: dict[str, object]) -> None:
+        """Insert ``record``, with others if one is in flight; raises as :meth:`store`."""
+        loop = asyncio.get_running_loop()
+        if self._closed:
+            raise RuntimeError("the PostgresRecordStore is closed")
+        if self._busy is loop:
+            future: asyncio.Future[None] = loop.create_future()
+            self._queue.append((record, params, future))
+            await future  # cancelled before its turn: it is not written
+            return
+        self._busy = loop
+        try:
+            await self._store._write(record, params, _EVENT_WRITES)
+        finally:
+            self._next(loop)
+
+    def _next(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._queue or self._closed:
+            self._busy = None
+            return
+        task = loop.create_task(self._drain(), name="luno_wf_postgres:inserts")
+        self._draining.add(task)
+        task.add_done_callback(self._draining.discard)
+
+    async def _drain(self) -> None:
+        """Write what waits, batch after batch, until nothing does; then free the lane."""
+        try:
+            while self._queue and not self._closed:
+                batch, self._queue = self._queue, []
+                try:
+                    await self._store._insert_together(batch)
+                except Exception as err:  # the database failed: each caller hears it
+                    _fail(batch, err)
+                except BaseException:
+                    _fail(batch, RuntimeError("the PostgresRecordStore is closed"))
+                    raise
+        finally:
+            self._busy = None
+            if self._closed:
+                queue, self._queue = self._queue, []
+                _fail(queue, RuntimeError("the PostgresRecordStore is closed"))
+
+    async def close(self) -> None:
+        """Stop writing: runs still waiting fail with :class:`RuntimeError`."""
+        self._closed = True
+        for task in list(self._draining):
+            await stop_task(task)
+        queue, self._queue = self._queue, []
+        _fail(queue, RuntimeError("the PostgresRecordStore is closed"))
+        self._busy = None
+
+
+def _fail(batch: builtins.list[_Queued], err: Exception) -> None:
+    for _, _, future in batch:
+        if not future.done():
+            future.set_exception(err)
 
 
 def _condition(f: RecordFilter) -> tuple[sql.Composable, object]:

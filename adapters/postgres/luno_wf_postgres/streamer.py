@@ -8,9 +8,9 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import psycopg
@@ -20,7 +20,13 @@ from psycopg_pool import AsyncConnectionPool
 from luno_wf import Ack, Clock, Event, Header, SystemClock
 
 from ._pool import AutocommitConnections, Closing, PoolOrDsn, raise_if_cancelling, stop_task
-from ._schema import DEFAULT_SCHEMA, Statements, notify_channel, schema_identifier
+from ._schema import (
+    DEFAULT_SCHEMA,
+    Statements,
+    listening_key,
+    notify_channel,
+    schema_identifier,
+)
 
 __all__ = ["PostgresReceiver", "PostgresSender", "PostgresStreamer"]
 
@@ -28,6 +34,8 @@ _log = logging.getLogger("luno_wf_postgres")
 
 # How long new_receiver waits for the streamer's LISTEN connection (once per streamer).
 _LISTEN_WAIT_SECONDS = 2.0
+# How long a notifier that saw no other listening session sends nothing.
+_ALONE_SECONDS = 1.0
 
 _TEMPLATES = {
     "send": """
@@ -38,8 +46,15 @@ SELECT %(topic)s, %(name)s, CASE WHEN %(latest)s
     THEN coalesce((SELECT max(e.id) FROM {s}.events e WHERE e.topic = %(topic)s), 0)
     ELSE 0 END
 ON CONFLICT (topic, name) DO NOTHING""",
+    # Headers as JSON text, decoded by orjson: cheaper than psycopg's jsonb loader.
     "claim": """
-SELECT id, foreign_id, type, headers, created_at FROM {s}.claim_events(
+SELECT id, foreign_id, type, headers::text, created_at FROM {s}.claim_events(
+    %b::text, %b::text, %b::text, %b::integer, %b::interval, %b::bigint[], %b::bigint[])""",
+    "claim_with_records": """
+SELECT id, foreign_id, type, headers::text, created_at, r_run_id, r_workflow_name,
+       r_foreign_id, r_run_state, r_status, r_object, r_created_at, r_updated_at, r_version,
+       r_meta
+FROM {s}.claim_events_with_records(
     %b::text, %b::text, %b::text, %b::integer, %b::interval, %b::bigint[], %b::bigint[])""",
     "release": """
 WITH acked AS (
@@ -81,6 +96,21 @@ WITH oldest AS (
     DELETE FROM {s}.claims c USING gone g WHERE c.topic = g.topic AND c.event_id = g.id
 )
 SELECT count(*) FROM gone""",
+    # Wake other processes' receivers of the topics, if any session but this streamer's
+    # own listens (each holds the shared "listening" lock); returns whether one does.
+    # Losing this to a crash only delays them until their next poll, so the commit need
+    # not wait for the WAL flush.
+    "notify": """
+SELECT o.yes, (SELECT count(*) FROM (
+        SELECT set_config('synchronous_commit', 'off', true), pg_notify({channel}, t.topic)
+        FROM unnest(%(topics)b::text[]) AS t(topic) WHERE o.yes) AS n)
+FROM (SELECT EXISTS (
+    SELECT FROM pg_locks l
+    WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted AND l.pid <> %(own)s
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND l.classid = ((hashtextextended({listening}, 0) >> 32) & 4294967295)::oid
+      AND l.objid = (hashtextextended({listening}, 0) & 4294967295)::oid
+) AS yes) AS o""",
 }
 
 
@@ -112,6 +142,84 @@ def _headers(value: Any) -> dict[str, str]:
     return {Header.MALFORMED: orjson.dumps(value).decode()}
 
 
+class RecordSink(Protocol):
+    """A record store that takes the records of the events receivers claim."""
+
+    def _wants_records(self, topic: str) -> bool:
+        """Whether the consumers of ``topic`` look up the records of its events together."""
+        ...
+
+    def _take_claimed(self, topic: str, rows: dict[str, tuple[Any, ...]]) -> None:
+        """The records (rows, by run id) of the events a receiver of ``topic`` claimed."""
+        ...
+
+
+class _Notifier:
+    """Announces events a record store appended to the receivers of other processes.
+
+    A record store that writes events itself (``PostgresRecordStore.publishes_events``)
+    does not NOTIFY in its statement: PostgreSQL serialises the commits of all notifying
+    transactions (a cluster-wide lock held through the commit's WAL flush), which would
+    serialise every write. It hands the topics here after its commit instead; they are
+    announced by one statement at a time, each carrying every topic written meanwhile, in
+    a transaction that does not wait for the WAL flush (a notification lost to a crash
+    only delays receivers until their next poll: the events themselves are committed).
+
+    Every streamer's LISTEN session holds a shared advisory lock while it listens, so the
+    same statement learns whether any session but this streamer's own listens at all. If
+    none does, nothing is sent for a second (this process's receivers were woken
+    directly): a process alone costs no statement per write. A process that starts
+    listening meanwhile claims what was written before it listened, and what is written
+    in that second reaches it within its polling interval.
+    """
+
+    def __init__(self, conns: AutocommitConnections, sql_: Statements, listener: _Listener) -> None:
+        self._conns = conns
+        self._sql = sql_
+        self._listener = listener
+        self._pending: set[str] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._alone_until = 0.0  # no other listener was seen: skip announcing until then
+        self.closed = False
+
+    def announce(self, topics: Iterable[str]) -> None:
+        """Notify ``topics`` soon (from a task of this streamer's)."""
+        if self.closed:
+            return
+        self._pending.update(topics)
+        self._wake.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="luno_wf_postgres:notify"
+            )
+
+    async def close(self) -> None:
+        self.closed = True
+        task, self._task = self._task, None
+        await stop_task(task)
+
+    async def _run(self) -> None:
+        while True:
+            raise_if_cancelling()  # a cancellation psycopg_pool swallowed (Python 3.11)
+            await self._wake.wait()
+            self._wake.clear()
+            topics, self._pending = self._pending, set()
+            if time.monotonic() < self._alone_until:
+                continue
+            params = {"topics": list(topics), "own": self._listener.pid or 0}
+            try:
+                async with self._conns.connection() as conn:
+                    cur = await self._conns.execute(conn, self._sql.get("notify", conn), params)
+                    row = await cur.fetchone()
+                    self._listener.local_pids.add(conn.info.backend_pid)
+            except psycopg.Error as err:
+                _log.warning("could not announce new events (receivers poll for them): %s", err)
+                continue
+            if row is not None and not row[0]:
+                self._alone_until = time.monotonic() + _ALONE_SECONDS
+
+
 class _Listener:
     """One LISTEN connection per streamer, waking the receivers of a topic on NOTIFY.
 
@@ -120,9 +228,10 @@ class _Listener:
     (re)connection all waiters are woken, as notifications may have been missed.
     """
 
-    def __init__(self, conns: AutocommitConnections, channel: str) -> None:
+    def __init__(self, conns: AutocommitConnections, channel: str, schema: str) -> None:
         self._conns = conns
         self._channel = channel
+        self._listening = listening_key(schema)
         self._waiters: dict[str, asyncio.Event] = {}
         self._task: asyncio.Task[None] | None = None
         # Backends this process sends from: it wakes its own receivers directly, so their
@@ -168,6 +277,10 @@ class _Listener:
 
     async def _run(self) -> None:
         listen = sql.SQL("LISTEN {}").format(sql.Identifier(self._channel))
+        # Saying so to other streamers' notifiers (see _Notifier).
+        say = sql.SQL("SELECT pg_advisory_lock_shared(hashtextextended({}, 0))").format(
+            sql.Literal(self._listening)
+        )
         backoff = 0.1
         while True:
             try:
@@ -181,7 +294,8 @@ class _Listener:
             try:
                 if not conn.autocommit:
                     await conn.set_autocommit(True)
-                await conn.execute(listen)
+                await conn.execute(say)
+                await conn.execute(listen)  # the last query: pg_stat_activity shows it
                 backoff = 0.1
                 self.pid = conn.info.backend_pid
                 self._connected.set()
@@ -198,9 +312,8 @@ class _Listener:
                 self._connected.clear()
                 await self._give_back(pool, conn)
 
-    @staticmethod
     async def _give_back(
-        pool: AsyncConnectionPool[Any], conn: psycopg.AsyncConnection[Any]
+        self, pool: AsyncConnectionPool[Any], conn: psycopg.AsyncConnection[Any]
     ) -> None:
         try:
             if (
@@ -208,6 +321,10 @@ class _Listener:
                 and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
             ):
                 await conn.execute("UNLISTEN *")
+                await conn.execute(
+                    "SELECT pg_advisory_unlock_shared(hashtextextended(%s, 0))",
+                    (self._listening,),
+                )
                 await conn.set_autocommit(False)
         except psycopg.Error:
             await conn.close()  # a broken connection is discarded by the pool
@@ -277,7 +394,11 @@ class PostgresStreamer(Closing):
         self._retention = None if retention is None else _positive(retention, "retention")
         self._cleanup_every = _positive(cleanup_interval, "cleanup_interval").total_seconds()
         self._last_cleanup: dict[str, float] = {}
-        self._listener = _Listener(self._conns, notify_channel(schema))
+        self._listener = _Listener(self._conns, notify_channel(schema), schema)
+        self._notifier = _Notifier(self._conns, self._sql, self._listener)
+        # Record stores writing to this log, given the records of the events claimed.
+        self._record_sinks: list[RecordSink] = []
+        self._schema = schema
         self._closed = False
 
     async def new_sender(self, topic: str) -> PostgresSender:
@@ -370,12 +491,33 @@ class PostgresStreamer(Closing):
         database, so its calls fail (its un-acked events return when their lease lapses).
         """
         self._closed = True
+        await self._notifier.close()
         await self._listener.close()
         await self._conns.close()
 
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("the PostgresStreamer is closed")
+
+    def _appendable_by(self, conns: AutocommitConnections, schema: str) -> bool:
+        """Whether a record store on ``conns`` and ``schema`` can append to this log."""
+        return schema == self._schema and self._conns.same_database(conns)
+
+    def _add_record_sink(self, sink: RecordSink) -> None:
+        """From now on, hand ``sink`` the records of the events receivers claim."""
+        if sink not in self._record_sinks:
+            self._record_sinks.append(sink)
+
+    def _appended(self, topics: Collection[str]) -> None:
+        """A record store's write (committed) appended events of ``topics``.
+
+        Receivers in this process are woken now; those of other processes are notified
+        soon after (:class:`_Notifier`).
+        """
+        listener = self._listener
+        for topic in topics:
+            listener.wake(topic)
+        self._notifier.announce(topics)
 
     async def _maybe_cleanup(self, topic: str) -> None:
         now = time.monotonic()
@@ -447,6 +589,8 @@ class PostgresReceiver:
         self._wait = min(poll, streamer._lease / 3).total_seconds()
         self._renew_every = streamer._lease.total_seconds() / 3
         self._buffer: deque[Event] = deque()
+        # Record stores that take the records of this topic's events with each claim.
+        self._sinks = [sink for sink in streamer._record_sinks if sink._wants_records(topic)]
         self._held: set[int] = set()  # claimed and not acked: buffered or handed out
         self._acked: list[int] = []  # acked, not yet recorded in the database
         self._renewed = 0.0
@@ -525,16 +669,24 @@ class PostgresReceiver:
             acked,
             list(self._held),
         )
+        sinks = self._sinks
+        statement = "claim_with_records" if sinks else "claim"
         try:
             async with streamer._conns.connection() as conn:
-                cur = await streamer._conns.execute(conn, streamer._sql.get("claim", conn), params)
+                cur = await streamer._conns.execute(
+                    conn, streamer._sql.get(statement, conn), params
+                )
                 rows = await cur.fetchall()
         except BaseException:
             # Not recorded (or not known to be): record them with the next claim.
             self._acked[:0] = acked
             raise
         self._renewed = time.monotonic()
-        for id, foreign_id, type_, headers, created_at in rows:
+        if sinks and rows:
+            records = {row[5]: row[5:] for row in rows if row[5] is not None}
+            for sink in sinks:
+                sink._take_claimed(self._topic, records)
+        for id, foreign_id, type_, headers, created_at, *_ in rows:
             if id in self._held:
                 continue  # our own lapsed claim, still buffered
             self._held.add(id)
@@ -543,7 +695,7 @@ class PostgresReceiver:
                     id=int(id),
                     foreign_id=foreign_id,
                     type=int(type_),
-                    headers=_headers(headers),
+                    headers=_headers(orjson.loads(headers)),
                     created_at=created_at.astimezone(UTC),
                 )
             )
