@@ -11,7 +11,8 @@ Prints, in one run:
     at a time, and the CPU this process spent per step in each phase;
 (c) the same with the outbox (``PostgresRecordStore(..., direct_events=False)``), as with
     any other streamer;
-(d) with ``--parallel``, ``--concurrency`` or ``--pool``, (b) with those options.
+(d) with ``--parallel``, ``--concurrency`` or ``--pool``, (b) with those options;
+(e) (b) with history off (``build(history=False)``), so the cost of history shows beside it.
 
 Usage: ``python bench/postgres.py [--dsn DSN] [--runs 1000] [--single 200]``. The DSN
 defaults to ``LUNO_WF_TEST_POSTGRES_DSN`` or the local server on 127.0.0.1:5432. Everything
@@ -158,6 +159,7 @@ async def workflow_rates(
     runs: int,
     single: int,
     adapters: Callable[[], Any] | None = None,
+    build_options: dict[str, Any] | None = None,
     **options: Any,
 ) -> Rates:
     """Steps/s with ``runs`` in flight, and trigger-to-complete p50/p99 of single runs.
@@ -180,7 +182,7 @@ async def workflow_rates(
             return int(row[0]) if row else 0
 
         scheduler = PostgresRoleScheduler(dsn, namespace=schema)
-        wf = build(name, streamer, store, scheduler, **options)
+        wf = build(name, streamer, store, scheduler, build_options, **options)
         try:
             return await measure(wf, count_done, runs, single, poll=0.002)
         finally:
@@ -273,7 +275,7 @@ def report(label: str, rates: Rates, top: float, runs: int, single: int) -> list
 async def measurements(
     args: argparse.Namespace, schema: str
 ) -> tuple[float, list[tuple[str, Rates]], list[str]]:
-    """(a), then (b), (c) and (d) as asked, then the explanation if asked."""
+    """(a), then (b), (c), (e) and (d) as asked, then the explanation if asked."""
     dsn, runs, single = args.dsn, args.runs, args.single
     top = await ceiling(dsn, schema, args.ceiling_steps)
     found = [
@@ -289,6 +291,13 @@ async def measurements(
                 await workflow_rates(
                     dsn, schema, runs, single, lambda: default_adapters(dsn, schema, direct=False)
                 ),
+            )
+        )
+    if not args.no_history_off:
+        found.append(
+            (
+                "(e) the same as (b) with history off (build(history=False))",
+                await workflow_rates(dsn, schema, runs, single, build_options={"history": False}),
             )
         )
     options = {
@@ -321,6 +330,7 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, help="(d): runs a step consumer handles at once")
     parser.add_argument("--pool", type=int, help="(d): one pool of this size for both adapters")
     parser.add_argument("--no-outbox", action="store_true", help="skip (c)")
+    parser.add_argument("--no-history-off", action="store_true", help="skip (e)")
     parser.add_argument(
         "--explain", action="store_true", help="also count and time adapter calls per run"
     )

@@ -52,8 +52,8 @@ def test_postgres_bench_prints_the_ratio(postgres_dsn: str) -> None:
     )
     assert re.search(rf"\({FIGURE} of \(a\)\)", out), out
     assert re.search(rf"p50 {FIGURE} ms, p99 {FIGURE} ms", out), out
-    assert "default build" in out and "(c) " in out, out
-    assert len(re.findall(rf"CPU {FIGURE} us/step", out)) == 4, out
+    assert "default build" in out and "(c) " in out and "history off" in out, out
+    assert len(re.findall(rf"CPU {FIGURE} us/step", out)) == 6, out
     assert re.search(rf"{FIGURE} calls/run .* PostgresRecordStore\.store", out), out
 
 
