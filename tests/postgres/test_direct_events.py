@@ -139,8 +139,8 @@ async def test_a_process_that_only_triggers_writes_events_directly(
     pg_pool: AsyncConnectionPool[Any], pg_schema: str, postgres_dsn: str
 ) -> None:
     """The store learns at build time: a workflow never run writes events, not outbox rows."""
-    streamer = PostgresStreamer(postgres_dsn, schema=pg_schema)
-    store = PostgresRecordStore(postgres_dsn, schema=pg_schema)
+    streamer = PostgresStreamer(pg_pool, schema=pg_schema)
+    store = PostgresRecordStore(pg_pool, schema=pg_schema)
     wf = workflow(streamer, store, postgres_dsn, pg_schema)
     try:
         await wf.trigger("web-request", initial_value=Job())
