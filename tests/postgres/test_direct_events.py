@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -135,43 +136,43 @@ async def test_the_sweeper_publishes_rows_other_writers_leave(
         await plain.close()
 
 
-async def test_a_process_that_only_triggers_writes_events_directly(
+@pytest.fixture
+async def paired(
     pg_pool: AsyncConnectionPool[Any], pg_schema: str, postgres_dsn: str
-) -> None:
-    """The store learns at build time: a workflow never run writes events, not outbox rows."""
+) -> AsyncIterator[Workflow[Job, Status]]:
+    """A workflow (not run) on a paired store and streamer sharing the test's pool."""
     streamer = PostgresStreamer(pg_pool, schema=pg_schema)
     store = PostgresRecordStore(pg_pool, schema=pg_schema)
-    wf = workflow(streamer, store, postgres_dsn, pg_schema)
     try:
-        await wf.trigger("web-request", initial_value=Job())
-        assert await count(pg_pool, pg_schema, "outbox") == 0
-        assert await count(pg_pool, pg_schema, "events") == 1
+        yield workflow(streamer, store, postgres_dsn, pg_schema)
     finally:
         await streamer.close()
         await store.close()
+
+
+async def test_a_process_that_only_triggers_writes_events_directly(
+    paired: Workflow[Job, Status], pg_pool: AsyncConnectionPool[Any], pg_schema: str
+) -> None:
+    """The store learns at build time: a workflow never run writes events, not outbox rows."""
+    await paired.trigger("web-request", initial_value=Job())
+    assert await count(pg_pool, pg_schema, "outbox") == 0
+    assert await count(pg_pool, pg_schema, "events") == 1
 
 
 async def test_new_runs_written_at_once_go_together(
-    pg_pool: AsyncConnectionPool[Any], pg_schema: str, postgres_dsn: str
+    paired: Workflow[Job, Status], pg_pool: AsyncConnectionPool[Any], pg_schema: str
 ) -> None:
     """Concurrent triggers: each gets its own outcome, in-progress ones included."""
-    streamer = PostgresStreamer(pg_pool, schema=pg_schema)
-    store = PostgresRecordStore(pg_pool, schema=pg_schema)
-    wf = workflow(streamer, store, postgres_dsn, pg_schema)
-    try:
-        names = [f"job-{i % 30}" for i in range(40)]  # ten foreign ids twice
-        outcomes = await asyncio.gather(
-            *(wf.trigger(name, initial_value=Job()) for name in names), return_exceptions=True
-        )
-        refused = [o for o in outcomes if isinstance(o, Exception)]
-        assert len(refused) == 10, refused
-        assert all(type(o).__name__ == "WorkflowInProgress" for o in refused), refused
-        assert await count(pg_pool, pg_schema, "records") == 30
-        assert await count(pg_pool, pg_schema, "events") == 30
-        assert await count(pg_pool, pg_schema, "history") == 30
-    finally:
-        await streamer.close()
-        await store.close()
+    names = [f"job-{i % 30}" for i in range(40)]  # ten foreign ids twice
+    outcomes = await asyncio.gather(
+        *(paired.trigger(name, initial_value=Job()) for name in names), return_exceptions=True
+    )
+    refused = [o for o in outcomes if isinstance(o, Exception)]
+    assert len(refused) == 10, refused
+    assert all(type(o).__name__ == "WorkflowInProgress" for o in refused), refused
+    assert await count(pg_pool, pg_schema, "records") == 30
+    assert await count(pg_pool, pg_schema, "events") == 30
+    assert await count(pg_pool, pg_schema, "history") == 30
 
 
 async def test_a_pool_that_prepares_every_statement(
