@@ -271,6 +271,29 @@ BEGIN
     ORDER BY e.id;
 END
 $fn$""",
+    # Hand the event p_id, just appended by the caller, straight to one receiver of the
+    # topic: claimed by p_owner under p_name, the name's cursor moved past it, if and only
+    # if the cursor was at the event before it (the name had every earlier event of the
+    # topic handed out). Called by a record store's write, in its statement, holding the
+    # topic's lock: so every earlier event of the topic is committed, and this function's
+    # queries (a volatile function's, each with a fresh snapshot) see them all, and the
+    # cursor's newest position. Returns whether the event was handed over.
+    """CREATE OR REPLACE FUNCTION {s}.hand_off(
+    p_topic text, p_name text, p_owner text, p_lease interval, p_id bigint
+) RETURNS boolean LANGUAGE plpgsql AS $fn$
+BEGIN
+    UPDATE {s}.cursors k SET position = p_id, updated_at = now()
+    WHERE k.topic = p_topic AND k.name = p_name AND k.position < p_id
+      AND NOT EXISTS (SELECT 1 FROM {s}.events e
+                      WHERE e.topic = p_topic AND e.id > k.position AND e.id < p_id);
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    INSERT INTO {s}.claims (topic, name, event_id, owner, lease_until)
+    VALUES (p_topic, p_name, p_id, p_owner, now() + p_lease);
+    RETURN true;
+END
+$fn$""",
     # claim_events, and with each event the record of the run it announces (its foreign
     # id), if any: a record store writing its events itself reads them from here instead
     # of looking them up. Read by a statement of its own, after the claim, so every

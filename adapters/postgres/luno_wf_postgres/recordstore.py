@@ -13,6 +13,7 @@ from psycopg import errors, sql
 
 from luno_wf import (
     Clock,
+    Event,
     EventStreamer,
     FilterKind,
     HistoryEntry,
@@ -104,6 +105,23 @@ _EVENT_ONE = """, ev AS (
     RETURNING 1
 )
 SELECT count(*) FROM w"""
+# The same, handing the event straight to a receiver of this process that waits for its
+# topic (see the schema's hand_off): returns also the event's id and whether it was.
+_HANDOFF_ONE = """, ev AS (
+    INSERT INTO {s}.events (topic, foreign_id, type, headers, created_at)
+    SELECT %(topic)s::text, %(run_id)s::text, %(status)s::bigint, %(headers)s::jsonb,
+           %(event_created_at)s::timestamptz
+    FROM (
+        SELECT pg_advisory_xact_lock(hashtextextended({lock_prefix} || %(topic)s::text, 0))
+        FROM (SELECT FROM w OFFSET 0) AS written
+    ) AS locked
+    RETURNING id
+), handed AS (
+    SELECT id, {s}.hand_off(%(topic)s::text, %(handoff_name)s::text, %(handoff_owner)s::text,
+                            %(handoff_lease)s::interval, id) AS yes
+    FROM ev
+)
+SELECT (SELECT count(*) FROM w), (SELECT id FROM handed), (SELECT yes FROM handed)"""
 # Many runs: the arrays of their columns, and each one's write (a compare-and-set update,
 # or an insert that does nothing for a run id already stored), then the history entries
 # and outbox rows (or events) of those written, in the order given. Runs not written
@@ -191,6 +209,8 @@ _TEMPLATES = {
     # An existing run: compare-and-set on the version; the rest only if it won.
     "update": _UPDATE_ONE + _OUTBOX_ONE,
     "update_event": _UPDATE_ONE + _EVENT_ONE,
+    "insert_handoff": _INSERT_ONE + _HANDOFF_ONE,
+    "update_handoff": _UPDATE_ONE + _HANDOFF_ONE,
     "update_many": _many(_MANY_UPDATE, _OUTBOX_MANY, _OUTBOX_ARRAYS),
     "update_many_event": _many(_MANY_UPDATE, _EVENT_MANY, _EVENT_ARRAYS),
     "insert_many_event": _many(_MANY_INSERT, _EVENT_MANY, _EVENT_ARRAYS),
@@ -264,12 +284,22 @@ DELETE FROM {s}.outbox WHERE id = ANY(%b::text[]) AND (SELECT setting FROM async
 _UNFINISHED_INDEX = "records_one_unfinished"
 _OUTBOX_WRITES = ("insert", "update")
 _EVENT_WRITES = ("insert_event", "update_event")
+_HANDOFF_WRITES = ("insert_handoff", "update_handoff")
+_HANDOFF_PREFIX = "handoff_"  # the parameters of _HANDOFF_ONE's receiver
 _HISTORY = (True, False)  # history on, without object snapshots, unless configured
 _BEFORE_ALL = datetime(1, 1, 1, tzinfo=UTC)  # the prune cursor's start
 _MAX_STORE_ATTEMPTS = 3  # insert and update can race with a concurrent insert once each
 _MAX_DEFERRED_DELETES = 10_000
 _MAX_CLAIMED = 10_000  # records of claimed events kept for lookup_many
 _VERSION = 8  # the version's place in a row of _COLUMNS
+
+
+_Claimed = tuple[Any, ...] | Record
+"""A claimed event's record: its row as a claim read it, or as a write handed it over."""
+
+
+def _version(claimed: _Claimed) -> int:
+    return claimed.meta.version if isinstance(claimed, Record) else int(claimed[_VERSION])
 
 
 def _utc(moment: datetime, what: str) -> datetime:
@@ -442,7 +472,7 @@ class PostgresRecordStore(DeadLetters, PoolAdapter):
         self._inserts = _Inserts(self)
         # The rows of the records of events receivers of the streamer of such a workflow
         # claimed, by run id, the newest version of each (see lookup_many).
-        self._claimed: dict[str, tuple[Any, ...]] = {}
+        self._claimed: dict[str, _Claimed] = {}
 
     def publishes_events(self, workflow_name: str, streamer: EventStreamer) -> bool:
         """Whether this store writes the events of ``workflow_name``'s records itself.
@@ -498,17 +528,44 @@ class PostgresRecordStore(DeadLetters, PoolAdapter):
             params["outbox_created_at"] = self._clock.now()
             await self._write(record, params, _OUTBOX_WRITES)
         else:
-            params["event_created_at"] = streamer._clock.now()
-            if record.meta.version <= 1:
-                await self._inserts.write(record, params)
-            else:
-                await self._write(record, params, _EVENT_WRITES)
-            streamer._appended((str(params["topic"]),))
+            await self._store_event(record, params, streamer)
+
+    async def _store_event(
+        self, record: Record, params: dict[str, object], streamer: PostgresStreamer
+    ) -> None:
+        """Write ``record`` with its event, handed to a receiver of this process if one waits.
+
+        A receiver of the event's topic in this process with nothing left to hand out
+        takes the event from the write itself (claimed in its statement, see the schema's
+        ``hand_off``), with the record: it needs no claim of its own to start on it.
+        """
+        topic = str(params["topic"])
+        params["event_created_at"] = created_at = streamer._clock.now()
+        receiver = streamer._handoff_target(topic)
+        statements = _EVENT_WRITES
+        if receiver is not None:
+            params["handoff_name"], params["handoff_owner"] = receiver._name, receiver._owner
+            params["handoff_lease"] = streamer._lease
+            statements = _HANDOFF_WRITES
+        if record.meta.version <= 1:
+            row = await self._inserts.write(record, params, statements)
+        else:
+            row = await self._write(record, params, statements)
+        if receiver is not None and row is not None and row[2]:
+            event = Event(
+                id=int(row[1]),
+                foreign_id=record.run_id,
+                type=int(record.status),
+                headers=orjson.loads(str(params["headers"])),
+                created_at=created_at,
+            )
+            streamer._hand(receiver, event, record)
+        streamer._appended((topic,))
 
     async def _write(
         self, record: Record, params: dict[str, object], statements: tuple[str, str]
-    ) -> None:
-        """Run the insert or update of ``statements``."""
+    ) -> tuple[Any, ...]:
+        """Run the insert or update of ``statements``; the row of the one that wrote."""
         insert, update = statements
         # The engine inserts runs at version 1 and updates them above it: try that first.
         attempt = insert if record.meta.version <= 1 else update
@@ -518,7 +575,7 @@ class PostgresRecordStore(DeadLetters, PoolAdapter):
                     cur = await self._conns.execute(conn, self._sql.get(attempt, conn), params)
                     row = await cur.fetchone()
                     if row is not None and row[0] == 1:
-                        return
+                        return tuple(row)
                     if attempt == insert:
                         attempt = update  # the run exists
                         continue
@@ -657,7 +714,9 @@ class PostgresRecordStore(DeadLetters, PoolAdapter):
         written: set[str] = set()
         if len(batch) > 1:
             params: dict[str, object] = {
-                name: [entry[1][name] for entry in batch] for name in batch[0][1]
+                name: [entry[1][name] for entry in batch]
+                for name in batch[0][1]
+                if not name.startswith(_HANDOFF_PREFIX)  # one run's, not every run's
             }
             params["event_created_at"] = batch[0][1]["event_created_at"]
             try:
@@ -816,6 +875,8 @@ class PostgresRecordStore(DeadLetters, PoolAdapter):
             row = claimed.pop(run_id, None)
             if row is None:
                 missing.append(run_id)
+            elif isinstance(row, Record):  # handed over by this store's write
+                found[run_id] = row
             else:
                 found.update(_readable([row]))  # an unreadable row is left out
         return missing
@@ -827,9 +888,10 @@ class PostgresRecordStore(DeadLetters, PoolAdapter):
             topic == status_topic(name, int(status)) for name in self._direct
         )
 
-    def _take_claimed(self, topic: str, rows: dict[str, tuple[Any, ...]]) -> None:
+    def _take_claimed(self, topic: str, rows: Mapping[str, _Claimed]) -> None:
         """The records of the events a receiver of ``topic`` claimed (see lookup_many).
 
+        Rows as read with the claim, or records handed over with their event by a write.
         Each run keeps its newest version: whatever topic a record came with, it is at
         least as new as every event of the run claimed before it.
         """
@@ -838,7 +900,7 @@ class PostgresRecordStore(DeadLetters, PoolAdapter):
             claimed.clear()  # those no consumer took (another shard's): looked up if asked
         for run_id, row in rows.items():
             kept = claimed.get(run_id)
-            if kept is None or kept[_VERSION] <= row[_VERSION]:
+            if kept is None or _version(kept) <= _version(row):
                 claimed[run_id] = row
 
     async def latest(self, workflow_name: str, foreign_id: str) -> Record:
@@ -982,8 +1044,13 @@ class _Inserts:
         self._draining: set[asyncio.Task[None]] = set()
         self._closed = False
 
-    async def write(self, record: Record, params: dict[str, object]) -> None:
-        """Insert ``record``, with others if one is in flight; raises as :meth:`store`."""
+    async def write(
+        self, record: Record, params: dict[str, object], statements: tuple[str, str]
+    ) -> tuple[Any, ...] | None:
+        """Insert ``record``, with others if one is in flight; raises as :meth:`store`.
+
+        Returns the row of ``statements`` that wrote it when it went alone, else None.
+        """
         loop = asyncio.get_running_loop()
         if self._closed:
             raise RuntimeError("the PostgresRecordStore is closed")
@@ -991,10 +1058,10 @@ class _Inserts:
             future: asyncio.Future[None] = loop.create_future()
             self._queue.append((record, params, future))
             await future  # cancelled before its turn: it is not written
-            return
+            return None
         self._busy = loop
         try:
-            await self._store._write(record, params, _EVENT_WRITES)
+            return await self._store._write(record, params, statements)
         finally:
             self._next(loop)
 

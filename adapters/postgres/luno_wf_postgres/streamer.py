@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import time
@@ -17,7 +18,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from luno_wf import Ack, Clock, Event, Header, SystemClock
+from luno_wf import Ack, Clock, Event, Header, Record, SystemClock
 
 from ._pool import AutocommitConnections, Closing, PoolOrDsn, raise_if_cancelling, stop_task
 from ._schema import (
@@ -117,6 +118,10 @@ FROM (SELECT EXISTS (
 _EXPIRE_BATCH = 10_000
 
 
+def _event_id(event: Event) -> int:
+    return event.id
+
+
 def _json(headers: Mapping[str, str]) -> str:
     return orjson.dumps(headers if type(headers) is dict else dict(headers)).decode()
 
@@ -149,8 +154,8 @@ class RecordSink(Protocol):
         """Whether the consumers of ``topic`` look up the records of its events together."""
         ...
 
-    def _take_claimed(self, topic: str, rows: dict[str, tuple[Any, ...]]) -> None:
-        """The records (rows, by run id) of the events a receiver of ``topic`` claimed."""
+    def _take_claimed(self, topic: str, rows: Mapping[str, tuple[Any, ...] | Record]) -> None:
+        """The records (by run id) of the events a receiver of ``topic`` claimed or was handed."""
         ...
 
 
@@ -233,6 +238,9 @@ class _Listener:
         self._channel = channel
         self._listening = listening_key(schema)
         self._waiters: dict[str, asyncio.Event] = {}
+        # How many times each topic's receivers were woken, and all of them (see wakes).
+        self._wakes: dict[str, int] = {}
+        self._wake_alls = 0
         self._task: asyncio.Task[None] | None = None
         # Backends this process sends from: it wakes its own receivers directly, so their
         # notifications would only cause a second, empty claim.
@@ -260,12 +268,18 @@ class _Listener:
             event = self._waiters[topic] = asyncio.Event()
         return event
 
+    def wakes(self, topic: str) -> int:
+        """How many times receivers of ``topic`` were woken so far (a running count)."""
+        return self._wakes.get(topic, 0) + self._wake_alls
+
     def wake(self, topic: str) -> None:
+        self._wakes[topic] = self._wakes.get(topic, 0) + 1
         event = self._waiters.pop(topic, None)
         if event is not None:
             event.set()
 
     def wake_all(self) -> None:
+        self._wake_alls += 1
         waiters, self._waiters = self._waiters, {}
         for event in waiters.values():
             event.set()
@@ -398,6 +412,9 @@ class PostgresStreamer(Closing):
         self._notifier = _Notifier(self._conns, self._sql, self._listener)
         # Record stores writing to this log, given the records of the events claimed.
         self._record_sinks: list[RecordSink] = []
+        # This process's open receivers, by topic: those a write may hand its event to.
+        self._receivers: dict[str, list[PostgresReceiver]] = {}
+        self._releasing: set[asyncio.Task[None]] = set()  # see _release_later
         self._schema = schema
         self._closed = False
 
@@ -433,7 +450,9 @@ class PostgresStreamer(Closing):
         # Claims name the LISTEN session, so that when this process dies another receiver
         # of the name takes its events at once rather than when their lease lapses.
         pid = await self._listener.wait_connected(_LISTEN_WAIT_SECONDS)
-        return PostgresReceiver(self, topic, name, poll, pid)
+        receiver = PostgresReceiver(self, topic, name, poll, pid)
+        self._receivers.setdefault(topic, []).append(receiver)
+        return receiver
 
     async def purge(self, topic: str | None = None) -> int:
         """Delete events every receiver name has acked (and any past ``retention``) now.
@@ -491,6 +510,9 @@ class PostgresStreamer(Closing):
         database, so its calls fail (its un-acked events return when their lease lapses).
         """
         self._closed = True
+        for task in list(self._releasing):
+            with contextlib.suppress(Exception):
+                await task
         await self._notifier.close()
         await self._listener.close()
         await self._conns.close()
@@ -507,6 +529,60 @@ class PostgresStreamer(Closing):
         """From now on, hand ``sink`` the records of the events receivers claim."""
         if sink not in self._record_sinks:
             self._record_sinks.append(sink)
+
+    def _handoff_target(self, topic: str) -> PostgresReceiver | None:
+        """The receiver of ``topic`` in this process a write may hand its event to.
+
+        One that has handed out everything it holds, so that the event is started on at
+        once; a receiver still busy with earlier events leaves it to be claimed (by
+        itself later, or by a receiver of its name in another process).
+        """
+        for receiver in self._receivers.get(topic, ()):
+            if not receiver._buffer and not receiver._closed:
+                return receiver
+        return None
+
+    def _hand(self, receiver: PostgresReceiver, event: Event, record: Record) -> None:
+        """A write handed ``event`` (of ``record``) to ``receiver``, claimed in its statement."""
+        receiver._take_handed(event)
+        for sink in receiver._sinks:
+            sink._take_claimed(receiver._topic, {record.run_id: record})
+
+    def _release_later(self, topic: str, name: str, owner: str, event_id: int) -> None:
+        """Give back an event handed to a receiver that closed meanwhile (soon, in a task).
+
+        If the streamer is closed first, or the database cannot be reached, the event
+        goes back when its lease lapses, as any claimed event of a closed receiver.
+        """
+        if self._closed:
+            return
+        params: dict[str, object] = {
+            "topic": topic,
+            "name": name,
+            "owner": owner,
+            "acked": [],
+            "held": [event_id],
+        }
+        task = asyncio.get_running_loop().create_task(
+            self._release(params), name="luno_wf_postgres:release"
+        )
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
+
+    async def _release(self, params: dict[str, object]) -> None:
+        try:
+            async with self._conns.connection() as conn:
+                await conn.execute(self._sql.get("release", conn), params)
+        except psycopg.Error as err:
+            _log.warning("could not give back a handed event (its lease will lapse): %s", err)
+
+    def _forget(self, receiver: PostgresReceiver) -> None:
+        """``receiver`` closed: no write hands it anything more."""
+        receivers = self._receivers.get(receiver._topic, [])
+        if receiver in receivers:
+            receivers.remove(receiver)
+        if not receivers:
+            self._receivers.pop(receiver._topic, None)
 
     def _appended(self, topics: Collection[str]) -> None:
         """A record store's write (committed) appended events of ``topics``.
@@ -598,6 +674,10 @@ class PostgresReceiver:
         # The next claim waits for it (it is set if anything was sent since), so an event
         # costs one claim, which also records the previous event's ack.
         self._drained: asyncio.Event | None = None
+        # Events writes of this process handed over (see PostgresStreamer._hand), and the
+        # counts (topic wakes, handed) when the waiter in _drained was taken.
+        self._handed = 0
+        self._since = (0, 0)
         self._closed = False
 
     async def recv(self) -> tuple[Event, Ack]:
@@ -612,8 +692,9 @@ class PostgresReceiver:
         while True:
             if self._buffer:
                 if time.monotonic() - self._renewed >= self._renew_every:
-                    await self._claim(0)
+                    await self._claim(0)  # records acks, renews what it holds
                     self._check_open()
+                    await streamer._maybe_cleanup(self._topic)
                 if self._buffer:
                     return self._hand_out(self._buffer.popleft())
             if self._drained is not None:
@@ -625,7 +706,12 @@ class PostgresReceiver:
                 except TimeoutError:
                     pass
                 self._check_open()
-            waiter = streamer._listener.waiter(self._topic)
+                if self._buffer and self._only_handed():
+                    # Nothing but this process's writes handing their events over woke
+                    # it: there is nothing to claim. Hand those out, then wait again.
+                    self._drained = self._watch()
+                    continue
+            waiter = self._watch()
             claimed = await self._claim(streamer._batch_size)
             self._check_open()
             if claimed < streamer._batch_size:
@@ -646,6 +732,29 @@ class PostgresReceiver:
         while self._buffer and len(batch) < limit:
             batch.append(self._hand_out(self._buffer.popleft()))
         return batch
+
+    def _watch(self) -> asyncio.Event:
+        """The topic's waiter, taken now: it is set by any wake from now on."""
+        self._since = (self._streamer._listener.wakes(self._topic), self._handed)
+        return self._streamer._listener.waiter(self._topic)
+
+    def _only_handed(self) -> bool:
+        """Whether every wake of the topic since :meth:`_watch` came with a handed event."""
+        wakes, handed = self._since
+        return self._streamer._listener.wakes(self._topic) - wakes == self._handed - handed
+
+    def _take_handed(self, event: Event) -> None:
+        """``event``, claimed for this receiver by a write of this process (see hand_off)."""
+        if self._closed:  # closed while the write was in flight: give it back
+            self._streamer._release_later(self._topic, self._name, self._owner, event.id)
+            return
+        self._held.add(event.id)
+        buffer = self._buffer
+        if buffer and buffer[-1].id > event.id:
+            bisect.insort(buffer, event, key=_event_id)  # id order, as claims hand out
+        else:
+            buffer.append(event)
+        self._handed += 1
 
     def _hand_out(self, event: Event) -> tuple[Event, Ack]:
         event_id = event.id
@@ -686,11 +795,13 @@ class PostgresReceiver:
             records = {row[5]: row[5:] for row in rows if row[5] is not None}
             for sink in sinks:
                 sink._take_claimed(self._topic, records)
+        buffer = self._buffer
+        after = buffer[-1].id if buffer else 0  # a handed event may be newer than these
         for id, foreign_id, type_, headers, created_at, *_ in rows:
             if id in self._held:
                 continue  # our own lapsed claim, still buffered
             self._held.add(id)
-            self._buffer.append(
+            buffer.append(
                 Event(
                     id=int(id),
                     foreign_id=foreign_id,
@@ -699,6 +810,8 @@ class PostgresReceiver:
                     created_at=created_at.astimezone(UTC),
                 )
             )
+        if rows and after > rows[0][0]:
+            self._buffer = deque(sorted(buffer, key=_event_id))
         return len(rows)
 
     async def close(self) -> None:
@@ -710,6 +823,7 @@ class PostgresReceiver:
             return
         self._closed = True
         streamer = self._streamer
+        streamer._forget(self)
         params = {
             "topic": self._topic,
             "name": self._name,
