@@ -90,7 +90,7 @@ def claims(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 async def fetch(pool: AsyncConnectionPool[Any], query: str, schema: str) -> list[tuple[Any, ...]]:
     async with pool.connection() as conn:
         cur = await conn.execute(sql.SQL(query).format(s=sql.Identifier(schema)))
-        return await cur.fetchall()
+        return [tuple(row) for row in await cur.fetchall()]
 
 
 async def test_a_waiting_receiver_takes_the_event_and_record_from_the_write(
