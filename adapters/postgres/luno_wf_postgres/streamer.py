@@ -190,8 +190,8 @@ class _Notifier:
 
     def announce(self, topics: Iterable[str]) -> None:
         """Notify ``topics`` soon (from a task of this streamer's)."""
-        if self.closed:
-            return
+        if self.closed or time.monotonic() < self._alone_until:
+            return  # nobody else listens: nothing to announce for now
         self._pending.update(topics)
         self._wake.set()
         if self._task is None or self._task.done():
