@@ -69,6 +69,10 @@ class Worker:
     def tail(self) -> str:
         return self.text()[-3000:]
 
+    def close(self) -> None:
+        """Close (and so delete) the log; stop the process first."""
+        self.log.close()
+
 
 async def start(dsn: str, schema: str, *args: str) -> Worker:
     log = tempfile.NamedTemporaryFile(prefix="crash-worker-", suffix=".log")  # noqa: SIM115
@@ -183,11 +187,16 @@ async def test_sigkill_one_worker_mid_way(
         for worker in (doomed, survivor):
             if worker is not None and worker.proc.returncode is None:
                 worker.proc.send_signal(signal.SIGTERM)
-        if survivor is not None:
-            assert await asyncio.wait_for(survivor.proc.wait(), 20) == 0, survivor.tail()
-        if doomed.proc.returncode is None:
-            doomed.proc.kill()
-            await doomed.proc.wait()
+        try:
+            if survivor is not None:
+                assert await asyncio.wait_for(survivor.proc.wait(), 20) == 0, survivor.tail()
+        finally:
+            if doomed.proc.returncode is None:
+                doomed.proc.kill()
+                await doomed.proc.wait()
+            for worker in (doomed, survivor):
+                if worker is not None:
+                    worker.close()
 
     async with pg_pool.connection() as conn:
         s = sql.Identifier(pg_schema)

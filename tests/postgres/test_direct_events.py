@@ -210,3 +210,28 @@ async def test_a_pool_that_prepares_every_statement(
         await sending.close()
         await store.close()
         await preparing.close()
+
+
+async def test_a_trigger_only_process_on_its_own_dsn_pools_closes_cleanly(
+    pg_pool: AsyncConnectionPool[Any], pg_schema: str, postgres_dsn: str
+) -> None:
+    """As a web process builds it: adapters from the DSN, a trigger, close. The streamer's
+    pool is first opened by the notification of that trigger's event, in a task of its
+    own, maybe still opening at close: nothing may outlive close (the loop would hang)."""
+    for i in range(5):
+        streamer = PostgresStreamer(postgres_dsn, schema=pg_schema)
+        store = PostgresRecordStore(postgres_dsn, schema=pg_schema)
+        wf = workflow(streamer, store, postgres_dsn, pg_schema, name=f"web-{i}")
+        await wf.trigger("web-request", initial_value=Job())
+        await streamer.close()
+        await store.close()
+        pools = (streamer._conns._pool, store._conns._pool)
+        assert all(pool.closed for pool in pools)
+        await asyncio.sleep(0.05)
+        running = [
+            t.get_name()
+            for t in asyncio.all_tasks()
+            if any(t.get_name().startswith(f"{pool.name}-") for pool in pools)
+        ]
+        assert running == []
+    assert await count(pg_pool, pg_schema, "events") == 5

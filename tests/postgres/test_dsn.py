@@ -234,3 +234,27 @@ async def test_a_schema_never_migrated_is_named_with_the_fix(postgres_dsn: str) 
             psycopg.errors.UndefinedTable, match=r"PostgresStreamer: schema .*[.]migrate[(]"
         ):
             await streamer.new_receiver("t", "r")
+
+
+async def test_closing_a_streamer_while_its_own_pool_opens_leaves_nothing_running(
+    postgres_dsn: str, pg_schema: str
+) -> None:
+    """The first call of an adapter on a DSN opens its pool (the streamer's notifier may
+    make it in a task of its own): closing the adapter meanwhile closes the pool, so none
+    of the pool's tasks outlive it and the event loop can end."""
+    await migrate(postgres_dsn, schema=pg_schema)
+    streamer = PostgresStreamer(postgres_dsn, schema=pg_schema)
+    pool = streamer._conns._pool
+    opening = asyncio.create_task(streamer._conns.pool())
+    async with asyncio.timeout(5):
+        while pool.closed:  # until it has started opening
+            await asyncio.sleep(0.001)
+    await streamer.close()
+    with pytest.raises((RuntimeError, psycopg.Error)):
+        await opening
+    assert is_closed(pool)
+    await asyncio.sleep(0.1)
+    running = [
+        t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith(f"{pool.name}-")
+    ]
+    assert running == []

@@ -109,11 +109,14 @@ async def test_roles_spread_move_on_death_and_stall_and_nothing_is_applied_twice
         pids = [w.proc.pid for w in workers]
 
         # 3 steps x 3 shards, the outbox, deletion and paused-run retries: 12 roles.
+        # Every role seen so far: a role's lease row may come and go while roles move.
+        roles: set[str] = set()
+
         async def every_role_known() -> bool:
-            return len(await all_roles(pg_pool, pg_schema)) >= 12
+            roles.update(await all_roles(pg_pool, pg_schema))
+            return len(roles) >= 12
 
         await poll_until(every_role_known, 30, 0.1)
-        roles = await all_roles(pg_pool, pg_schema)
         await settle(pg_pool, pg_schema, roles, pids, 60)  # generous: three workers start at once
         counts = spread(await held(pg_pool, pg_schema), roles, pids)
         assert counts is not None and sorted(counts) == [4, 4, 4], counts
@@ -164,8 +167,12 @@ async def test_roles_spread_move_on_death_and_stall_and_nothing_is_applied_twice
             if worker.proc.returncode is None:
                 worker.proc.send_signal(signal.SIGCONT)
                 worker.proc.send_signal(signal.SIGTERM)
-        for worker in workers[1:]:
-            assert await asyncio.wait_for(worker.proc.wait(), 30) == 0, worker.tail()
+        try:
+            for worker in workers[1:]:
+                assert await asyncio.wait_for(worker.proc.wait(), 30) == 0, worker.tail()
+        finally:
+            for worker in workers:
+                worker.close()
 
     await audit(pg_pool, pg_schema)
     await assert_history_is_the_audit(pg_pool, pg_schema, RUNS)

@@ -41,6 +41,7 @@ async def stop_all(*workers: Worker | None) -> None:
     for worker in workers:
         if worker is not None and worker.proc.returncode is None:
             worker.proc.send_signal(signal.SIGTERM)
+    codes = []
     for worker in workers:
         if worker is not None:
             try:
@@ -48,7 +49,10 @@ async def stop_all(*workers: Worker | None) -> None:
             except TimeoutError:
                 worker.proc.kill()
                 code = await worker.proc.wait()
-            assert code == 0, worker.tail()
+            codes.append((code, worker.tail()))
+            worker.close()
+    for code, tail in codes:
+        assert code == 0, tail
 
 
 def check_one_trace_per_run(

@@ -130,7 +130,16 @@ class AutocommitConnections:
             # the server's own message, rather than as a pool timeout half a minute later.
             probe = await AsyncConnection.connect(self._dsn, **self._connect_kwargs)
             await probe.close()
-            await self._pool.open(wait=True)
+            self._check_open()  # closed meanwhile: open nothing
+            try:
+                await self._pool.open(wait=True)
+            except BaseException:
+                # Cancelled or failed half-way: the pool's workers must not outlive this.
+                await self._pool.close()
+                raise
+            if self._closed:  # close() ran while it opened (and closed it)
+                await self._pool.close()
+                self._check_open()
             self._opened = True
 
     def _check_open(self) -> None:
@@ -153,7 +162,9 @@ class AutocommitConnections:
             await self._give_back(conn)
         if self._returning:
             await asyncio.gather(*self._returning, return_exceptions=True)
-        if self._dsn is not None and self._opened:
+        if self._dsn is not None:
+            # Also a pool still opening (its opener then fails): a pool never opened is
+            # closed already, and closing it does nothing.
             await self._pool.close()
 
     def connection(self) -> _Loan:
