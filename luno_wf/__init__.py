@@ -72,6 +72,7 @@ from .adapter import HistoryStore as HistoryStore
 from .adapter import OutboxDataLister as OutboxDataLister
 from .adapter import RecordStore as RecordStore
 from .adapter import RoleScheduler as RoleScheduler
+from .adapter import ShardedStreamer as ShardedStreamer
 from .adapter import TimeoutStore as TimeoutStore
 
 __all__ = [
@@ -132,6 +133,7 @@ __all__ = [
     "Run",
     "run_state_change_topic",
     "RunState",
+    "ShardedStreamer",
     "SystemClock",
     "time_timer",
     "TimeoutRecord",

@@ -16,6 +16,8 @@ luno/workflow's, tightened where noted:
 * A record store that shares a database with the streamer (:class:`DirectEvents`) may
   append each write's event to the stream itself, in the same transaction, instead of an
   outbox row.
+* A streamer that can split a topic among receiver names (:class:`ShardedStreamer`) gives
+  each shard of a step only its own events.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ __all__ = [
     "OutboxDataLister",
     "RecordStore",
     "RoleScheduler",
+    "ShardedStreamer",
     "spread_roles",
     "TimeoutStore",
 ]
@@ -363,6 +366,37 @@ class EventStreamer(Protocol):
         With ``stream_from_latest`` and no position yet for ``name``, start at the head of
         the topic as of this call (events sent after it are delivered).
         ``poll_frequency`` is a hint for adapters that poll.
+        """
+        ...
+
+
+@runtime_checkable
+class ShardedStreamer(Protocol):
+    """Optional: a streamer whose receivers can take one shard of a topic's events.
+
+    A step with ``parallel_count`` above 1 has one consumer per shard, each a receiver name
+    of its own on the step's topic, keeping the events whose id modulo the count is its
+    shard's (luno's sharding). Without this, each shard receives every event and drops the
+    others'; with it, the engine opens each shard's receiver with
+    :meth:`new_shard_receiver` and the streamer hands it only its own.
+    """
+
+    async def new_shard_receiver(
+        self,
+        topic: str,
+        name: str,
+        *,
+        shard: int,
+        total: int,
+        stream_from_latest: bool = False,
+        poll_frequency: timedelta | None = None,
+    ) -> EventReceiver:
+        """A receiver of the events of ``topic`` whose id modulo ``total`` is ``shard - 1``.
+
+        ``shard`` counts from 1. As :meth:`EventStreamer.new_receiver` otherwise: it
+        resumes at ``name``'s position, which moves past the other shards' events, and
+        receivers of one name share its events. A name keeps one shard: the engine's shard
+        names carry their shard and count (``...-consumer-2-of-4``).
         """
         ...
 

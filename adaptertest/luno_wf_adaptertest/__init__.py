@@ -11,8 +11,9 @@ Subclass a contract class and override its one factory fixture::
 
 Contracts: :class:`RecordStoreContract`, :class:`EventStreamerContract`,
 :class:`RoleSchedulerContract`, :class:`TimeoutStoreContract`, :class:`ConnectorContract`,
-and for a record store that writes events to a streamer itself,
-:class:`DirectEventsContract`.
+for a record store that writes events to a streamer itself,
+:class:`DirectEventsContract`, and for a streamer with shard receivers,
+:class:`ShardedStreamerContract`.
 Strategies for your own property tests: :mod:`luno_wf_adaptertest.strategies`.
 
 Names are imported on first use, so importing this package (as the pytest plugin does)
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from .factory import factory_of as factory_of
     from .recordstore import RecordStoreContract as RecordStoreContract
     from .rolescheduler import RoleSchedulerContract as RoleSchedulerContract
+    from .sharded import ShardedStreamerContract as ShardedStreamerContract
     from .streamer import EventStreamerContract as EventStreamerContract
     from .timeoutstore import TimeoutStoreContract as TimeoutStoreContract
 
@@ -53,6 +55,7 @@ __all__ = [
     "RevokeRole",
     "RoleSchedulerContract",
     "RoleSchedulersFactory",
+    "ShardedStreamerContract",
     "StallMember",
     "StreamerFactory",
     "TimeoutStoreContract",
@@ -71,6 +74,7 @@ _WHERE = {
     "RevokeRole": "factory",
     "RoleSchedulerContract": "rolescheduler",
     "RoleSchedulersFactory": "factory",
+    "ShardedStreamerContract": "sharded",
     "StallMember": "factory",
     "StreamerFactory": "factory",
     "TimeoutStoreContract": "timeoutstore",

@@ -9,7 +9,7 @@ from typing import Any
 from .._engine import Engine
 from .._event import Event
 from .._options import ExponentialBackoff
-from ..adapter import EventReceiver
+from ..adapter import EventReceiver, ShardedStreamer
 from ._loop import Handler, Intake, Session, consume, receiver_body
 from ._poison import SetAside
 from ._process import LiveProcess, Progress
@@ -58,15 +58,24 @@ def consumer_process(
     polling: timedelta,
     backoff: timedelta | ExponentialBackoff,
     session: Session,
+    shard: tuple[int, int] | None = None,
 ) -> LiveProcess:
     """A process that consumes ``topic`` under ``role`` with ``session``.
 
     Each time it takes its role it opens a receiver named after the role (so it resumes at
     the last acked event, and receivers of the same role share the work), runs the session
-    until an error or cancellation, and closes the receiver.
+    until an error or cancellation, and closes the receiver. A process of one ``shard``
+    (``(shard, total)``) opens a receiver of that shard if the streamer has them
+    (:class:`~luno_wf.adapter.ShardedStreamer`); its session keeps only its shard's events
+    either way.
     """
+    streamer = engine.streamer
 
     async def open_receiver() -> EventReceiver:
-        return await engine.streamer.new_receiver(topic, role, poll_frequency=polling)
+        if shard is not None and isinstance(streamer, ShardedStreamer):
+            return await streamer.new_shard_receiver(
+                topic, role, shard=shard[0], total=shard[1], poll_frequency=polling
+            )
+        return await streamer.new_receiver(topic, role, poll_frequency=polling)
 
     return LiveProcess(engine, name, role, receiver_body(open_receiver, session), backoff)

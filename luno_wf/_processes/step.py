@@ -69,6 +69,7 @@ class _StepConsumer:
         self.status = int(spec.from_status)
         self.name, self.role = shard_names(engine.name, spec, shard, total)
         self.keep = shard_keeps(shard, total) if total > 1 else None
+        self.shard = (shard, total) if total > 1 else None
         self.actor = process_actor("step", spec.from_status.name)
         self.topic = topic(engine.name, self.status)
         # Deliveries of events whose version stays ahead of their record, by event id; it
@@ -84,6 +85,7 @@ class _StepConsumer:
             polling=self.opts.polling_frequency,
             backoff=self.opts.err_backoff,
             session=self.session,
+            shard=self.shard,
         )
 
     async def session(self, receiver: EventReceiver, progress: Progress) -> None:

@@ -225,6 +225,24 @@ class LostUnackedEvent:
         return _AckingOnClose(inner)
 
 
+class ShardIgnored(MemStreamer):
+    """Defect: a shard receiver takes every event of its topic, not only its shard's."""
+
+    async def new_shard_receiver(
+        self,
+        topic: str,
+        name: str,
+        *,
+        shard: int,
+        total: int,
+        stream_from_latest: bool = False,
+        poll_frequency: timedelta | None = None,
+    ) -> EventReceiver:
+        if not 1 <= shard <= total:
+            raise ValueError(f"shard must be in 1..total, got {shard} of {total}")
+        return await self.new_receiver(topic, name, stream_from_latest=stream_from_latest)
+
+
 class TwoHoldersOfOneRole:
     """Defect: ``await_role`` never waits, so every instance holds the role at once."""
 

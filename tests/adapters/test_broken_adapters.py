@@ -80,6 +80,19 @@ DEFECTS = [
         frozenset({"test_unacked_events_redelivered", "test_stateful_delivery"}),
     ),
     Defect(
+        "shard ignored",
+        "ShardedStreamerContract",
+        "make_streamer",
+        "factory_of(broken.ShardIgnored)",
+        frozenset(
+            {
+                "test_each_event_reaches_exactly_its_shard_in_order",
+                "test_a_shard_name_resumes_past_the_other_shards_events",
+                "test_receivers_of_one_shard_name_share_its_events",
+            }
+        ),
+    ),
+    Defect(
         "two holders of one role",
         "RoleSchedulerContract",
         "make_schedulers",

@@ -20,6 +20,7 @@ from luno_wf_adaptertest import (
     RevokeRole,
     RoleSchedulerContract,
     RoleSchedulersFactory,
+    ShardedStreamerContract,
     StallMember,
     StreamerFactory,
     TimeoutStoreContract,
@@ -118,6 +119,17 @@ class TestPostgresTimeoutStore(TimeoutStoreContract):
 
 
 class TestPostgresStreamer(EventStreamerContract):
+    @pytest.fixture
+    def make_streamer(self, postgres_dsn: str, pg_schema: str) -> StreamerFactory:
+        return schema_factory(
+            postgres_dsn,
+            pg_schema,
+            lambda pool, s: PostgresStreamer(pool, schema=s),
+            lambda streamer: streamer.close(),
+        )
+
+
+class TestPostgresShardedStreamer(ShardedStreamerContract):
     @pytest.fixture
     def make_streamer(self, postgres_dsn: str, pg_schema: str) -> StreamerFactory:
         return schema_factory(

@@ -152,6 +152,11 @@ _STATEMENTS: tuple[str, ...] = (
     updated_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (topic, name)
 )""",
+    # A receiver name that takes one shard of its topic (luno_wf.adapter.ShardedStreamer):
+    # the events whose id modulo `shards` is `shard - 1`; its cursor still moves past the
+    # other shards' events. Every name takes shard 1 of 1 (every event) unless told.
+    "ALTER TABLE {s}.cursors ADD COLUMN IF NOT EXISTS shard integer NOT NULL DEFAULT 1",
+    "ALTER TABLE {s}.cursors ADD COLUMN IF NOT EXISTS shards integer NOT NULL DEFAULT 1",
     # Handed out, not yet acked. A claim whose lease has lapsed (its receiver closed or died)
     # is handed out again to the next receiver of the name.
     """CREATE TABLE IF NOT EXISTS {s}.claims (
@@ -195,6 +200,10 @@ DECLARE
     v_taken bigint;
     v_from bigint;
     v_to bigint;
+    v_shard integer;
+    v_shards integer;
+    v_found bigint;
+    v_last bigint;
 BEGIN
     -- Nothing to record and nothing to hand out: return without writing, so that an idle
     -- receiver's poll costs no transaction id and no WAL flush.
@@ -248,15 +257,25 @@ BEGIN
         RETURN;
     END IF;
 
-    SELECT k.position INTO v_from FROM {s}.cursors k
+    SELECT k.position, k.shard, k.shards INTO v_from, v_shard, v_shards FROM {s}.cursors k
     WHERE k.topic = p_topic AND k.name = p_name FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'luno_wf: no cursor for topic % and receiver name %', p_topic, p_name;
     END IF;
-    SELECT max(x.id) INTO v_to FROM (
+    -- The next events of the name's shard (every event, for a name of one shard) and,
+    -- when fewer are there than asked for, the topic's last event, up to which the cursor
+    -- then moves (past the other shards' events): one statement, one snapshot.
+    SELECT max(x.id), count(x.id),
+           (SELECT max(t.id) FROM {s}.events t WHERE t.topic = p_topic AND t.id > v_from)
+    INTO v_to, v_found, v_last
+    FROM (
         SELECT e.id FROM {s}.events e
-        WHERE e.topic = p_topic AND e.id > v_from ORDER BY e.id LIMIT p_limit - v_taken
+        WHERE e.topic = p_topic AND e.id > v_from AND e.id % v_shards = v_shard - 1
+        ORDER BY e.id LIMIT p_limit - v_taken
     ) AS x;
+    IF v_found < p_limit - v_taken THEN
+        v_to := v_last;
+    END IF;
     IF v_to IS NULL THEN
         RETURN;
     END IF;
@@ -264,34 +283,45 @@ BEGIN
     WHERE k.topic = p_topic AND k.name = p_name;
     INSERT INTO {s}.claims (topic, name, event_id, owner, lease_until)
     SELECT p_topic, p_name, e.id, p_owner, now() + p_lease FROM {s}.events e
-    WHERE e.topic = p_topic AND e.id > v_from AND e.id <= v_to;
+    WHERE e.topic = p_topic AND e.id > v_from AND e.id <= v_to
+      AND e.id % v_shards = v_shard - 1;
     RETURN QUERY
     SELECT e.id, e.foreign_id, e.type, e.headers, e.created_at FROM {s}.events e
     WHERE e.topic = p_topic AND e.id > v_from AND e.id <= v_to
+      AND e.id % v_shards = v_shard - 1
     ORDER BY e.id;
 END
 $fn$""",
-    # Hand the event p_id, just appended by the caller, straight to one receiver of the
-    # topic: claimed by p_owner under p_name, the name's cursor moved past it, if and only
-    # if the cursor was at the event before it (the name had every earlier event of the
-    # topic handed out). Called by a record store's write, in its statement, holding the
-    # topic's lock: so every earlier event of the topic is committed, and this function's
-    # queries (a volatile function's, each with a fresh snapshot) see them all, and the
-    # cursor's newest position. Returns whether the event was handed over.
+    # Hand the event p_id, just appended by the caller, straight to receivers of the
+    # topic: for each of p_names (with its owner in p_owners) whose shard the event is in,
+    # claimed by that owner and the name's cursor moved to it, if and only if the name had
+    # every earlier event of its shard handed out. Called by a record store's write, in its
+    # statement, holding the topic's lock: so every earlier event of the topic is
+    # committed, and this function's statement (a volatile function's, with a snapshot of
+    # its own) sees them all, and each cursor's newest position. Returns the names it was
+    # handed to.
     """CREATE OR REPLACE FUNCTION {s}.hand_off(
-    p_topic text, p_name text, p_owner text, p_lease interval, p_id bigint
-) RETURNS boolean LANGUAGE plpgsql AS $fn$
+    p_topic text, p_names text[], p_owners text[], p_lease interval, p_id bigint
+) RETURNS text[] LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_handed text[];
 BEGIN
-    UPDATE {s}.cursors k SET position = p_id, updated_at = now()
-    WHERE k.topic = p_topic AND k.name = p_name AND k.position < p_id
-      AND NOT EXISTS (SELECT 1 FROM {s}.events e
-                      WHERE e.topic = p_topic AND e.id > k.position AND e.id < p_id);
-    IF NOT FOUND THEN
-        RETURN false;
-    END IF;
-    INSERT INTO {s}.claims (topic, name, event_id, owner, lease_until)
-    VALUES (p_topic, p_name, p_id, p_owner, now() + p_lease);
-    RETURN true;
+    WITH moved AS (
+        UPDATE {s}.cursors k SET position = p_id, updated_at = now()
+        FROM unnest(p_names, p_owners) AS r(name, owner)
+        WHERE k.topic = p_topic AND k.name = r.name AND k.position < p_id
+          AND p_id % k.shards = k.shard - 1
+          AND NOT EXISTS (SELECT 1 FROM {s}.events e
+                          WHERE e.topic = p_topic AND e.id > k.position AND e.id < p_id
+                            AND e.id % k.shards = k.shard - 1)
+        RETURNING k.name, r.owner
+    ), claimed AS (
+        INSERT INTO {s}.claims (topic, name, event_id, owner, lease_until)
+        SELECT p_topic, m.name, p_id, m.owner, now() + p_lease FROM moved m
+        RETURNING name
+    )
+    SELECT array_agg(c.name) INTO v_handed FROM claimed c;
+    RETURN v_handed;
 END
 $fn$""",
     # claim_events, and with each event the record of the run it announces (its foreign

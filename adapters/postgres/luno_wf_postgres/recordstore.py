@@ -105,8 +105,9 @@ _EVENT_ONE = """, ev AS (
     RETURNING 1
 )
 SELECT count(*) FROM w"""
-# The same, handing the event straight to a receiver of this process that waits for its
-# topic (see the schema's hand_off): returns also the event's id and whether it was.
+# The same, handing the event straight to receivers of this process that wait for its
+# topic (see the schema's hand_off): returns also the event's id and the names of those
+# it was handed to.
 _HANDOFF_ONE = """, ev AS (
     INSERT INTO {s}.events (topic, foreign_id, type, headers, created_at)
     SELECT %(topic)s::text, %(run_id)s::text, %(status)s::bigint, %(headers)s::jsonb,
@@ -117,11 +118,11 @@ _HANDOFF_ONE = """, ev AS (
     ) AS locked
     RETURNING id
 ), handed AS (
-    SELECT id, {s}.hand_off(%(topic)s::text, %(handoff_name)s::text, %(handoff_owner)s::text,
-                            %(handoff_lease)s::interval, id) AS yes
+    SELECT id, {s}.hand_off(%(topic)s::text, %(handoff_names)s::text[],
+                            %(handoff_owners)s::text[], %(handoff_lease)s::interval, id) AS names
     FROM ev
 )
-SELECT (SELECT count(*) FROM w), (SELECT id FROM handed), (SELECT yes FROM handed)"""
+SELECT (SELECT count(*) FROM w), (SELECT id FROM handed), (SELECT names FROM handed)"""
 # Many runs: the arrays of their columns, and each one's write (a compare-and-set update,
 # or an insert that does nothing for a run id already stored), then the history entries
 # and outbox rows (or events) of those written, in the order given. Runs not written
@@ -535,23 +536,25 @@ class PostgresRecordStore(DeadLetters, PoolAdapter):
     ) -> None:
         """Write ``record`` with its event, handed to a receiver of this process if one waits.
 
-        A receiver of the event's topic in this process with nothing left to hand out
-        takes the event from the write itself (claimed in its statement, see the schema's
-        ``hand_off``), with the record: it needs no claim of its own to start on it.
+        Each receiver of the event's topic in this process with nothing left to hand out
+        (of the event's shard, if it takes one) takes the event from the write itself
+        (claimed in its statement, see the schema's ``hand_off``), with the record: it
+        needs no claim of its own to start on it.
         """
         topic = str(params["topic"])
         params["event_created_at"] = created_at = streamer._clock.now()
-        receiver = streamer._handoff_target(topic)
+        receivers = streamer._handoff_targets(topic)
         statements = _EVENT_WRITES
-        if receiver is not None:
-            params["handoff_name"], params["handoff_owner"] = receiver._name, receiver._owner
+        if receivers:
+            params["handoff_names"] = [receiver._name for receiver in receivers]
+            params["handoff_owners"] = [receiver._owner for receiver in receivers]
             params["handoff_lease"] = streamer._lease
             statements = _HANDOFF_WRITES
         if record.meta.version <= 1:
             row = await self._inserts.write(record, params, statements)
         else:
             row = await self._write(record, params, statements)
-        if receiver is not None and row is not None and row[2]:
+        if receivers and row is not None and row[2]:
             event = Event(
                 id=int(row[1]),
                 foreign_id=record.run_id,
@@ -559,7 +562,12 @@ class PostgresRecordStore(DeadLetters, PoolAdapter):
                 headers=orjson.loads(str(params["headers"])),
                 created_at=created_at,
             )
-            streamer._hand(receiver, event, record)
+            handed = set(row[2])
+            for receiver in receivers:
+                if receiver._name in handed:
+                    streamer._hand(receiver, event, record)
+        if receivers and row is not None and row[1] is not None:
+            streamer._passed_by(topic, int(row[1]))
         streamer._appended((topic,))
 
     async def _write(

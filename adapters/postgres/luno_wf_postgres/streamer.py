@@ -41,12 +41,14 @@ _ALONE_SECONDS = 1.0
 _TEMPLATES = {
     "send": """
 SELECT {s}.send_events(%b::text, %b::text[], %b::bigint[], %b::jsonb[], %b::timestamptz)""",
+    # A name's shard is the one its newest receiver takes.
     "register": """
-INSERT INTO {s}.cursors (topic, name, position)
+INSERT INTO {s}.cursors AS k (topic, name, position, shard, shards)
 SELECT %(topic)s, %(name)s, CASE WHEN %(latest)s
     THEN coalesce((SELECT max(e.id) FROM {s}.events e WHERE e.topic = %(topic)s), 0)
-    ELSE 0 END
-ON CONFLICT (topic, name) DO NOTHING""",
+    ELSE 0 END, %(shard)s, %(shards)s
+ON CONFLICT (topic, name) DO UPDATE SET shard = excluded.shard, shards = excluded.shards
+WHERE (k.shard, k.shards) IS DISTINCT FROM (excluded.shard, excluded.shards)""",
     # Headers as JSON text, decoded by orjson: cheaper than psycopg's jsonb loader.
     "claim": """
 SELECT id, foreign_id, type, headers::text, created_at FROM {s}.claim_events(
@@ -437,20 +439,61 @@ class PostgresStreamer(Closing):
         newest event of the topic at this call. ``poll_frequency`` overrides the streamer's
         fallback polling interval.
         """
+        return await self._new_receiver(topic, name, stream_from_latest, poll_frequency, 1, 1)
+
+    async def new_shard_receiver(
+        self,
+        topic: str,
+        name: str,
+        *,
+        shard: int,
+        total: int,
+        stream_from_latest: bool = False,
+        poll_frequency: timedelta | None = None,
+    ) -> PostgresReceiver:
+        """A receiver of the events of ``topic`` in shard ``shard`` (1-based) of ``total``.
+
+        Those whose id modulo ``total`` is ``shard - 1``
+        (a :class:`~luno_wf.adapter.ShardedStreamer`): claims take no other event, and the
+        name's cursor moves past the other shards' events. Otherwise as :meth:`new_receiver`.
+
+        Raises:
+            ValueError: ``total`` is below 1, or ``shard`` is not in 1..``total``.
+
+        """
+        if not (isinstance(total, int) and isinstance(shard, int) and 1 <= shard <= total):
+            raise ValueError(f"shard must be in 1..total, got shard {shard!r} of {total!r}")
+        return await self._new_receiver(
+            topic, name, stream_from_latest, poll_frequency, shard, total
+        )
+
+    async def _new_receiver(
+        self,
+        topic: str,
+        name: str,
+        stream_from_latest: bool,
+        poll_frequency: timedelta | None,
+        shard: int,
+        shards: int,
+    ) -> PostgresReceiver:
         self._check_open()
         if not name:
             raise ValueError("receiver name must be a non-empty string")
         poll = self._poll if poll_frequency is None else _positive(poll_frequency, "poll")
+        register = {
+            "topic": topic,
+            "name": name,
+            "latest": stream_from_latest,
+            "shard": shard,
+            "shards": shards,
+        }
         async with self._conns.connection() as conn:
-            await conn.execute(
-                self._sql.get("register", conn),
-                {"topic": topic, "name": name, "latest": stream_from_latest},
-            )
+            await conn.execute(self._sql.get("register", conn), register)
         self._listener.start()
         # Claims name the LISTEN session, so that when this process dies another receiver
         # of the name takes its events at once rather than when their lease lapses.
         pid = await self._listener.wait_connected(_LISTEN_WAIT_SECONDS)
-        receiver = PostgresReceiver(self, topic, name, poll, pid)
+        receiver = PostgresReceiver(self, topic, name, poll, pid, (shard, shards))
         self._receivers.setdefault(topic, []).append(receiver)
         return receiver
 
@@ -530,17 +573,21 @@ class PostgresStreamer(Closing):
         if sink not in self._record_sinks:
             self._record_sinks.append(sink)
 
-    def _handoff_target(self, topic: str) -> PostgresReceiver | None:
-        """The receiver of ``topic`` in this process a write may hand its event to.
+    def _handoff_targets(self, topic: str) -> list[PostgresReceiver]:
+        """The receivers of ``topic`` in this process a write may hand its event to.
 
-        One that has handed out everything it holds, so that the event is started on at
-        once; a receiver still busy with earlier events leaves it to be claimed (by
-        itself later, or by a receiver of its name in another process).
+        Those that have handed out everything they hold, so that the event is started on
+        at once, one per name; a receiver still busy with earlier events leaves it to be
+        claimed (by itself later, or by a receiver of its name in another process).
         """
-        for receiver in self._receivers.get(topic, ()):
+        receivers = self._receivers.get(topic)
+        if not receivers:
+            return []
+        targets: dict[str, PostgresReceiver] = {}
+        for receiver in receivers:
             if not receiver._buffer and not receiver._closed:
-                return receiver
-        return None
+                targets.setdefault(receiver._name, receiver)
+        return list(targets.values())
 
     def _hand(self, receiver: PostgresReceiver, event: Event, record: Record) -> None:
         """A write handed ``event`` (of ``record``) to ``receiver``, claimed in its statement."""
@@ -575,6 +622,15 @@ class PostgresStreamer(Closing):
                 await conn.execute(self._sql.get("release", conn), params)
         except psycopg.Error as err:
             _log.warning("could not give back a handed event (its lease will lapse): %s", err)
+
+    def _passed_by(self, topic: str, event_id: int) -> None:
+        """A write of this process appended ``event_id`` to ``topic`` (before its wake).
+
+        Receivers of other shards need not claim for it.
+        """
+        for receiver in self._receivers.get(topic, ()):
+            if event_id % receiver._shards != receiver._shard - 1:
+                receiver._passed += 1
 
     def _forget(self, receiver: PostgresReceiver) -> None:
         """``receiver`` closed: no write hands it anything more."""
@@ -656,10 +712,12 @@ class PostgresReceiver:
         name: str,
         poll: timedelta,
         pid: int | None = None,
+        shard: tuple[int, int] = (1, 1),
     ) -> None:
         self._streamer = streamer
         self._topic = topic
         self._name = name
+        self._shard, self._shards = shard  # the events whose id % shards == shard - 1
         self._owner = uuid.uuid4().hex if pid is None else f"{uuid.uuid4().hex}@{pid}"
         # Waiting is bounded by the lease too, so held claims are renewed while idle.
         self._wait = min(poll, streamer._lease / 3).total_seconds()
@@ -674,9 +732,11 @@ class PostgresReceiver:
         # The next claim waits for it (it is set if anything was sent since), so an event
         # costs one claim, which also records the previous event's ack.
         self._drained: asyncio.Event | None = None
-        # Events writes of this process handed over (see PostgresStreamer._hand), and the
-        # counts (topic wakes, handed) when the waiter in _drained was taken.
+        # Events writes of this process handed over (see PostgresStreamer._hand), events
+        # they wrote of other shards (see _passed_by), and both counts with the topic's
+        # wakes when the waiter in _drained was taken.
         self._handed = 0
+        self._passed = 0
         self._since = (0, 0)
         self._closed = False
 
@@ -700,15 +760,22 @@ class PostgresReceiver:
             if self._drained is not None:
                 waiter, self._drained = self._drained, None
                 raise_if_cancelling()
-                try:
-                    async with asyncio.timeout(self._wait):
-                        await waiter.wait()
-                except TimeoutError:
-                    pass
+                # At most the polling interval after its last claim: then it claims,
+                # whatever woke it meanwhile.
+                remaining = self._renewed + self._wait - time.monotonic()
+                woken = False
+                if remaining > 0:
+                    try:
+                        async with asyncio.timeout(remaining):
+                            await waiter.wait()
+                        woken = True
+                    except TimeoutError:
+                        pass
                 self._check_open()
-                if self._buffer and self._only_handed():
-                    # Nothing but this process's writes handing their events over woke
-                    # it: there is nothing to claim. Hand those out, then wait again.
+                if woken and self._only_handed():
+                    # Nothing but this process's writes woke it, each handing its event
+                    # over or writing another shard's: nothing to claim. Hand out what it
+                    # was handed, or wait again.
                     self._drained = self._watch()
                     continue
             waiter = self._watch()
@@ -735,13 +802,18 @@ class PostgresReceiver:
 
     def _watch(self) -> asyncio.Event:
         """The topic's waiter, taken now: it is set by any wake from now on."""
-        self._since = (self._streamer._listener.wakes(self._topic), self._handed)
+        self._since = (self._streamer._listener.wakes(self._topic), self._handed + self._passed)
         return self._streamer._listener.waiter(self._topic)
 
     def _only_handed(self) -> bool:
-        """Whether every wake of the topic since :meth:`_watch` came with a handed event."""
-        wakes, handed = self._since
-        return self._streamer._listener.wakes(self._topic) - wakes == self._handed - handed
+        """Whether every wake of the topic since :meth:`_watch` brought nothing to claim.
+
+        That is, came from a write of this process whose event it was handed, or whose
+        event is of another shard.
+        """
+        wakes, known = self._since
+        now_known = self._handed + self._passed
+        return self._streamer._listener.wakes(self._topic) - wakes == now_known - known
 
     def _take_handed(self, event: Event) -> None:
         """``event``, claimed for this receiver by a write of this process (see hand_off)."""
