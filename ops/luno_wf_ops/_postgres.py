@@ -45,15 +45,18 @@ WITH RECURSIVE names(name) AS (
 )
 SELECT name FROM names WHERE name IS NOT NULL"""
 
-# Each receiver's backlog on the event log: the events after its cursor (an index range
-# on events_by_topic, counted up to a cap, and the first one's time) and its claims not
-# yet acknowledged. Every part is an index lookup; nothing reads the whole log.
+# Each receiver's backlog on the event log: the events after its cursor (of its shard, for
+# a shard's receiver name; an index range on events_by_topic, counted up to a cap, and the
+# first one's time) and its claims not yet acknowledged. Every part is an index lookup;
+# nothing reads the whole log.
 _CONSUMER_LAG = """
 SELECT k.topic, k.name,
     (SELECT count(*) FROM (SELECT 1 FROM {s}.events e
-        WHERE e.topic = k.topic AND e.id > k.position LIMIT %s) AS w),
+        WHERE e.topic = k.topic AND e.id > k.position AND e.id %% k.shards = k.shard - 1
+        LIMIT %s) AS w),
     (SELECT e.stored_at FROM {s}.events e
-        WHERE e.topic = k.topic AND e.id > k.position ORDER BY e.id LIMIT 1),
+        WHERE e.topic = k.topic AND e.id > k.position AND e.id %% k.shards = k.shard - 1
+        ORDER BY e.id LIMIT 1),
     held.n, held.oldest
 FROM {s}.cursors k
 CROSS JOIN LATERAL (

@@ -375,3 +375,28 @@ async def test_consumer_lag_on_the_postgres_event_stream(pg_pool: Any, pg_schema
     assert (audit.waiting, audit.claimed, audit.oldest_unacked) == (0, 0, None)
     # A topic of a workflow not loaded: named from the topic itself.
     assert (refunds.workflow_name, refunds.status_name, refunds.waiting) == ("refunds", "7", 0)
+
+
+async def test_consumer_lag_of_a_shard_counts_its_own_events(pg_pool: Any, pg_schema: str) -> None:
+    """A step shard's receiver name waits only for the events of its shard."""
+    store = PostgresRecordStore(pg_pool, schema=pg_schema)
+    service = OpsService(store, workflows=[build(store)])
+    s = sql.Identifier(pg_schema)
+    async with pg_pool.connection() as conn:
+        send = sql.SQL(
+            "SELECT {}.send_events('orders-2', ARRAY['a','b','c','d','e','f'],"
+            " ARRAY[2,2,2,2,2,2]::bigint[], ARRAY['{{}}','{{}}','{{}}','{{}}','{{}}','{{}}']"
+            "::jsonb[], now())"
+        ).format(s)
+        await conn.execute(send)
+        cur = await conn.execute(sql.SQL("SELECT id FROM {}.events ORDER BY id").format(s))
+        ids = [row[0] for row in await cur.fetchall()]
+        await conn.execute(
+            sql.SQL(
+                "INSERT INTO {}.cursors (topic, name, position, shard, shards) VALUES"
+                " ('orders-2', 'one-of-two', 0, 1, 2), ('orders-2', 'every', 0, 1, 1)"
+            ).format(s)
+        )
+    every, one = (await service.lag()).consumers
+    assert (every.consumer, every.waiting) == ("every", 6)
+    assert (one.consumer, one.waiting) == ("one-of-two", len([i for i in ids if i % 2 == 0]))
