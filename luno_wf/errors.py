@@ -196,4 +196,12 @@ class HistoryNotKept(WorkflowError):
 
 
 class RoleLost(WorkflowError):
-    """The role was lost while its holder was working under it (lease expiry, connection loss)."""
+    """The role was lost while its holder was working under it (lease expiry, connection loss).
+
+    ``moved`` is True when the fleet handed the role to another live member on purpose (a
+    member joined, or came back): a normal event in a fleet, not a fault.
+    """
+
+    def __init__(self, message: str = "", *, moved: bool = False) -> None:
+        self.moved = moved
+        super().__init__(message)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -112,3 +113,37 @@ async def test_decoded_outbox_listing_matches_the_encoded_one() -> None:
     assert [row.id for row in encoded] == [row_id for row_id, _ in decoded]
     assert [decode_outbox_data(row.data) for row in encoded] == [data for _, data in decoded]
     assert len(await store.list_outbox_data("wf", 2)) == 2
+
+
+async def test_a_role_the_fleet_moves_says_so_and_a_revoked_one_does_not() -> None:
+    """RoleLost.moved: True when a joining member takes its share, False on revocation."""
+    first = MemRoleScheduler()
+    roles = [f"r{i}" for i in range(8)]
+    lost: list[RoleLost] = []
+
+    async def hold(scheduler: MemRoleScheduler, role: str) -> None:
+        while True:  # as the engine does: wait for the role again
+            try:
+                async with scheduler.await_role(role):
+                    await asyncio.sleep(30)
+            except RoleLost as err:
+                lost.append(err)
+
+    async def until(check: Callable[[], bool]) -> None:
+        async with asyncio.timeout(2):
+            while not check():
+                await asyncio.sleep(0.01)
+
+    tasks = [asyncio.create_task(hold(first, role)) for role in roles]
+    await until(lambda: len(first.holding()) == len(roles))
+    second = first.replica()
+    tasks += [asyncio.create_task(hold(second, role)) for role in roles]
+    await until(lambda: len(first.holding()) == len(second.holding()) == len(roles) // 2)
+    assert lost and all(err.moved for err in lost), lost
+    moved = len(lost)
+    assert second.revoke(sorted(second.holding())[0])
+    await until(lambda: len(lost) > moved)
+    assert [err.moved for err in lost[moved:]] == [False]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -26,6 +26,7 @@ class _Lease:
         self._cancelled = False
         self.lost = False
         self.why = ""
+        self.moved = False  # handed to another member on purpose (see RoleLost.moved)
 
     async def __aenter__(self) -> None:
         if self._task is not None:
@@ -68,7 +69,7 @@ class _Lease:
         if self._cancelled and self._task is not None and self._task.uncancel() > 0:
             return False  # cancelled from outside as well: let that cancellation through
         if exc is None or isinstance(exc, asyncio.CancelledError):
-            raise RoleLost(f"role {self._role!r} was lost: {self.why}")
+            raise RoleLost(f"role {self._role!r} was lost: {self.why}", moved=self.moved)
         return False
 
     @property
@@ -86,12 +87,13 @@ class _Lease:
         self._granted.set_result(None)
         return True
 
-    def lose(self, why: str) -> None:
+    def lose(self, why: str, *, moved: bool = False) -> None:
         """The role is lost: cancel the body (if it runs) so that RoleLost ends the block."""
         if self.lost:
             return
         self.lost = True
         self.why = why
+        self.moved = moved
         if self._inside and self._task is not None:
             self._cancelled = True
             self._task.cancel(f"role {self._role!r} lost: {why}")
@@ -156,7 +158,7 @@ class _Backend:
         by_name = {m.name: m for m in self.members}
         for role, lease in list(self.holders.items()):
             if owners.get(role) != lease.member.name:
-                lease.lose("it moved to another member of the fleet")
+                lease.lose("it moved to another member of the fleet", moved=True)
         for role, name in owners.items():
             owner = by_name[name]
             if role in self.holders or owner.stalled:

@@ -96,9 +96,15 @@ class LiveProcess:
                 activity.waiting = False
                 engine.states.set(self.name, ProcessState.RUNNING)
                 await self._body(self._progress)
-        except RoleLost:
-            engine.logger.warning(
-                "role lost [role=%s], [process=%s]: waiting for it again", self.role, self.name
+        except RoleLost as lost:
+            # A move the fleet made on purpose is routine; a lapsed lease is worth a look.
+            log = engine.logger.info if lost.moved else engine.logger.warning
+            log(
+                "role %s [role=%s], [process=%s]: %s; waiting for it again",
+                "moved" if lost.moved else "lost",
+                self.role,
+                self.name,
+                lost.message,
             )
         except Exception as err:
             self._attempts += 1

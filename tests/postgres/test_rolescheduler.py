@@ -232,11 +232,49 @@ async def test_an_expired_lease_cancels_the_body_and_raises_role_lost(
         ).format(sql.Identifier(fleet_schema)),
         first.namespace,
     )
-    with pytest.raises(RoleLost, match="lapsed"):
+    with pytest.raises(RoleLost, match="lapsed") as lost:
         await asyncio.wait_for(task, 10)
     assert body_cancelled
+    assert not lost.value.moved  # a fault, not a move the fleet made
     async with asyncio.timeout(5), second.await_role("leader-lost"):
         pass
+
+
+async def test_roles_a_joining_member_takes_are_lost_as_moved(
+    make_scheduler: MakeScheduler,
+) -> None:
+    first = make_scheduler()
+    roles = [f"moving-{i}" for i in range(6)]
+    lost: list[RoleLost] = []
+    inside: dict[str, PostgresRoleScheduler] = {}
+
+    async def hold(scheduler: PostgresRoleScheduler, role: str) -> None:
+        while True:
+            try:
+                async with scheduler.await_role(role):
+                    inside[role] = scheduler
+                    try:
+                        await asyncio.sleep(30)
+                    finally:
+                        del inside[role]
+            except RoleLost as err:
+                lost.append(err)
+
+    def held_by(scheduler: PostgresRoleScheduler) -> int:
+        return sum(1 for holder in inside.values() if holder is scheduler)
+
+    tasks = [asyncio.create_task(hold(first, role)) for role in roles]
+    second = make_scheduler()
+    try:
+        await until(lambda: held_by(first) == len(roles), 10, "first holds every role")
+        tasks += [asyncio.create_task(hold(second, role)) for role in roles]
+        await until(lambda: held_by(second) == len(roles) // 2, 10, "second takes half")
+        assert lost and all(err.moved for err in lost), lost
+        assert all("moved to member" in str(err) for err in lost)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def test_a_stalled_holder_stops_before_its_lease_can_pass(

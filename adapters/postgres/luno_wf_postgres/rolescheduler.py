@@ -523,7 +523,7 @@ class _Member:
             role.owned = owner == self.id
             if role.leased and not role.owned:
                 if role.holder is not None:
-                    role.holder.lose(f"it moved to member {owner}")
+                    role.holder.lose(f"it moved to member {owner}", moved=True)
                 else:
                     role.ready.clear()
                     self.release.add(name)
@@ -627,6 +627,7 @@ class _Lease:
         self._role: _Role | None = None
         self._task: asyncio.Task[Any] | None = None
         self._lost = ""
+        self._moved = False  # handed to another member on purpose (see RoleLost.moved)
         self._cancelled = False
 
     async def __aenter__(self) -> None:
@@ -664,11 +665,12 @@ class _Lease:
                 role.ready.clear()  # set only to wake waiters (failure, closing)
             await role.ready.wait()
 
-    def lose(self, why: str) -> None:
+    def lose(self, why: str, *, moved: bool = False) -> None:
         """The role is lost: cancel the body so that RoleLost ends the block."""
         if self._lost or self._task is None:
             return
         self._lost = why
+        self._moved = moved
         self._cancelled = True
         self._task.cancel(f"role {self._name!r} lost: {why}")
 
@@ -690,5 +692,5 @@ class _Lease:
         if self._cancelled and self._task is not None and self._task.uncancel() > 0:
             return False  # cancelled from outside as well: let that cancellation through
         if exc is None or isinstance(exc, asyncio.CancelledError):
-            raise RoleLost(f"role {self._name!r} was lost: {self._lost}")
+            raise RoleLost(f"role {self._name!r} was lost: {self._lost}", moved=self._moved)
         return False
