@@ -292,35 +292,44 @@ BEGIN
     ORDER BY e.id;
 END
 $fn$""",
-    # Hand the event p_id, just appended by the caller, straight to receivers of the
-    # topic: for each of p_names (with its owner in p_owners) whose shard the event is in,
-    # claimed by that owner and the name's cursor moved to it, if and only if the name had
-    # every earlier event of its shard handed out. Called by a record store's write, in its
-    # statement, holding the topic's lock: so every earlier event of the topic is
-    # committed, and this function's statement (a volatile function's, with a snapshot of
-    # its own) sees them all, and each cursor's newest position. Returns the names it was
-    # handed to.
+    # Hand the event p_id, just appended by the caller, straight to the receiver p_owner of
+    # the name p_name: claimed by it and the name's cursor moved to the event, if and only
+    # if the event is of the name's shard and the name had every earlier event of its
+    # shard handed out. Called by a record store's write, in its statement, holding the
+    # topic's lock: so every earlier event of the topic is committed, and this function's
+    # statements (a volatile function's, each with a snapshot of its own) see them all,
+    # and the cursor's newest position. Returns whether it handed the event over.
+    """CREATE OR REPLACE FUNCTION {s}.hand_off(
+    p_topic text, p_name text, p_owner text, p_lease interval, p_id bigint
+) RETURNS boolean LANGUAGE plpgsql AS $fn$
+BEGIN
+    UPDATE {s}.cursors k SET position = p_id, updated_at = now()
+    WHERE k.topic = p_topic AND k.name = p_name AND k.position < p_id
+      AND p_id % k.shards = k.shard - 1
+      AND NOT EXISTS (SELECT 1 FROM {s}.events e
+                      WHERE e.topic = p_topic AND e.id > k.position AND e.id < p_id
+                        AND e.id % k.shards = k.shard - 1);
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    INSERT INTO {s}.claims (topic, name, event_id, owner, lease_until)
+    VALUES (p_topic, p_name, p_id, p_owner, now() + p_lease);
+    RETURN true;
+END
+$fn$""",
+    # The same for several receivers (of different names) at once: returns the names of
+    # those it handed the event to.
     """CREATE OR REPLACE FUNCTION {s}.hand_off(
     p_topic text, p_names text[], p_owners text[], p_lease interval, p_id bigint
 ) RETURNS text[] LANGUAGE plpgsql AS $fn$
 DECLARE
-    v_handed text[];
+    v_handed text[] := '{{}}';
 BEGIN
-    WITH moved AS (
-        UPDATE {s}.cursors k SET position = p_id, updated_at = now()
-        FROM unnest(p_names, p_owners) AS r(name, owner)
-        WHERE k.topic = p_topic AND k.name = r.name AND k.position < p_id
-          AND p_id % k.shards = k.shard - 1
-          AND NOT EXISTS (SELECT 1 FROM {s}.events e
-                          WHERE e.topic = p_topic AND e.id > k.position AND e.id < p_id
-                            AND e.id % k.shards = k.shard - 1)
-        RETURNING k.name, r.owner
-    ), claimed AS (
-        INSERT INTO {s}.claims (topic, name, event_id, owner, lease_until)
-        SELECT p_topic, m.name, p_id, m.owner, now() + p_lease FROM moved m
-        RETURNING name
-    )
-    SELECT array_agg(c.name) INTO v_handed FROM claimed c;
+    FOR i IN 1 .. cardinality(p_names) LOOP
+        IF {s}.hand_off(p_topic, p_names[i], p_owners[i], p_lease, p_id) THEN
+            v_handed := v_handed || p_names[i];
+        END IF;
+    END LOOP;
     RETURN v_handed;
 END
 $fn$""",

@@ -118,11 +118,11 @@ _HANDOFF_ONE = """, ev AS (
     ) AS locked
     RETURNING id
 ), handed AS (
-    SELECT id, {s}.hand_off(%(topic)s::text, %(handoff_names)s::text[],
-                            %(handoff_owners)s::text[], %(handoff_lease)s::interval, id) AS names
+    SELECT id, {s}.hand_off(%(topic)s::text, %(handoff_names)s::@names@,
+                            %(handoff_owners)s::@names@, %(handoff_lease)s::interval, id) AS yes
     FROM ev
 )
-SELECT (SELECT count(*) FROM w), (SELECT id FROM handed), (SELECT names FROM handed)"""
+SELECT (SELECT count(*) FROM w), (SELECT id FROM handed), (SELECT yes FROM handed)"""
 # Many runs: the arrays of their columns, and each one's write (a compare-and-set update,
 # or an insert that does nothing for a run id already stored), then the history entries
 # and outbox rows (or events) of those written, in the order given. Runs not written
@@ -210,8 +210,12 @@ _TEMPLATES = {
     # An existing run: compare-and-set on the version; the rest only if it won.
     "update": _UPDATE_ONE + _OUTBOX_ONE,
     "update_event": _UPDATE_ONE + _EVENT_ONE,
-    "insert_handoff": _INSERT_ONE + _HANDOFF_ONE,
-    "update_handoff": _UPDATE_ONE + _HANDOFF_ONE,
+    # To one receiver (text parameters; returns whether) or to several (arrays; returns
+    # the names it was handed to).
+    "insert_handoff": _INSERT_ONE + _HANDOFF_ONE.replace("@names@", "text"),
+    "update_handoff": _UPDATE_ONE + _HANDOFF_ONE.replace("@names@", "text"),
+    "insert_handoffs": _INSERT_ONE + _HANDOFF_ONE.replace("@names@", "text[]"),
+    "update_handoffs": _UPDATE_ONE + _HANDOFF_ONE.replace("@names@", "text[]"),
     "update_many": _many(_MANY_UPDATE, _OUTBOX_MANY, _OUTBOX_ARRAYS),
     "update_many_event": _many(_MANY_UPDATE, _EVENT_MANY, _EVENT_ARRAYS),
     "insert_many_event": _many(_MANY_INSERT, _EVENT_MANY, _EVENT_ARRAYS),
@@ -286,6 +290,7 @@ _UNFINISHED_INDEX = "records_one_unfinished"
 _OUTBOX_WRITES = ("insert", "update")
 _EVENT_WRITES = ("insert_event", "update_event")
 _HANDOFF_WRITES = ("insert_handoff", "update_handoff")
+_HANDOFFS_WRITES = ("insert_handoffs", "update_handoffs")
 _HANDOFF_PREFIX = "handoff_"  # the parameters of _HANDOFF_ONE's receiver
 _HISTORY = (True, False)  # history on, without object snapshots, unless configured
 _BEFORE_ALL = datetime(1, 1, 1, tzinfo=UTC)  # the prune cursor's start
@@ -545,11 +550,18 @@ class PostgresRecordStore(DeadLetters, PoolAdapter):
         params["event_created_at"] = created_at = streamer._clock.now()
         receivers = streamer._handoff_targets(topic)
         statements = _EVENT_WRITES
-        if receivers:
+        if len(receivers) == 1:
+            params["handoff_names"], params["handoff_owners"] = (
+                receivers[0]._name,
+                receivers[0]._owner,
+            )
+            statements = _HANDOFF_WRITES
+        elif receivers:
             params["handoff_names"] = [receiver._name for receiver in receivers]
             params["handoff_owners"] = [receiver._owner for receiver in receivers]
+            statements = _HANDOFFS_WRITES
+        if receivers:
             params["handoff_lease"] = streamer._lease
-            statements = _HANDOFF_WRITES
         if record.meta.version <= 1:
             row = await self._inserts.write(record, params, statements)
         else:
@@ -562,7 +574,7 @@ class PostgresRecordStore(DeadLetters, PoolAdapter):
                 headers=orjson.loads(str(params["headers"])),
                 created_at=created_at,
             )
-            handed = set(row[2])
+            handed = (receivers[0]._name,) if row[2] is True else row[2]
             for receiver in receivers:
                 if receiver._name in handed:
                     streamer._hand(receiver, event, record)
