@@ -10,6 +10,7 @@ repeat nothing; an event handed to a receiver that closed meanwhile goes back at
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -220,3 +221,59 @@ async def test_an_event_handed_to_a_receiver_that_closed_goes_back_at_once(
     assert event.foreign_id == run_id
     await ack()
     await second.close()
+
+
+async def test_a_hand_over_reads_only_the_events_after_the_cursor(
+    pg_pool: AsyncConnectionPool[Any], pg_schema: str
+) -> None:
+    """However many events the topic holds, ``hand_off`` looks only between the cursor and
+    the new event (an index range with both bounds): its statements read a few buffers.
+
+    As on a long-lived connection: the function's plans are made while the topic is small
+    (and kept), then the topic grows to thousands of events before the cursor.
+    """
+    s = sql.Identifier(pg_schema)
+    send = sql.SQL(
+        "SELECT {}.send_events(%s, array_fill('f'::text, ARRAY[%s]),"
+        " array_fill(2::bigint, ARRAY[%s]), array_fill('{{}}'::jsonb, ARRAY[%s]), now())"
+    ).format(s)
+    hand_off = sql.SQL(
+        "SELECT {s}.hand_off(%s, 'step', 'me', interval '30 seconds',"
+        " (SELECT max(id) FROM {s}.events))"
+    ).format(s=s)
+    async with pg_pool.connection() as conn:
+        await conn.set_autocommit(True)
+        await conn.execute(
+            sql.SQL("INSERT INTO {}.cursors (topic, name, position) VALUES (%s, 'step', 0)").format(
+                s
+            ),
+            (TOPIC,),
+        )
+        for _ in range(8):  # past plpgsql's switch to generic plans
+            await conn.execute(send, (TOPIC, 1, 1, 1))
+            assert await (await conn.execute(hand_off, (TOPIC,))).fetchone() == (True,)
+        await conn.execute(send, (TOPIC, 3000, 3000, 3000))
+        await conn.execute(
+            sql.SQL("UPDATE {s}.cursors SET position = (SELECT max(id) FROM {s}.events)").format(
+                s=s
+            )
+        )
+        await conn.execute(send, (TOPIC, 1, 1, 1))
+        plans: list[str] = []
+        conn.add_notice_handler(lambda d: plans.append(d.message_primary or ""))
+        for setting in (
+            "LOAD 'auto_explain'",
+            "SET auto_explain.log_min_duration = 0",
+            "SET auto_explain.log_analyze = on",
+            "SET auto_explain.log_buffers = on",
+            "SET auto_explain.log_nested_statements = on",
+            "SET client_min_messages = log",
+        ):
+            await conn.execute(setting)
+        assert await (await conn.execute(hand_off, (TOPIC,))).fetchone() == (True,)
+        await conn.execute("RESET ALL")
+    looks = [plan for plan in plans if ".events e" in plan and "hand_off" not in plan]
+    assert looks, plans
+    for plan in looks:
+        buffers = [int(n) for n in re.findall(r"shared hit=(\d+)", plan)]
+        assert max(buffers, default=0) < 20, plan  # not the 3,000 events before the cursor

@@ -215,9 +215,10 @@ BEGIN
                 ELSE NOT EXISTS (SELECT 1 FROM pg_stat_activity a
                                  WHERE a.pid = split_part(l.owner, '@', 2)::integer) END))
         AND NOT EXISTS (
-            SELECT 1 FROM {s}.cursors k JOIN {s}.events e
-                ON e.topic = k.topic AND e.id > k.position
-            WHERE k.topic = p_topic AND k.name = p_name)
+            SELECT 1 FROM {s}.events e
+            WHERE e.topic = p_topic AND e.id > (
+                SELECT k.position FROM {s}.cursors k
+                WHERE k.topic = p_topic AND k.name = p_name))
     THEN
         RETURN;
     END IF;
@@ -299,19 +300,28 @@ $fn$""",
     # topic's lock: so every earlier event of the topic is committed, and this function's
     # statements (a volatile function's, each with a snapshot of its own) see them all,
     # and the cursor's newest position. Returns whether it handed the event over.
+    # The cursor is read (and locked) first, so that the look for earlier events is an
+    # index range between two known ids, however many events the topic holds.
     """CREATE OR REPLACE FUNCTION {s}.hand_off(
     p_topic text, p_name text, p_owner text, p_lease interval, p_id bigint
 ) RETURNS boolean LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_from bigint;
+    v_shard integer;
+    v_shards integer;
 BEGIN
-    UPDATE {s}.cursors k SET position = p_id, updated_at = now()
-    WHERE k.topic = p_topic AND k.name = p_name AND k.position < p_id
-      AND p_id % k.shards = k.shard - 1
-      AND NOT EXISTS (SELECT 1 FROM {s}.events e
-                      WHERE e.topic = p_topic AND e.id > k.position AND e.id < p_id
-                        AND e.id % k.shards = k.shard - 1);
-    IF NOT FOUND THEN
+    SELECT k.position, k.shard, k.shards INTO v_from, v_shard, v_shards FROM {s}.cursors k
+    WHERE k.topic = p_topic AND k.name = p_name FOR UPDATE;
+    IF NOT FOUND OR v_from >= p_id OR p_id % v_shards <> v_shard - 1 THEN
         RETURN false;
     END IF;
+    IF EXISTS (SELECT 1 FROM {s}.events e
+               WHERE e.topic = p_topic AND e.id > v_from AND e.id < p_id
+                 AND e.id % v_shards = v_shard - 1) THEN
+        RETURN false;
+    END IF;
+    UPDATE {s}.cursors k SET position = p_id, updated_at = now()
+    WHERE k.topic = p_topic AND k.name = p_name;
     INSERT INTO {s}.claims (topic, name, event_id, owner, lease_until)
     VALUES (p_topic, p_name, p_id, p_owner, now() + p_lease);
     RETURN true;
