@@ -237,7 +237,8 @@ async def with_postgres(
                 args.parallel,
             )
         module = load_postgres_bench()
-        pg_only: Rates = await module.workflow_rates(dsn, schema, args.runs, args.single)
+        async with module.fresh_schema(dsn) as own:  # not on the tables (c) left
+            pg_only: Rates = await module.workflow_rates(dsn, own, args.runs, args.single)
         return hybrid, pg_only
     finally:
         async with pool.connection() as conn:

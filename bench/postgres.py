@@ -15,8 +15,8 @@ Prints, in one run:
 (e) (b) with history off (``build(history=False)``), so the cost of history shows beside it.
 
 Usage: ``python bench/postgres.py [--dsn DSN] [--runs 1000] [--single 200]``. The DSN
-defaults to ``LUNO_WF_TEST_POSTGRES_DSN`` or the local server on 127.0.0.1:5432. Everything
-goes in a throwaway schema, dropped at the end.
+defaults to ``LUNO_WF_TEST_POSTGRES_DSN`` or the local server on 127.0.0.1:5432. Each
+measurement goes in a throwaway schema of its own, dropped after it.
 """
 
 from __future__ import annotations
@@ -272,51 +272,65 @@ def report(label: str, rates: Rates, top: float, runs: int, single: int) -> list
     ]
 
 
+@asynccontextmanager
+async def fresh_schema(dsn: str) -> AsyncIterator[str]:
+    """A throwaway schema, migrated, dropped after the block."""
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    await migrate(dsn, schema=schema)
+    try:
+        yield schema
+    finally:
+        async with await AsyncConnection.connect(dsn, autocommit=True) as conn:
+            await conn.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+            )
+
+
 async def measurements(
-    args: argparse.Namespace, schema: str
+    args: argparse.Namespace,
 ) -> tuple[float, list[tuple[str, Rates]], list[str]]:
-    """(a), then (b), (c), (e) and (d) as asked, then the explanation if asked."""
+    """(a), then (b), (c), (e) and (d) as asked, then the explanation if asked.
+
+    Each on tables of its own, so that none runs on what an earlier one left behind.
+    """
     dsn, runs, single = args.dsn, args.runs, args.single
-    top = await ceiling(dsn, schema, args.ceiling_steps)
-    found = [
-        (
-            "(b) luno_wf 3-step workflow, PostgreSQL only, default build (DSN, no options)",
-            await workflow_rates(dsn, schema, runs, single),
+    async with fresh_schema(dsn) as schema:
+        top = await ceiling(dsn, schema, args.ceiling_steps)
+    found = []
+    async with fresh_schema(dsn) as schema:
+        found.append(
+            (
+                "(b) luno_wf 3-step workflow, PostgreSQL only, default build (DSN, no options)",
+                await workflow_rates(dsn, schema, runs, single),
+            )
         )
-    ]
     if not args.no_outbox:
-        found.append(
-            (
-                "(c) the same, events through the outbox (direct_events=False)",
-                await workflow_rates(
-                    dsn, schema, runs, single, lambda: default_adapters(dsn, schema, direct=False)
-                ),
+        async with fresh_schema(dsn) as schema:
+            outbox = await workflow_rates(
+                dsn, schema, runs, single, lambda: default_adapters(dsn, schema, direct=False)
             )
-        )
+        found.append(("(c) the same, events through the outbox (direct_events=False)", outbox))
     if not args.no_history_off:
-        found.append(
-            (
-                "(e) the same as (b) with history off (build(history=False))",
-                await workflow_rates(dsn, schema, runs, single, build_options={"history": False}),
-            )
-        )
+        async with fresh_schema(dsn) as schema:
+            off = await workflow_rates(dsn, schema, runs, single, build_options={"history": False})
+        found.append(("(e) the same as (b) with history off (build(history=False))", off))
     options = {
         key: value
         for key, value in (("parallel_count", args.parallel), ("concurrency", args.concurrency))
         if value is not None
     }
     if options or args.pool:
-        adapters: Callable[[], Any] | None = (
-            (lambda: pooled_adapters(dsn, schema, args.pool)) if args.pool else None
-        )
         shown = ", ".join([*(f"{k}={v}" for k, v in options.items()), f"pool={args.pool}"])
-        found.append(
-            (
-                f"(d) the same as (b) with {shown}",
-                await workflow_rates(dsn, schema, runs, single, adapters, **options),
+        async with fresh_schema(dsn) as schema:
+            adapters: Callable[[], Any] | None = (
+                (lambda: pooled_adapters(dsn, schema, args.pool)) if args.pool else None
             )
-        )
-    explained = await explain(dsn, schema, 50) if args.explain else []
+            tuned = await workflow_rates(dsn, schema, runs, single, adapters, **options)
+        found.append((f"(d) the same as (b) with {shown}", tuned))
+    explained: list[str] = []
+    if args.explain:
+        async with fresh_schema(dsn) as schema:
+            explained = await explain(dsn, schema, 50)
     return top, found, explained
 
 
@@ -336,15 +350,7 @@ async def main() -> None:
     )
     args = parser.parse_args()
 
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    await migrate(args.dsn, schema=schema)
-    try:
-        top, found, explained = await measurements(args, schema)
-    finally:
-        async with await AsyncConnection.connect(args.dsn, autocommit=True) as conn:
-            await conn.execute(
-                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
-            )
+    top, found, explained = await measurements(args)
 
     print(f"PostgreSQL benchmark (one machine, loopback, {os.cpu_count()} cores)")
     print(f"  (a) one-statement step, 1 connection, {args.ceiling_steps} steps")
