@@ -21,6 +21,7 @@ from luno_wf import (
     RecordFilter,
     TimeoutRecord,
 )
+from luno_wf._memory.streamer import MemReceiver
 from luno_wf.errors import RecordNotFound, StaleRecord, WorkflowInProgress
 from luno_wf.memory import MemRecordStore, MemStreamer, MemTimeoutStore
 
@@ -237,7 +238,7 @@ class ShardIgnored(MemStreamer):
         total: int,
         stream_from_latest: bool = False,
         poll_frequency: timedelta | None = None,
-    ) -> EventReceiver:
+    ) -> MemReceiver:
         if not 1 <= shard <= total:
             raise ValueError(f"shard must be in 1..total, got {shard} of {total}")
         return await self.new_receiver(topic, name, stream_from_latest=stream_from_latest)
