@@ -14,7 +14,7 @@ __all__ = ["MemStreamer"]
 
 
 class MemStreamer:
-    """An :class:`~luno_wf.adapter.EventStreamer` in one process (and a ShardedStreamer).
+    """An :class:`~luno_wf.adapter.EventStreamer` in one process.
 
     Each topic is its own log; each receiver name has one position per topic. Receivers of
     the same name share the work; events a closed receiver had not acked go to the next
@@ -67,30 +67,6 @@ class MemStreamer:
         group = self._log(topic).group(name, from_latest=stream_from_latest)
         return MemReceiver(Reader(group))
 
-    async def new_shard_receiver(
-        self,
-        topic: str,
-        name: str,
-        *,
-        shard: int,
-        total: int,
-        stream_from_latest: bool = False,
-        poll_frequency: timedelta | None = None,
-    ) -> MemReceiver:
-        """A receiver of the events of ``topic`` whose id modulo ``total`` is ``shard - 1``.
-
-        A :class:`~luno_wf.adapter.ShardedStreamer`: the name's position moves past the
-        other shards' events without handing them out. Otherwise as :meth:`new_receiver`.
-
-        Raises:
-            ValueError: ``total`` is below 1, or ``shard`` is not in 1..``total``.
-
-        """
-        if not (isinstance(total, int) and isinstance(shard, int) and 1 <= shard <= total):
-            raise ValueError(f"shard must be in 1..total, got shard {shard!r} of {total!r}")
-        group = self._log(topic).group(name, from_latest=stream_from_latest)
-        return MemReceiver(Reader(group), (shard - 1, total))
-
 
 class MemSender:
     """Sends to one topic of a :class:`MemStreamer`."""
@@ -122,25 +98,12 @@ class MemSender:
 class MemReceiver:
     """Receives one topic of a :class:`MemStreamer` under one name."""
 
-    def __init__(self, reader: Reader[Event], shard: tuple[int, int] | None = None) -> None:
+    def __init__(self, reader: Reader[Event]) -> None:
         self._reader = reader
-        # (remainder, total) of a shard's receiver: it hands out only the events whose id
-        # modulo total is remainder, and passes (acks) the others.
-        self._shard = shard
-
-    def _mine(self, position: int, event: Event) -> bool:
-        shard = self._shard
-        if shard is None or event.id % shard[1] == shard[0]:
-            return True
-        self._reader.ack(position)  # another shard's: the name moves past it
-        return False
 
     async def recv(self) -> tuple[Event, Ack]:
         """Wait for the next event; cancellable."""
-        while True:
-            position, event = await self._reader.next()
-            if self._mine(position, event):
-                break
+        position, event = await self._reader.next()
 
         async def ack() -> None:
             self._reader.ack(position)
@@ -156,8 +119,6 @@ class MemReceiver:
             if taken is None:
                 break
             position, event = taken
-            if not self._mine(position, event):
-                continue
 
             async def ack(position: int = position) -> None:
                 reader.ack(position)

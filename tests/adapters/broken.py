@@ -21,7 +21,6 @@ from luno_wf import (
     RecordFilter,
     TimeoutRecord,
 )
-from luno_wf._memory.streamer import MemReceiver
 from luno_wf.errors import RecordNotFound, StaleRecord, WorkflowInProgress
 from luno_wf.memory import MemRecordStore, MemStreamer, MemTimeoutStore
 
@@ -238,7 +237,7 @@ class ShardIgnored(MemStreamer):
         total: int,
         stream_from_latest: bool = False,
         poll_frequency: timedelta | None = None,
-    ) -> MemReceiver:
+    ) -> EventReceiver:
         if not 1 <= shard <= total:
             raise ValueError(f"shard must be in 1..total, got {shard} of {total}")
         return await self.new_receiver(topic, name, stream_from_latest=stream_from_latest)
