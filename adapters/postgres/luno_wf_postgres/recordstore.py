@@ -94,21 +94,7 @@ _OUTBOX_ONE = """, out AS (
     SELECT %(outbox_id)s, %(workflow_name)s, %(data)s, %(outbox_created_at)s FROM w
 )
 SELECT count(*) FROM w"""
-_EVENT_ONE = """, ev AS (
-    INSERT INTO {s}.events (topic, foreign_id, type, headers, created_at)
-    SELECT %(topic)s::text, %(run_id)s::text, %(status)s::bigint, %(headers)s::jsonb,
-           %(event_created_at)s::timestamptz
-    FROM (
-        SELECT pg_advisory_xact_lock(hashtextextended({lock_prefix} || %(topic)s::text, 0))
-        FROM (SELECT FROM w OFFSET 0) AS written
-    ) AS locked
-    RETURNING 1
-)
-SELECT count(*) FROM w"""
-# The same, handing the event straight to receivers of this process that wait for its
-# topic (see the schema's hand_off): returns also the event's id and the names of those
-# it was handed to.
-_HANDOFF_ONE = """, ev AS (
+_APPEND_ONE = """, ev AS (
     INSERT INTO {s}.events (topic, foreign_id, type, headers, created_at)
     SELECT %(topic)s::text, %(run_id)s::text, %(status)s::bigint, %(headers)s::jsonb,
            %(event_created_at)s::timestamptz
@@ -117,12 +103,24 @@ _HANDOFF_ONE = """, ev AS (
         FROM (SELECT FROM w OFFSET 0) AS written
     ) AS locked
     RETURNING id
-), handed AS (
+)"""
+_EVENT_ONE = (
+    _APPEND_ONE
+    + """
+SELECT count(*) FROM w"""
+)
+# The same, handing the event straight to receivers of this process that wait for its
+# topic (see the schema's hand_off): returns also the event's id and the names of those
+# it was handed to.
+_HANDOFF_ONE = (
+    _APPEND_ONE
+    + """, handed AS (
     SELECT id, {s}.hand_off(%(topic)s::text, %(handoff_names)s::@names@,
                             %(handoff_owners)s::@names@, %(handoff_lease)s::interval, id) AS yes
     FROM ev
 )
 SELECT (SELECT count(*) FROM w), (SELECT id FROM handed), (SELECT yes FROM handed)"""
+)
 # Many runs: the arrays of their columns, and each one's write (a compare-and-set update,
 # or an insert that does nothing for a run id already stored), then the history entries
 # and outbox rows (or events) of those written, in the order given. Runs not written
@@ -571,7 +569,7 @@ class PostgresRecordStore(DeadLetters, PoolAdapter):
                 id=int(row[1]),
                 foreign_id=record.run_id,
                 type=int(record.status),
-                headers=orjson.loads(str(params["headers"])),
+                headers=outbox_data(record).headers,  # what the statement stored
                 created_at=created_at,
             )
             handed = (receivers[0]._name,) if row[2] is True else row[2]
