@@ -89,6 +89,31 @@ async def start(dsn: str, schema: str, *args: str) -> Worker:
     return Worker(proc, log)
 
 
+async def stop_all(*workers: Worker | None, timeout: float = 30) -> None:
+    """Stop every worker still running (resumed if stopped, then SIGTERM) and close every log.
+
+    Each worker that was still running must exit cleanly within ``timeout`` (killed if not);
+    one that had already ended (killed by the test) is only reaped.
+    """
+    present = [w for w in workers if w is not None]
+    running = [w for w in present if w.proc.returncode is None]
+    for worker in running:
+        worker.proc.send_signal(signal.SIGCONT)
+        worker.proc.send_signal(signal.SIGTERM)
+    codes = []
+    for worker in present:
+        try:
+            code = await asyncio.wait_for(worker.proc.wait(), timeout)
+        except TimeoutError:
+            worker.proc.kill()
+            code = await worker.proc.wait()
+        if worker in running:
+            codes.append((code, worker.tail()))
+        worker.close()
+    for code, tail in codes:
+        assert code == 0, tail
+
+
 async def poll_until(check: Callable[[], Awaitable[bool]], timeout: float, every: float) -> None:
     async with asyncio.timeout(timeout):
         while True:
@@ -184,19 +209,7 @@ async def test_sigkill_one_worker_mid_way(
         await poll_until(lambda: done(RUNS), 40, 0.1)
         await poll_until(outbox_empty, 10, 0.1)
     finally:
-        for worker in (doomed, survivor):
-            if worker is not None and worker.proc.returncode is None:
-                worker.proc.send_signal(signal.SIGTERM)
-        try:
-            if survivor is not None:
-                assert await asyncio.wait_for(survivor.proc.wait(), 20) == 0, survivor.tail()
-        finally:
-            if doomed.proc.returncode is None:
-                doomed.proc.kill()
-                await doomed.proc.wait()
-            for worker in (doomed, survivor):
-                if worker is not None:
-                    worker.close()
+        await stop_all(doomed, survivor, timeout=20)
 
     async with pg_pool.connection() as conn:
         s = sql.Identifier(pg_schema)

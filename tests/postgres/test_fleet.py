@@ -26,6 +26,7 @@ from tests.postgres.test_crash import (
     poll_until,
     scalar,
     start,
+    stop_all,
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -163,16 +164,7 @@ async def test_roles_spread_move_on_death_and_stall_and_nothing_is_applied_twice
         await poll_until(all_done, 90, 0.1)
         await poll_until(outbox_empty, 30, 0.1)
     finally:
-        for worker in workers:
-            if worker.proc.returncode is None:
-                worker.proc.send_signal(signal.SIGCONT)
-                worker.proc.send_signal(signal.SIGTERM)
-        try:
-            for worker in workers[1:]:
-                assert await asyncio.wait_for(worker.proc.wait(), 30) == 0, worker.tail()
-        finally:
-            for worker in workers:
-                worker.close()
+        await stop_all(*workers)
 
     await audit(pg_pool, pg_schema)
     await assert_history_is_the_audit(pg_pool, pg_schema, RUNS)

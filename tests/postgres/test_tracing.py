@@ -9,9 +9,7 @@ and in the record.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ import pytest
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from .test_crash import Worker, poll_until, scalar, start
+from .test_crash import Worker, poll_until, scalar, start, stop_all
 
 pytestmark = pytest.mark.postgres
 
@@ -35,24 +33,6 @@ NEXT = {"CREATED": "FIRST", "FIRST": "SECOND", "SECOND": "DONE"}
 
 def read_spans(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-async def stop_all(*workers: Worker | None) -> None:
-    for worker in workers:
-        if worker is not None and worker.proc.returncode is None:
-            worker.proc.send_signal(signal.SIGTERM)
-    codes = []
-    for worker in workers:
-        if worker is not None:
-            try:
-                code = await asyncio.wait_for(worker.proc.wait(), 30)
-            except TimeoutError:
-                worker.proc.kill()
-                code = await worker.proc.wait()
-            codes.append((code, worker.tail()))
-            worker.close()
-    for code, tail in codes:
-        assert code == 0, tail
 
 
 def check_one_trace_per_run(
