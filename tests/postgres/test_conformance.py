@@ -118,26 +118,23 @@ class TestPostgresTimeoutStore(TimeoutStoreContract):
         )
 
 
+def streamer_factory(dsn: str, schema: str) -> StreamerFactory:
+    """Fresh PostgresStreamers on the test's schema, each closed after use."""
+    return schema_factory(
+        dsn, schema, lambda pool, s: PostgresStreamer(pool, schema=s), lambda st: st.close()
+    )
+
+
 class TestPostgresStreamer(EventStreamerContract):
     @pytest.fixture
     def make_streamer(self, postgres_dsn: str, pg_schema: str) -> StreamerFactory:
-        return schema_factory(
-            postgres_dsn,
-            pg_schema,
-            lambda pool, s: PostgresStreamer(pool, schema=s),
-            lambda streamer: streamer.close(),
-        )
+        return streamer_factory(postgres_dsn, pg_schema)
 
 
 class TestPostgresShardedStreamer(ShardedStreamerContract):
     @pytest.fixture
     def make_streamer(self, postgres_dsn: str, pg_schema: str) -> StreamerFactory:
-        return schema_factory(
-            postgres_dsn,
-            pg_schema,
-            lambda pool, s: PostgresStreamer(pool, schema=s),
-            lambda streamer: streamer.close(),
-        )
+        return streamer_factory(postgres_dsn, pg_schema)
 
 
 class TestPostgresRoleScheduler(RoleSchedulerContract):
